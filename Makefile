@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PERSONS ?= 50000
+
+.PHONY: run test install lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the main job end to end on the embedded defaults.
+run: install
+	$(VENV)/bin/yujing simulate --persons $(PERSONS) --out var/data/city
+	$(VENV)/bin/yujing validate --data var/data/city --strict
+
+## test: the whole test suite (two workers on two cores).
+test: install
+	$(VENV)/bin/pytest -n 2 -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""The ``yujing`` command: a thin shell over the library.
+
+Each command parses its options, calls one function, prints a short summary
+of what it wrote where, and turns known errors into one line on stderr with
+exit code 2 (never a traceback with data in it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conf import get_settings
+from features.loaders import DataContractError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # rich tracebacks print local variables, which may hold personal data
+    help="预警 yujing: dispute and escalation risk.",
+)
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    _err(f"error: {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    persons: Annotated[int | None, typer.Option(help="Number of persons in the city.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days of incidents to simulate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same bytes).")] = None,
+    start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <data_dir>/city).")] = None,
+) -> None:
+    """Simulate a synthetic city and write its tables as Parquet, truth apart."""
+    from simulation.city import simulate_city, write_city
+    from simulation.config import SimConfig
+
+    settings = get_settings()
+    try:
+        config = SimConfig(
+            persons=persons or settings.sim_persons,
+            days=days or settings.sim_days,
+            seed=settings.seed if seed is None else seed,
+            start=start or settings.sim_start,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    target = (out or settings.data_dir / "city").resolve()
+    _err(f"simulating {config.persons:,} persons over {config.days} days from {config.start}, seed {config.seed}")
+    city = simulate_city(config, progress=lambda line: _err(f"  {line}"))
+    manifest = write_city(city, target)
+    typer.echo(f"wrote {len(manifest['row_counts'])} tables to {target} (fingerprint {manifest['fingerprint']})")
+    for name, count in manifest["row_counts"].items():
+        typer.echo(f"  {name + '.parquet':<20} {count:>10,} rows")
+    typer.echo(f"  truth/ holds {', '.join(manifest['truth_row_counts'])} (for evaluation only)")
+
+
+@app.command()
+def validate(
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (Parquet or CSV per table).")] = None,
+    encoding: Annotated[str | None, typer.Option(help="CSV encoding; default tries UTF-8 then GB18030.")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Where to write quarantined rows.")] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any row was quarantined.")] = False,
+) -> None:
+    """Check a dataset against the data contract; quarantine rows that do not fit."""
+    from features.fingerprint import dataset_fingerprint
+    from features.loaders import load_dataset, write_quarantine
+
+    root = (data or get_settings().data_dir / "city").resolve()
+    try:
+        dataset = load_dataset(root, encoding=encoding)
+    except DataContractError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(dataset.summary())
+    written = write_quarantine(dataset, (quarantine or root / "quarantine").resolve())
+    total = sum(r.quarantined for r in dataset.tables.values())
+    typer.echo(f"fingerprint {dataset_fingerprint(root)}; {total:,} rows quarantined")
+    for path in written:
+        typer.echo(f"  quarantine: {path}")
+    if strict and total:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point (``yujing``)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
