@@ -126,7 +126,9 @@ def _read_any(path: Path, encoding: str | None) -> tuple[pd.DataFrame, list[tupl
             frame.index = pd.RangeIndex(1, len(frame) + 1)
             return frame, []
         except Exception as exc:  # pyarrow raises several unrelated types for a broken file
-            raise DataContractError(f"{path}: not a readable Parquet file ({type(exc).__name__}); fix: re-export it") from None
+            raise DataContractError(
+                f"{path}: not a readable Parquet file ({type(exc).__name__}); fix: re-export it"
+            ) from None
     if suffix in (".csv", ".txt"):
         frame, bad, _ = read_csv_text(path, encoding)
         return frame, bad
@@ -212,7 +214,10 @@ def validate_frame(frame: pd.DataFrame, table: Table, source: str) -> tuple[pd.D
             typed[name] = typed[name].fillna(False).astype(bool)
 
     if table.key:
-        flag(typed.duplicated(list(table.key), keep="first"), f"duplicate key ({', '.join(table.key)}) of an earlier row")
+        flag(
+            typed.duplicated(list(table.key), keep="first"),
+            f"duplicate key ({', '.join(table.key)}) of an earlier row",
+        )
 
     candidates = typed.drop(index=list(reasons)) if reasons else typed
     try:
@@ -246,7 +251,10 @@ def load_table(path: str | Path, table: str | Table, encoding: str | None = None
     if broken:
         width = frame.shape[1]
         lines = pd.DataFrame(
-            {ROW: [n for n, _ in broken], REASON: [f"line has {k} fields, header has {width}" for _, k in broken]}
+            {
+                ROW: [n for n, _ in broken],
+                REASON: [f"line has {k} fields, header has {width}" for _, k in broken],
+            }
         )
         quarantine = pd.concat([quarantine, lines], ignore_index=True).sort_values(ROW, kind="stable")
         quarantine = quarantine.reset_index(drop=True)
@@ -266,12 +274,16 @@ def load_dataset(root: str | Path, tables: Iterable[str] | None = None, encoding
     """Load every contract table found in a folder (all of them must be there)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataContractError(f"{root}: no such folder; fix: run `yujing simulate --out {root}` or point --data at an export")
+        raise DataContractError(
+            f"{root}: no such folder; fix: run `yujing simulate --out {root}` or point --data at an export"
+        )
     dataset = Dataset(root)
     for name in tables or TABLES:
         path = find_table_file(root, name)
         if path is None:
-            raise DataContractError(f"{root}: no {name}.parquet or {name}.csv; fix: export table {name!r} into this folder")
+            raise DataContractError(
+                f"{root}: no {name}.parquet or {name}.csv; fix: export table {name!r} into this folder"
+            )
         dataset.tables[name] = load_table(path, name, encoding)
     return dataset
 

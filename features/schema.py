@@ -122,11 +122,17 @@ ADDRESSES = Table(
     "with the station and county that cover it.",
     {
         "address_id": Col("str", "Address key.", unique=True),
-        "county_code": Col("str", "6-digit administrative code of the county/district (Tongliao: 1505xx).", pattern=r"^\d{6}$"),
+        "county_code": Col(
+            "str",
+            "6-digit administrative code of the county/district (Tongliao: 1505xx).",
+            pattern=r"^\d{6}$",
+        ),
         "county_name": Col("str", "County/district name, e.g. 科尔沁区, 科左中旗."),
         "station_id": STATION,
         "station_name": Col("str", "Station name, e.g. 明仁派出所."),
-        "area_type": Col("str", "urban compound, rural village or pastoral area.", allowed=("urban", "rural", "pastoral")),
+        "area_type": Col(
+            "str", "urban compound, rural village or pastoral area.", allowed=("urban", "rural", "pastoral")
+        ),
         "township": Col("str", "街道 / 镇 / 乡 / 苏木."),
         "community": Col("str", "小区 (urban) or 村 / 嘎查 (rural, pastoral)."),
         "building": Col("int", "楼 number (urban only).", nullable=True, ge=1),
@@ -146,7 +152,9 @@ HOUSEHOLDS = Table(
         "address_id": Col("str", "Where the household lives (addresses.address_id)."),
         "head_person_id": Col("str", "The 户主 (persons.person_id)."),
         "size": Col("int", "Number of members, 1 to 8.", ge=1, le=8),
-        "household_type": Col("str", "registered (户籍户) or floating (流动人口户).", allowed=("registered", "floating")),
+        "household_type": Col(
+            "str", "registered (户籍户) or floating (流动人口户).", allowed=("registered", "floating")
+        ),
     },
     key=("household_id",),
 )
@@ -176,7 +184,15 @@ PERSONS = Table(
     key=("person_id",),
 )
 
-RELATION_KINDS = ("neighbor", "ex_partner", "partner", "creditor_debtor", "employer_worker", "coworker", "land_neighbor")
+RELATION_KINDS = (
+    "neighbor",
+    "ex_partner",
+    "partner",
+    "creditor_debtor",
+    "employer_worker",
+    "coworker",
+    "land_neighbor",
+)
 
 RELATIONS = Table(
     "relations",
@@ -187,7 +203,11 @@ RELATIONS = Table(
         "person_id_b": Col("str", "Second person."),
         "relation": Col("str", "Kind of link.", allowed=RELATION_KINDS),
         "since": Col("datetime", "When the link was first recorded.", nullable=True),
-        "source": Col("str", "Where the link comes from: registry, visit, incident.", allowed=("registry", "visit", "incident")),
+        "source": Col(
+            "str",
+            "Where the link comes from: registry, visit, incident.",
+            allowed=("registry", "visit", "incident"),
+        ),
     },
     key=("person_id_a", "person_id_b", "relation"),
 )
@@ -202,8 +222,18 @@ INCIDENTS = Table(
         "incident_id": Col("str", "Incident key (接警单号).", unique=True),
         "received_at": Col("datetime", "When the call was received."),
         "caller_name": Col("str", "Caller name as given (personal data; may be a title like 张女士).", nullable=True),
-        "caller_phone": Col("str", "Caller phone, whole or masked (personal data).", nullable=True, pattern=SHOWN_PHONE_PATTERN),
-        "caller_id_number": Col("str", "Caller ID number, whole or masked (personal data).", nullable=True, pattern=SHOWN_ID_PATTERN),
+        "caller_phone": Col(
+            "str",
+            "Caller phone, whole or masked (personal data).",
+            nullable=True,
+            pattern=SHOWN_PHONE_PATTERN,
+        ),
+        "caller_id_number": Col(
+            "str",
+            "Caller ID number, whole or masked (personal data).",
+            nullable=True,
+            pattern=SHOWN_ID_PATTERN,
+        ),
         "location_text": Col("str", "Where, as the caller said it (not normalised).", nullable=True),
         "narrative": Col("str", "Free-text narrative (personal data inside)."),
         "category_l1": Col("str", "Police category, level 1.", allowed=CATEGORY_L1),
@@ -214,7 +244,18 @@ INCIDENTS = Table(
     key=("incident_id",),
 )
 
-CHARGES = ("故意伤害", "故意杀人", "寻衅滋事", "故意毁坏财物", "非法拘禁", "殴打他人", "盗窃", "诈骗", "抢劫", "其他")
+CHARGES = (
+    "故意伤害",
+    "故意杀人",
+    "寻衅滋事",
+    "故意毁坏财物",
+    "非法拘禁",
+    "殴打他人",
+    "盗窃",
+    "诈骗",
+    "抢劫",
+    "其他",
+)
 VIOLENT_CHARGES = ("故意伤害", "故意杀人", "寻衅滋事", "故意毁坏财物", "非法拘禁", "殴打他人", "抢劫")
 """Charges that make a later case an escalation (民转刑) of an earlier dispute."""
 
@@ -248,9 +289,7 @@ VISITS = Table(
     key=("visit_id",),
 )
 
-TABLES: dict[str, Table] = {
-    t.name: t for t in (ADDRESSES, HOUSEHOLDS, PERSONS, RELATIONS, INCIDENTS, CASES, VISITS)
-}
+TABLES: dict[str, Table] = {t.name: t for t in (ADDRESSES, HOUSEHOLDS, PERSONS, RELATIONS, INCIDENTS, CASES, VISITS)}
 """Every table of the contract, by name (the file stem a dataset folder uses)."""
 
 

@@ -91,6 +91,59 @@ def validate(
         raise typer.Exit(1)
 
 
+def _run_stream(input_path: Path, output: Path, run) -> None:  # type: ignore[no-untyped-def]
+    """Open input and output, run a batch command, rename the output into place on success."""
+    from pipelines.batch import open_output
+
+    if str(input_path) != "-" and not input_path.is_file():
+        raise _fail(f"{input_path}: no such file")
+    source = sys.stdin.buffer if str(input_path) == "-" else input_path.open("rb")
+    try:
+        if str(output) == "-":
+            stats = run(source, sys.stdout)
+        else:
+            with open_output(output) as sink:
+                stats = run(source, sink)
+            output.with_name(output.name + ".part").replace(output)
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    where = "stdout" if str(output) == "-" else str(output)
+    _err(f"read {stats.read:,} lines, wrote {stats.written:,} to {where}, {stats.errors:,} with an error field")
+
+
+@app.command()
+def classify(
+    input: Annotated[Path, typer.Option("--input", help="JSON lines with id and narrative ('-' = stdin).")],
+    output: Annotated[Path, typer.Option("--output", help="JSON lines out, one per input line ('-' = stdout).")],
+) -> None:
+    """Classify incident narratives: dispute or not, category, cues, matched terms."""
+    from pipelines.batch import classify_stream
+
+    _run_stream(input, output, classify_stream)
+
+
+@app.command()
+def warn(
+    input: Annotated[
+        Path,
+        typer.Option("--input", help="JSON lines: id, narrative, received_at, household_id or party_key."),
+    ],
+    as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD (end of that day) or an ISO time.")],
+    output: Annotated[Path, typer.Option("--output", help="JSON lines out, one per household or party.")],
+) -> None:
+    """Run the scoring warning models (积分预警) over call histories as of a date."""
+    import pandas as pd
+
+    from pipelines.batch import warn_stream
+
+    try:
+        pd.Timestamp(as_of)
+    except ValueError:
+        raise _fail(f"--as-of {as_of!r} is not a date; use YYYY-MM-DD") from None
+    _run_stream(input, output, lambda source, sink: warn_stream(source, sink, as_of))
+
+
 def main() -> None:
     """Console entry point (``yujing``)."""
     try:

@@ -65,7 +65,10 @@ def simulate_city(config: SimConfig, progress: Progress = _quiet) -> City:
     conflicts = draw_conflicts(config, pop, people, rngs["conflicts"])
     done("conflicts", f"{len(conflicts):,} latent conflicts")
     dyn = run_dynamics(config, conflicts, rngs["dynamics"])
-    done("dynamics", f"{len(dyn.calls):,} dispute calls, {len(dyn.escalations):,} escalations (burn-in included)")
+    done(
+        "dynamics",
+        f"{len(dyn.calls):,} dispute calls, {len(dyn.escalations):,} escalations (burn-in included)",
+    )
     background = draw_background_calls(config, pop, rngs["background"])
     done("background", f"{len(background):,} other calls")
     disputes = assemble_dispute_calls(config, pop, conflicts, dyn.calls, pairs, rngs["incidents"])
@@ -78,10 +81,17 @@ def simulate_city(config: SimConfig, progress: Progress = _quiet) -> City:
     cases, escalation_truth = build_cases(config, pop, conflicts, dyn.escalations, calls, rngs["records"])
     visits = build_visits(config, pop, conflicts, dyn.mediations, rngs["records"])
     relations = build_relations(config, pop, conflicts, pairs, rngs["records"])
-    done("records", f"{cases['case_id'].nunique():,} cases, {len(visits):,} visits, {len(relations):,} relations")
+    done(
+        "records",
+        f"{cases['case_id'].nunique():,} cases, {len(visits):,} visits, {len(relations):,} relations",
+    )
 
-    return City(config, _export_tables(pop, calls, cases, visits, relations),
-                _truth_tables(pop, conflicts, calls, escalation_truth), timings)
+    return City(
+        config,
+        _export_tables(pop, calls, cases, visits, relations),
+        _truth_tables(pop, conflicts, calls, escalation_truth),
+        timings,
+    )
 
 
 def _export_tables(pop, calls, cases, visits, relations) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
@@ -155,7 +165,10 @@ def _truth_tables(pop, conflicts, calls, escalation_truth) -> dict[str, pd.DataF
             "caller_person_id": person_ids[calls["caller_row"].to_numpy()],
             "place_household_id": hh_ids[calls["place_household"].to_numpy()],
             "repeat_n": calls["repeat_n"],
-            **{f"true_{c}": calls[c] for c in ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation")},
+            **{
+                f"true_{c}": calls[c]
+                for c in ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation")
+            },
             "mentioned_cues": calls["mentioned_cues"],
             "template_id": calls["template_id"],
         }
@@ -164,8 +177,12 @@ def _truth_tables(pop, conflicts, calls, escalation_truth) -> dict[str, pd.DataF
         columns="conflict_row"
     )
     latent = pop.latent.drop(columns="age")
-    return {"conflicts": truth_conflicts, "incidents": truth_incidents, "escalations": escalations,
-            "persons_latent": latent}
+    return {
+        "conflicts": truth_conflicts,
+        "incidents": truth_incidents,
+        "escalations": escalations,
+        "persons_latent": latent,
+    }
 
 
 def write_city(city: City, out: str | Path) -> dict:

@@ -14,7 +14,7 @@ from features.schema import CATEGORIES  # the contract owns the category codes
 
 SIMULATOR_VERSION = "1.0.0"
 
-__all__ = ["CATEGORIES", "CATEGORY_SHARE", "COUNTIES", "NON_DISPUTE_SHARE", "SimConfig", "County"]
+__all__ = ["CATEGORIES", "CATEGORY_SHARE", "COUNTIES", "NON_DISPUTE_SHARE", "County", "SimConfig"]
 
 # BRIEF §4: a county bureau's 2023 dispute statistics. TARGET for the share of latent conflicts.
 CATEGORY_SHARE = {
@@ -64,27 +64,156 @@ class County:
 # 科尔沁区 about a third, the banners 0.1-0.4 M each; Mongol share is about 46 % city-wide,
 # highest in the Horqin banners. Figures are rounded and documented as approximate.
 COUNTIES: tuple[County, ...] = (
-    County("150502", "科尔沁区", 0.305, 0.80, 0.00, 0.32,
-           ("明仁", "施介", "科尔沁", "永清", "红星", "西门", "东郊", "清河", "大林", "钱家店",
-            "丰田", "余粮堡", "育新", "敖力布皋", "莫力庙", "庆和", "建国", "铁南", "团结", "交通")),
+    County(
+        "150502",
+        "科尔沁区",
+        0.305,
+        0.80,
+        0.00,
+        0.32,
+        (
+            "明仁",
+            "施介",
+            "科尔沁",
+            "永清",
+            "红星",
+            "西门",
+            "东郊",
+            "清河",
+            "大林",
+            "钱家店",
+            "丰田",
+            "余粮堡",
+            "育新",
+            "敖力布皋",
+            "莫力庙",
+            "庆和",
+            "建国",
+            "铁南",
+            "团结",
+            "交通",
+        ),
+    ),
     County("150571", "开发区", 0.035, 0.85, 0.00, 0.25, ("辽河", "河西", "木里图", "新城")),
-    County("150581", "霍林郭勒市", 0.042, 0.90, 0.05, 0.30, ("珠斯花", "莫斯台", "宝日呼吉尔", "沙尔呼热", "达来胡硕")),
-    County("150521", "科左中旗", 0.163, 0.25, 0.15, 0.72,
-           ("保康", "宝龙山", "舍伯吐", "巴彦塔拉", "门达", "架玛吐", "花吐古拉", "代力吉", "努日木",
-            "希伯花", "胜利", "敖包", "珠日河", "图布信", "腰林毛都", "协代")),
-    County("150522", "科左后旗", 0.118, 0.25, 0.25, 0.75,
-           ("甘旗卡", "吉尔嘎朗", "金宝屯", "常胜", "朝鲁吐", "海鲁吐", "努古斯台", "散都", "双胜",
-            "阿古拉", "茂道吐", "巴嘎塔拉", "查日苏")),
-    County("150523", "开鲁县", 0.133, 0.35, 0.02, 0.12,
-           ("开鲁", "大榆树", "黑龙坝", "麦新", "义和塔拉", "建华", "小街基", "东风", "吉日嘎郎", "东来")),
-    County("150524", "库伦旗", 0.058, 0.30, 0.15, 0.60,
-           ("库伦", "扣河子", "白音花", "六家子", "额勒顺", "茫汗", "先进", "水泉")),
-    County("150525", "奈曼旗", 0.102, 0.30, 0.10, 0.40,
-           ("大沁他拉", "八仙筒", "青龙山", "新镇", "治安", "东明", "沙日浩来", "义隆永", "苇莲苏",
-            "白音他拉", "土城子", "固日班花", "黄花塔拉")),
-    County("150526", "扎鲁特旗", 0.044, 0.35, 0.35, 0.50,
-           ("鲁北", "黄花山", "嘎亥图", "巨日合", "阿日昆都楞", "香山", "乌力吉木仁", "格日朝鲁",
-            "道老杜", "前德门")),
+    County(
+        "150581",
+        "霍林郭勒市",
+        0.042,
+        0.90,
+        0.05,
+        0.30,
+        ("珠斯花", "莫斯台", "宝日呼吉尔", "沙尔呼热", "达来胡硕"),
+    ),
+    County(
+        "150521",
+        "科左中旗",
+        0.163,
+        0.25,
+        0.15,
+        0.72,
+        (
+            "保康",
+            "宝龙山",
+            "舍伯吐",
+            "巴彦塔拉",
+            "门达",
+            "架玛吐",
+            "花吐古拉",
+            "代力吉",
+            "努日木",
+            "希伯花",
+            "胜利",
+            "敖包",
+            "珠日河",
+            "图布信",
+            "腰林毛都",
+            "协代",
+        ),
+    ),
+    County(
+        "150522",
+        "科左后旗",
+        0.118,
+        0.25,
+        0.25,
+        0.75,
+        (
+            "甘旗卡",
+            "吉尔嘎朗",
+            "金宝屯",
+            "常胜",
+            "朝鲁吐",
+            "海鲁吐",
+            "努古斯台",
+            "散都",
+            "双胜",
+            "阿古拉",
+            "茂道吐",
+            "巴嘎塔拉",
+            "查日苏",
+        ),
+    ),
+    County(
+        "150523",
+        "开鲁县",
+        0.133,
+        0.35,
+        0.02,
+        0.12,
+        ("开鲁", "大榆树", "黑龙坝", "麦新", "义和塔拉", "建华", "小街基", "东风", "吉日嘎郎", "东来"),
+    ),
+    County(
+        "150524",
+        "库伦旗",
+        0.058,
+        0.30,
+        0.15,
+        0.60,
+        ("库伦", "扣河子", "白音花", "六家子", "额勒顺", "茫汗", "先进", "水泉"),
+    ),
+    County(
+        "150525",
+        "奈曼旗",
+        0.102,
+        0.30,
+        0.10,
+        0.40,
+        (
+            "大沁他拉",
+            "八仙筒",
+            "青龙山",
+            "新镇",
+            "治安",
+            "东明",
+            "沙日浩来",
+            "义隆永",
+            "苇莲苏",
+            "白音他拉",
+            "土城子",
+            "固日班花",
+            "黄花塔拉",
+        ),
+    ),
+    County(
+        "150526",
+        "扎鲁特旗",
+        0.044,
+        0.35,
+        0.35,
+        0.50,
+        (
+            "鲁北",
+            "黄花山",
+            "嘎亥图",
+            "巨日合",
+            "阿日昆都楞",
+            "香山",
+            "乌力吉木仁",
+            "格日朝鲁",
+            "道老杜",
+            "前德门",
+        ),
+    ),
 )
 
 N_STATIONS = 137  # BRIEF §1: "1+9+137+N"
@@ -131,14 +260,26 @@ class SimConfig:
     """Expected spontaneous calls over a conflict's life after the first one."""
     duration_days: dict[str, float] = field(
         default_factory=lambda: {
-            "debt": 150.0, "family": 240.0, "neighbor": 180.0, "land": 120.0,
-            "labor": 60.0, "medical_school": 30.0, "property": 90.0, "other": 20.0,
+            "debt": 150.0,
+            "family": 240.0,
+            "neighbor": 180.0,
+            "land": 120.0,
+            "labor": 60.0,
+            "medical_school": 30.0,
+            "property": 90.0,
+            "other": 20.0,
         }
     )
     call_rate_multiplier: dict[str, float] = field(
         default_factory=lambda: {
-            "debt": 0.8, "family": 1.6, "neighbor": 1.2, "land": 1.0,
-            "labor": 1.0, "medical_school": 0.6, "property": 0.7, "other": 0.4,
+            "debt": 0.8,
+            "family": 1.6,
+            "neighbor": 1.2,
+            "land": 1.0,
+            "labor": 1.0,
+            "medical_school": 0.6,
+            "property": 0.7,
+            "other": 0.4,
         }
     )
 
@@ -164,8 +305,14 @@ class SimConfig:
     )
     escalation_category_factor: dict[str, float] = field(
         default_factory=lambda: {
-            "debt": 0.8, "family": 1.4, "neighbor": 1.0, "land": 1.3,
-            "labor": 0.6, "medical_school": 0.4, "property": 0.4, "other": 1.6,
+            "debt": 0.8,
+            "family": 1.4,
+            "neighbor": 1.0,
+            "land": 1.3,
+            "labor": 0.6,
+            "medical_school": 0.4,
+            "property": 0.4,
+            "other": 1.6,
         }
     )
     escalation_call_share: float = 0.85

@@ -64,7 +64,9 @@ class People:
     def proneness(self, idx: np.ndarray) -> np.ndarray:
         """Relative chance that a person is drawn into a conflict."""
         return np.exp(
-            0.45 * self.temper[idx] + 0.6 * self.alcohol[idx] + 0.5 * self.debt_stress[idx]
+            0.45 * self.temper[idx]
+            + 0.6 * self.alcohol[idx]
+            + 0.5 * self.debt_stress[idx]
             + 0.3 * (self.employment[idx] == "unemployed")
         )
 
@@ -135,7 +137,11 @@ def draw_conflicts(config: SimConfig, pop: Population, people: People, rng: np.r
         if category == "family":
             sub = rng.choice(4, k, p=[0.58, 0.2, 0.1, 0.12])
             for s, (name, rels) in enumerate(
-                (("spouse", ("配偶",)), ("parent_child", ("子女", "父母")), ("kin", ("兄弟姐妹", "儿媳女婿", "其他")))
+                (
+                    ("spouse", ("配偶",)),
+                    ("parent_child", ("子女", "父母")),
+                    ("kin", ("兄弟姐妹", "儿媳女婿", "其他")),
+                )
             ):
                 r = rows[sub == s]
                 pairs = _household_pairs(pop, people, rels)
@@ -161,12 +167,20 @@ def draw_conflicts(config: SimConfig, pop: Population, people: People, rng: np.r
             a[rows], b[rows], kind[rows] = head_of[pick[:, 0]], head_of[pick[:, 1]], category
         elif category == "debt":
             debtor = _weighted(rng, adults, adult_w * (1 + 2 * people.debt_stress[adults]), k)
-            a[rows], b[rows], kind[rows] = _same_county_partner(rng, people, debtor, adults), debtor, "creditor_debtor"
+            a[rows], b[rows], kind[rows] = (
+                _same_county_partner(rng, people, debtor, adults),
+                debtor,
+                "creditor_debtor",
+            )
         elif category == "labor":
             workers = adults[np.isin(people.employment[adults], ("employed", "unemployed", "farmer"))]
             bosses = adults[people.employment[adults] == "self_employed"]
             worker = _weighted(rng, workers, people.proneness(workers), k)
-            a[rows], b[rows], kind[rows] = worker, _same_county_partner(rng, people, worker, bosses), "employer_worker"
+            a[rows], b[rows], kind[rows] = (
+                worker,
+                _same_county_partner(rng, people, worker, bosses),
+                "employer_worker",
+            )
         elif category in ("medical_school", "property"):
             a[rows], kind[rows] = _weighted(rng, adults, adult_w, k), "institution"
         else:

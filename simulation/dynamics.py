@@ -25,12 +25,26 @@ from simulation.config import CATEGORIES, SimConfig
 CUES = ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation")
 
 _VIOLENCE_OFFSET = {
-    "debt": -0.5, "family": 0.3, "neighbor": -0.2, "land": 0.0,
-    "labor": -0.6, "medical_school": -1.2, "property": -1.5, "other": 0.3,
+    "debt": -0.5,
+    "family": 0.3,
+    "neighbor": -0.2,
+    "land": 0.0,
+    "labor": -0.6,
+    "medical_school": -1.2,
+    "property": -1.5,
+    "other": 0.3,
 }
 _SPRING_FESTIVAL = {
-    2021: "2021-02-12", 2022: "2022-02-01", 2023: "2023-01-22", 2024: "2024-02-10", 2025: "2025-01-29",
-    2026: "2026-02-17", 2027: "2027-02-06", 2028: "2028-01-26", 2029: "2029-02-13", 2030: "2030-02-03",
+    2021: "2021-02-12",
+    2022: "2022-02-01",
+    2023: "2023-01-22",
+    2024: "2024-02-10",
+    2025: "2025-01-29",
+    2026: "2026-02-17",
+    2027: "2027-02-06",
+    2028: "2028-01-26",
+    2029: "2029-02-13",
+    2030: "2030-02-03",
 }
 
 
@@ -54,10 +68,13 @@ def seasonality(config: SimConfig) -> np.ndarray:
     disputes in the weeks before Spring Festival, debts at year end, family
     disputes at weekends and holidays, neighbour disputes in summer.
     """
-    days = pd.date_range(pd.Timestamp(config.start) - pd.Timedelta(days=config.burn_in_days),
-                         periods=config.days + config.burn_in_days, freq="D")
+    days = pd.date_range(
+        pd.Timestamp(config.start) - pd.Timedelta(days=config.burn_in_days),
+        periods=config.days + config.burn_in_days,
+        freq="D",
+    )
     month = days.month.to_numpy()
-    weekend = days.weekday.to_numpy() >= 5
+    weekend = days.day_of_week.to_numpy() >= 5
     festival = np.zeros(len(days), dtype=bool)
     before_festival = np.zeros(len(days), dtype=bool)
     for year in range(days[0].year, days[-1].year + 2):
@@ -70,7 +87,9 @@ def seasonality(config: SimConfig) -> np.ndarray:
         "debt": 1 + 0.5 * np.isin(month, (12, 1)) + 0.4 * before_festival,
         "family": 1 + 0.25 * weekend + 0.5 * holiday,
         "neighbor": 1 + 0.3 * np.isin(month, (6, 7, 8)) + 0.2 * weekend,
-        "land": np.select([np.isin(month, (3, 4, 5)), month == 6, np.isin(month, (11, 12, 1, 2))], [2.5, 1.5, 0.5], 1.0),
+        "land": np.select(
+            [np.isin(month, (3, 4, 5)), month == 6, np.isin(month, (11, 12, 1, 2))], [2.5, 1.5, 0.5], 1.0
+        ),
         "labor": 1 + 2.0 * before_festival + 0.8 * (month == 12),
         "medical_school": 1 - 0.4 * np.isin(month, (7, 8)),
         "property": 1 + 0.3 * np.isin(month, (4, 5, 9, 10)),

@@ -26,7 +26,21 @@ VILLAGE_SIZE = (120, 450)
 _COMPOUND_A = list("阳光金桥富民幸福新城和谐明珠锦绣华府御景康居龙湖温馨丽都春晖盛世嘉禾翰林东方铁路福泽")
 _COMPOUND_SUFFIX = ("小区", "花园", "家园", "佳苑", "新村", "公寓", "雅居", "华庭")
 _VILLAGE_HAN = list("新立永兴太平前后东西南北三合双胜长发福庆胜利联合红光丰收")
-_GACHA_A = ("巴彦", "乌兰", "哈日", "查干", "宝力", "额尔敦", "呼和", "套海", "努古斯", "阿日", "伊和", "敖包", "希伯")
+_GACHA_A = (
+    "巴彦",
+    "乌兰",
+    "哈日",
+    "查干",
+    "宝力",
+    "额尔敦",
+    "呼和",
+    "套海",
+    "努古斯",
+    "阿日",
+    "伊和",
+    "敖包",
+    "希伯",
+)
 _GACHA_B = ("塔拉", "努拉", "淖尔", "花", "吐", "锡勒", "高勒", "浩特", "布拉格", "图")
 
 
@@ -137,9 +151,15 @@ def place_households(rng: np.random.Generator, n_households: int) -> Geography:
     placed["room"] = _masked_int(room, urban)
     placed["house_no"] = _masked_int(rank + 1, ~urban)
     prefix = "通辽市" + placed["county_name"] + placed["township"] + placed["community"]
-    urban_text = prefix + placed["building"].astype(str) + "号楼" + placed["unit"].astype(str) + "单元" + placed[
-        "room"
-    ].astype(str) + "室"
+    urban_text = (
+        prefix
+        + placed["building"].astype(str)
+        + "号楼"
+        + placed["unit"].astype(str)
+        + "单元"
+        + placed["room"].astype(str)
+        + "室"
+    )
     rural_text = prefix + placed["house_no"].astype(str) + "号"
     placed["address_text"] = np.where(urban, urban_text, rural_text)
     placed.insert(0, "address_id", [f"A{i + 1:08d}" for i in range(len(placed))])

@@ -12,27 +12,104 @@ import pandas as pd
 
 # Common Han surnames with rough frequency weights (northern China skews to 王/李/张/刘).
 HAN_SURNAMES = (
-    "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕苏卢蒋蔡贾丁魏薛叶阎余潘杜戴夏钟汪田任姜范方石姚谭廖邹熊金陆郝孔白崔康毛邱秦江史顾侯邵孟龙万段"
+    "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕苏卢蒋蔡贾丁魏薛叶"
+    "阎余潘杜戴夏钟汪田任姜范方石姚谭廖邹熊金陆郝孔白崔康毛邱秦江史顾侯邵孟龙万段"
 )
 HAN_GIVEN_MALE = "伟强磊军洋勇杰涛明超刚平辉鹏华飞鑫波斌宇浩凯健俊帆帅旭宁龙林阳建国峰成东亮志文博海兵"
 HAN_GIVEN_FEMALE = "芳娜敏静丽艳娟霞秀英华慧巧美玉萍红玲桂兰凤洁梅琳素云莲真环雪荣爱妹香月莺媛瑞凡佳嘉琼勤珍贞莉淑"
 MONGOL_GIVEN_MALE = (
-    "巴特尔", "额尔敦", "苏和", "毕力格", "朝鲁", "宝音", "那日苏", "孟和", "阿拉坦", "巴雅尔",
-    "乌力吉", "吉日嘎拉", "额尔德木图", "特木尔", "布和", "哈斯", "达来", "满都拉", "图雅", "白音",
-    "那顺", "色音", "锡林", "敖日格勒", "金山", "宝力道", "巴图", "格日勒图", "吉雅", "永胜",
+    "巴特尔",
+    "额尔敦",
+    "苏和",
+    "毕力格",
+    "朝鲁",
+    "宝音",
+    "那日苏",
+    "孟和",
+    "阿拉坦",
+    "巴雅尔",
+    "乌力吉",
+    "吉日嘎拉",
+    "额尔德木图",
+    "特木尔",
+    "布和",
+    "哈斯",
+    "达来",
+    "满都拉",
+    "图雅",
+    "白音",
+    "那顺",
+    "色音",
+    "锡林",
+    "敖日格勒",
+    "金山",
+    "宝力道",
+    "巴图",
+    "格日勒图",
+    "吉雅",
+    "永胜",
 )
 MONGOL_GIVEN_FEMALE = (
-    "其其格", "乌云", "斯琴", "萨仁", "高娃", "托娅", "娜仁", "格日乐", "塔娜", "乌兰",
-    "阿拉坦其其格", "包金花", "琪琪格", "海棠", "秀梅", "萨日娜", "乌日娜", "其木格", "索伦高娃", "苏日娜",
+    "其其格",
+    "乌云",
+    "斯琴",
+    "萨仁",
+    "高娃",
+    "托娅",
+    "娜仁",
+    "格日乐",
+    "塔娜",
+    "乌兰",
+    "阿拉坦其其格",
+    "包金花",
+    "琪琪格",
+    "海棠",
+    "秀梅",
+    "萨日娜",
+    "乌日娜",
+    "其木格",
+    "索伦高娃",
+    "苏日娜",
 )
 MONGOL_SURNAMES = "包白吴韩宝鲍海陈何"
 """Many Mongols in Horqin carry a Han-style surname (包, 白, 吴 ...) before the given name."""
 
 _ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
 _ID_CHECK = np.array(list("10X98765432"))
-_MOBILE_PREFIXES = np.array(["134", "135", "136", "137", "138", "139", "150", "151", "152", "157", "158", "159",
-                             "130", "131", "132", "155", "156", "185", "186", "133", "153", "180", "189", "177",
-                             "187", "188", "198", "199", "166", "176"])
+_MOBILE_PREFIXES = np.array(
+    [
+        "134",
+        "135",
+        "136",
+        "137",
+        "138",
+        "139",
+        "150",
+        "151",
+        "152",
+        "157",
+        "158",
+        "159",
+        "130",
+        "131",
+        "132",
+        "155",
+        "156",
+        "185",
+        "186",
+        "133",
+        "153",
+        "180",
+        "189",
+        "177",
+        "187",
+        "188",
+        "198",
+        "199",
+        "166",
+        "176",
+    ]
+)
 
 
 def _pick_chars(rng: np.random.Generator, pool: str, n: int) -> np.ndarray:
@@ -67,9 +144,7 @@ def id_checksum(first17: np.ndarray) -> np.ndarray:
     return _ID_CHECK[(digits @ _ID_WEIGHTS) % 11]
 
 
-def make_id_numbers(
-    rng: np.random.Generator, region: np.ndarray, birth: pd.Series, sex: np.ndarray
-) -> np.ndarray:
+def make_id_numbers(rng: np.random.Generator, region: np.ndarray, birth: pd.Series, sex: np.ndarray) -> np.ndarray:
     """Unique 18-digit ID numbers: region code, birth date, sequence (odd for men), checksum.
 
     The sequence is the person's rank within (region, birth date, sex), so no two
@@ -85,9 +160,7 @@ def make_id_numbers(
     if (rank >= 450).any():  # more than 450 of one sex born the same day in one county: not a real city
         raise ValueError("ID sequence space exhausted; lower the population or spread birth dates")
     seq = (base + rank) * 2 + (sex == "M")
-    first17 = (
-        pd.Series(region).str.cat(frame["birth"]).str.cat(pd.Series(seq).astype(str).str.zfill(3))
-    ).to_numpy()
+    first17 = (pd.Series(region).str.cat(frame["birth"]).str.cat(pd.Series(seq).astype(str).str.zfill(3))).to_numpy()
     return np.char.add(first17.astype(str), id_checksum(first17))
 
 
@@ -101,8 +174,10 @@ def make_phones(rng: np.random.Generator, n: int) -> np.ndarray:
     dup[first_index] = False
     while dup.any():
         k = int(dup.sum())
-        phones[dup] = np.char.add(_MOBILE_PREFIXES[rng.integers(0, len(_MOBILE_PREFIXES), k)],
-                                  np.char.zfill(rng.integers(0, 100_000_000, k).astype(str), 8))
+        phones[dup] = np.char.add(
+            _MOBILE_PREFIXES[rng.integers(0, len(_MOBILE_PREFIXES), k)],
+            np.char.zfill(rng.integers(0, 100_000_000, k).astype(str), 8),
+        )
         _, first_index = np.unique(phones, return_index=True)
         dup[:] = True
         dup[first_index] = False

@@ -15,7 +15,7 @@ import pandas as pd
 
 from simulation.config import NON_DISPUTE_SHARE, SimConfig
 from simulation.conflicts import NO_PERSON
-from simulation.identity import mask_id, mask_phone, make_phones
+from simulation.identity import HAN_SURNAMES, MONGOL_SURNAMES, make_phones, mask_id, mask_phone
 from simulation.population import Population
 
 # Relative call volume by hour of day (0..23). Family disputes peak late evening, work and
@@ -27,35 +27,81 @@ _HOURS = {
     "rush": np.array([1, 1, 1, 1, 1, 2, 4, 9, 10, 7, 6, 6, 7, 6, 6, 7, 9, 10, 8, 6, 4, 3, 2, 1], float),
 }
 _HOUR_PROFILE = {
-    "family": "night", "neighbor": "evening", "other": "evening", "debt": "day", "labor": "day",
-    "land": "day", "medical_school": "day", "property": "day",
-    "traffic": "rush", "drunk_person": "night", "stranger_assault": "night", "noise": "night",
-    "fare_dispute": "night", "fire": "evening",
+    "family": "night",
+    "neighbor": "evening",
+    "other": "evening",
+    "debt": "day",
+    "labor": "day",
+    "land": "day",
+    "medical_school": "day",
+    "property": "day",
+    "traffic": "rush",
+    "drunk_person": "night",
+    "stranger_assault": "night",
+    "noise": "night",
+    "fare_dispute": "night",
+    "fire": "evening",
 }
 
 _CODE_DISPUTE = {
-    "debt": "经济纠纷", "family": "家庭纠纷", "neighbor": "邻里纠纷", "land": "土地纠纷",
-    "labor": "劳资纠纷", "medical_school": "医疗纠纷", "property": "物业纠纷", "other": "其他纠纷",
+    "debt": "经济纠纷",
+    "family": "家庭纠纷",
+    "neighbor": "邻里纠纷",
+    "land": "土地纠纷",
+    "labor": "劳资纠纷",
+    "medical_school": "医疗纠纷",
+    "property": "物业纠纷",
+    "other": "其他纠纷",
 }
 _CODE_OTHER = {
-    "theft": ("刑事警情", "盗窃"), "fraud": ("刑事警情", "诈骗"), "traffic": ("交通警情", "交通事故"),
-    "lost_property": ("群众求助", "遗失求助"), "fire": ("火灾事故", "火灾"), "help": ("群众求助", "其他求助"),
-    "noise": ("治安警情", "噪音扰民"), "missing_person": ("群众求助", "走失求助"),
-    "suspicious": ("治安警情", "可疑情况"), "stranger_assault": ("治安警情", "打架斗殴"),
-    "fare_dispute": ("纠纷警情", "其他纠纷"), "drunk_person": ("群众求助", "醉酒求助"),
-    "consult": ("其他警情", "咨询"), "alarm_false": ("其他警情", "无效警情"),
+    "theft": ("刑事警情", "盗窃"),
+    "fraud": ("刑事警情", "诈骗"),
+    "traffic": ("交通警情", "交通事故"),
+    "lost_property": ("群众求助", "遗失求助"),
+    "fire": ("火灾事故", "火灾"),
+    "help": ("群众求助", "其他求助"),
+    "noise": ("治安警情", "噪音扰民"),
+    "missing_person": ("群众求助", "走失求助"),
+    "suspicious": ("治安警情", "可疑情况"),
+    "stranger_assault": ("治安警情", "打架斗殴"),
+    "fare_dispute": ("纠纷警情", "其他纠纷"),
+    "drunk_person": ("群众求助", "醉酒求助"),
+    "consult": ("其他警情", "咨询"),
+    "alarm_false": ("其他警情", "无效警情"),
 }
-_DISPOSITION_DISPUTE = ("现场调解", "批评教育", "告知诉讼途径", "移交司法所调解", "双方已离开", "约至派出所处理")
+_DISPOSITION_DISPUTE = (
+    "现场调解",
+    "批评教育",
+    "告知诉讼途径",
+    "移交司法所调解",
+    "双方已离开",
+    "约至派出所处理",
+)
 _DISPOSITION_OTHER = {
-    "theft": "受案登记", "fraud": "受案登记", "traffic": "移交交警", "lost_property": "登记备案", "fire": "移交消防",
-    "help": "现场救助", "noise": "现场劝解", "missing_person": "协助查找", "suspicious": "现场查看",
-    "stranger_assault": "受案登记", "fare_dispute": "现场调解", "drunk_person": "现场救助", "consult": "电话解答",
+    "theft": "受案登记",
+    "fraud": "受案登记",
+    "traffic": "移交交警",
+    "lost_property": "登记备案",
+    "fire": "移交消防",
+    "help": "现场救助",
+    "noise": "现场劝解",
+    "missing_person": "协助查找",
+    "suspicious": "现场查看",
+    "stranger_assault": "受案登记",
+    "fare_dispute": "现场调解",
+    "drunk_person": "现场救助",
+    "consult": "电话解答",
     "alarm_false": "无效警情",
 }
 _COUNTERPART = {
-    ("spouse", "M"): "wife", ("spouse", "F"): "husband", ("ex_partner", "M"): "ex_girlfriend",
-    ("ex_partner", "F"): "ex_boyfriend", ("neighbor", "M"): "neighbor", ("neighbor", "F"): "neighbor",
-    ("land", "M"): "villager", ("land", "F"): "villager",
+    ("spouse", "M"): "wife",
+    ("spouse", "F"): "husband",
+    ("ex_partner", "M"): "ex_girlfriend",
+    ("ex_partner", "F"): "ex_boyfriend",
+    ("neighbor", "M"): "neighbor",
+    ("neighbor", "F"): "neighbor",
+    ("land", "M"): "villager",
+    ("land", "F"): "villager",
 }
 
 
@@ -210,14 +256,28 @@ def finish_incidents(
     """
     persons = pop.persons
     addresses = pop.geography.addresses
-    person_household = pd.Series(np.arange(len(pop.households)), index=pop.households["household_id"]).loc[
-        persons["household_id"]
-    ].to_numpy()
+    person_household = (
+        pd.Series(np.arange(len(pop.households)), index=pop.households["household_id"])
+        .loc[persons["household_id"]]
+        .to_numpy()
+    )
     bg = background.assign(
-        category=None, subtype=None, counterpart=None, caller_role="party", conflict_row=-1,
-        escalation_call=False, mediated_before=False, repeat_n=1,
+        category=None,
+        subtype=None,
+        counterpart=None,
+        caller_role="party",
+        conflict_row=-1,
+        escalation_call=False,
+        mediated_before=False,
+        repeat_n=1,
         place_household=person_household[background["caller_row"].to_numpy()],
-        violence=False, weapon=False, injury=False, threat=False, alcohol=False, self_harm=False, separation=False,
+        violence=False,
+        weapon=False,
+        injury=False,
+        threat=False,
+        alcohol=False,
+        self_harm=False,
+        separation=False,
     )
     bg["alcohol"] = bg["call_type"].eq("drunk_person")
     bg["violence"] = bg["call_type"].eq("stranger_assault")
@@ -237,19 +297,24 @@ def finish_incidents(
     caller = calls["caller_row"].to_numpy()
     calls["caller_sex"] = persons["sex"].to_numpy()[caller]
     u = rng.random(k)
-    full_name = persons["name"].to_numpy()[caller]
-    title = np.char.add(
-        pd.Series(full_name).str[0].to_numpy().astype(str), np.where(calls["caller_sex"] == "F", "女士", "先生")
-    )
+    full_name = pd.Series(persons["name"].to_numpy()[caller])
+    # 张女士 needs a surname: a Mongol given name alone (巴特尔) is always written in full.
+    has_surname = full_name.str[0].isin(list(HAN_SURNAMES + MONGOL_SURNAMES)) & (full_name.str.len() >= 2)
+    title = full_name.str[0] + np.where(calls["caller_sex"] == "F", "女士", "先生")
+    titled = (u >= config.caller_name_full) & (u < config.caller_name_full + config.caller_name_title)
     calls["caller_name"] = np.where(
-        u < config.caller_name_full, full_name, np.where(u < config.caller_name_full + config.caller_name_title, title, None)
+        u >= config.caller_name_full + config.caller_name_title,
+        None,
+        np.where(titled & has_surname.to_numpy(), title, full_name),
     )
     phone = persons["phone"].to_numpy()[caller].copy()
     unregistered = rng.random(k) < config.phone_not_registered
     phone[unregistered | pd.isna(phone)] = make_phones(rng, int((unregistered | pd.isna(phone)).sum()))
     u = rng.random(k)
     calls["phone_shown"] = np.where(
-        u < config.phone_full, phone, np.where(u < config.phone_full + config.phone_masked, mask_phone(phone), None)
+        u < config.phone_full,
+        phone,
+        np.where(u < config.phone_full + config.phone_masked, mask_phone(phone), None),
     )
     ids = persons["id_number"].to_numpy()[caller]
     u = rng.random(k)
@@ -263,7 +328,9 @@ def finish_incidents(
     street = _street_locations(rng, addr)
     calls["location_text"] = np.where(at_home, spoken_address(rng, addr), street)
     other_station = addresses["station_id"].to_numpy()[rng.integers(0, len(addresses), k)]
-    same_county = addresses["county_code"].to_numpy()[rng.integers(0, len(addresses), k)] == addr["county_code"].to_numpy()
+    same_county = (
+        addresses["county_code"].to_numpy()[rng.integers(0, len(addresses), k)] == addr["county_code"].to_numpy()
+    )
     calls["station_id"] = np.where(at_home | ~same_county, addr["station_id"].to_numpy(), other_station)
     calls["detail"] = np.clip(rng.beta(4, 2, k) - 0.1 * (calls["caller_role"] == "passerby"), 0, 1).round(3)
     calls["category_l1"], calls["category_l2"], calls["disposition"] = _codes(config, calls, rng)
@@ -276,9 +343,23 @@ def finish_incidents(
 def _at_home(calls: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     """Whether the call is about the caller's (or the conflict's) home address."""
     home_share = {
-        "family": 0.92, "neighbor": 0.95, "land": 0.8, "debt": 0.55, "labor": 0.2, "medical_school": 0.1,
-        "property": 0.6, "other": 0.35, "theft": 0.45, "fire": 0.7, "help": 0.5, "noise": 0.8,
-        "missing_person": 0.6, "suspicious": 0.4, "drunk_person": 0.1, "consult": 0.6, "alarm_false": 0.6,
+        "family": 0.92,
+        "neighbor": 0.95,
+        "land": 0.8,
+        "debt": 0.55,
+        "labor": 0.2,
+        "medical_school": 0.1,
+        "property": 0.6,
+        "other": 0.35,
+        "theft": 0.45,
+        "fire": 0.7,
+        "help": 0.5,
+        "noise": 0.8,
+        "missing_person": 0.6,
+        "suspicious": 0.4,
+        "drunk_person": 0.1,
+        "consult": 0.6,
+        "alarm_false": 0.6,
     }
     key = np.where(calls["call_type"] == "dispute", calls["category"], calls["call_type"]).astype(str)
     share = np.array([home_share.get(x, 0.05) for x in key])
@@ -312,7 +393,9 @@ def spoken_address(rng: np.random.Generator, addr: pd.DataFrame) -> np.ndarray:
     return spoken.astype(object)
 
 
-_SIMILAR = str.maketrans({"园": "圆", "苑": "院", "村": "邨", "华": "化", "府": "付", "锦": "金", "嘎": "尕", "景": "境"})
+_SIMILAR = str.maketrans(
+    {"园": "圆", "苑": "院", "村": "邨", "华": "化", "府": "付", "锦": "金", "嘎": "尕", "景": "境"}
+)
 
 
 def _misspell(text: np.ndarray) -> np.ndarray:
@@ -323,16 +406,36 @@ def _misspell(text: np.ndarray) -> np.ndarray:
 def _street_locations(rng: np.random.Generator, addr: pd.DataFrame) -> np.ndarray:
     """A public place in the caller's county: a crossing, a market, a shop door."""
     k = len(addr)
-    places = np.array(["路口", "超市门口", "市场", "饭店", "医院门口", "学校门口", "工地", "广场", "加油站", "路边",
-                       "公交站", "银行门口", "KTV门口", "烧烤店"])
-    roads = np.array(["建国路", "霍林河大街", "和平路", "民主路", "科尔沁大街", "永清大街", "新华路", "交通路", "明仁大街"])
+    places = np.array(
+        [
+            "路口",
+            "超市门口",
+            "市场",
+            "饭店",
+            "医院门口",
+            "学校门口",
+            "工地",
+            "广场",
+            "加油站",
+            "路边",
+            "公交站",
+            "银行门口",
+            "KTV门口",
+            "烧烤店",
+        ]
+    )
+    roads = np.array(
+        ["建国路", "霍林河大街", "和平路", "民主路", "科尔沁大街", "永清大街", "新华路", "交通路", "明仁大街"]
+    )
     a = addr.reset_index(drop=True)
     town = a["township"].str.replace("街道|镇|苏木", "", regex=True)
     where = np.where(a["area_type"] == "urban", roads[rng.integers(0, len(roads), k)], town)
     return (a["county_name"] + where + places[rng.integers(0, len(places), k)]).to_numpy(dtype=object)
 
 
-def _codes(config: SimConfig, calls: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _codes(
+    config: SimConfig, calls: pd.DataFrame, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Police category (two levels) and disposition, as a busy call taker would code them."""
     k = len(calls)
     dispute = (calls["call_type"] == "dispute").to_numpy()
@@ -367,7 +470,7 @@ def _codes(config: SimConfig, calls: pd.DataFrame, rng: np.random.Generator) -> 
     disposition = np.where(
         dispute,
         np.array(_DISPOSITION_DISPUTE)[rng.integers(0, len(_DISPOSITION_DISPUTE), k)],
-        np.array([_DISPOSITION_OTHER[t] if t in _DISPOSITION_OTHER else "现场处置" for t in types]),
+        np.array([_DISPOSITION_OTHER.get(t, "现场处置") for t in types]),
     )
     disposition[esc] = "受案登记"
     return l1, l2, disposition.astype(object)

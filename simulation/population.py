@@ -86,8 +86,14 @@ def build_population(config: SimConfig, rng: np.random.Generator) -> Population:
     age = head_age[hh_index].copy()
     rel_spouse = relation == "配偶"
     age[rel_spouse] += rng.normal(-1.5, 3.5, int(rel_spouse.sum()))
-    for rel, lo, hi in (("子女", -36, -18), ("孙子女", -60, -42), ("儿媳女婿", -34, -20), ("兄弟姐妹", -8, 8),
-                        ("父母", 20, 34), ("其他", -30, 20)):
+    for rel, lo, hi in (
+        ("子女", -36, -18),
+        ("孙子女", -60, -42),
+        ("儿媳女婿", -34, -20),
+        ("兄弟姐妹", -8, 8),
+        ("父母", 20, 34),
+        ("其他", -30, 20),
+    ):
         mask = relation == rel
         age[mask] += rng.uniform(lo, hi, int(mask.sum()))
     age = np.clip(age, 0, 99)
@@ -99,8 +105,10 @@ def build_population(config: SimConfig, rng: np.random.Generator) -> Population:
     sex = np.where(sex_male, "M", "F")
 
     start = pd.Timestamp(config.start)
-    birth = start - pd.to_timedelta(np.round(age * 365.25).astype(np.int64), unit="D") - pd.to_timedelta(
-        rng.integers(0, 365, n), unit="D"
+    birth = (
+        start
+        - pd.to_timedelta(np.round(age * 365.25).astype(np.int64), unit="D")
+        - pd.to_timedelta(rng.integers(0, 365, n), unit="D")
     )
     birth = pd.Series(birth).dt.normalize()
 
@@ -117,9 +125,7 @@ def build_population(config: SimConfig, rng: np.random.Generator) -> Population:
         < np.where(sex_male, config.prior_record_male, config.prior_record_female) * np.exp(0.6 * temper) / 1.2
     )
     mental = (age >= 16) & (rng.random(n) < config.mental_illness_registry)
-    correction = adult & ~prior & (rng.random(n) < config.community_correction) | (
-        prior & (rng.random(n) < 0.06)
-    )
+    correction = adult & ~prior & (rng.random(n) < config.community_correction) | (prior & (rng.random(n) < 0.06))
     debt_stress = adult & (rng.random(n) < config.debt_stress * np.where(employment == "unemployed", 2.5, 1.0))
 
     names = make_names(rng, sex, mongol)

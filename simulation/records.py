@@ -20,9 +20,29 @@ from simulation.conflicts import NO_PERSON
 from simulation.population import Population
 
 _ESCALATION_CHARGES = {
-    "family": (("故意伤害", 0.58), ("殴打他人", 0.2), ("故意毁坏财物", 0.08), ("寻衅滋事", 0.05), ("非法拘禁", 0.04), ("故意杀人", 0.05)),
-    "debt": (("故意伤害", 0.4), ("非法拘禁", 0.2), ("寻衅滋事", 0.18), ("故意毁坏财物", 0.1), ("殴打他人", 0.1), ("故意杀人", 0.02)),
-    "default": (("故意伤害", 0.5), ("寻衅滋事", 0.2), ("故意毁坏财物", 0.14), ("殴打他人", 0.14), ("故意杀人", 0.02)),
+    "family": (
+        ("故意伤害", 0.58),
+        ("殴打他人", 0.2),
+        ("故意毁坏财物", 0.08),
+        ("寻衅滋事", 0.05),
+        ("非法拘禁", 0.04),
+        ("故意杀人", 0.05),
+    ),
+    "debt": (
+        ("故意伤害", 0.4),
+        ("非法拘禁", 0.2),
+        ("寻衅滋事", 0.18),
+        ("故意毁坏财物", 0.1),
+        ("殴打他人", 0.1),
+        ("故意杀人", 0.02),
+    ),
+    "default": (
+        ("故意伤害", 0.5),
+        ("寻衅滋事", 0.2),
+        ("故意毁坏财物", 0.14),
+        ("殴打他人", 0.14),
+        ("故意杀人", 0.02),
+    ),
     "institution": (("寻衅滋事", 0.6), ("故意毁坏财物", 0.3), ("故意伤害", 0.1)),
 }
 _BACKGROUND_CASES = {
@@ -260,7 +280,10 @@ def build_relations(
             pairs = neighbour_pairs[rng.integers(0, len(neighbour_pairs), n_noise)]
             na, nb = head[pairs[:, 0]], head[pairs[:, 1]]
         else:
-            na, nb = adults[rng.integers(0, len(adults), n_noise)], adults[rng.integers(0, len(adults), n_noise)]
+            na, nb = (
+                adults[rng.integers(0, len(adults), n_noise)],
+                adults[rng.integers(0, len(adults), n_noise)],
+            )
         parts.append(
             pd.DataFrame(
                 {

@@ -37,7 +37,13 @@ def _incident_rows() -> list[dict[str, str]]:
     }
     return [
         good,
-        {**good, "incident_id": "J2", "received_at": "2024-01-02 08:00:00", "caller_phone": "", "caller_id_number": ""},
+        {
+            **good,
+            "incident_id": "J2",
+            "received_at": "2024-01-02 08:00:00",
+            "caller_phone": "",
+            "caller_id_number": "",
+        },
         {**good, "incident_id": "J3", "received_at": "not a time"},  # bad time
         {**good, "incident_id": "J4", "category_l1": "不存在的类别"},  # not an allowed code
         {**good, "incident_id": "J1505202401010001"},  # duplicate key
@@ -135,10 +141,20 @@ def test_parquet_round_trip_keeps_types(tmp_path: Path) -> None:
 
 def test_persons_bool_and_id_rules(tmp_path: Path) -> None:
     base = {
-        "person_id": "P1", "id_number": _fake_id(), "name": "张伟", "sex": "M", "birth_date": "1985-03-11",
-        "ethnicity": "蒙古族", "household_id": "H1", "relation_to_head": "户主", "residence_type": "registered",
-        "employment": "herder", "phone": "13512345678", "mental_illness_registry": "否",
-        "community_correction": "false", "prior_record": "1",
+        "person_id": "P1",
+        "id_number": _fake_id(),
+        "name": "张伟",
+        "sex": "M",
+        "birth_date": "1985-03-11",
+        "ethnicity": "蒙古族",
+        "household_id": "H1",
+        "relation_to_head": "户主",
+        "residence_type": "registered",
+        "employment": "herder",
+        "phone": "13512345678",
+        "mental_illness_registry": "否",
+        "community_correction": "false",
+        "prior_record": "1",
     }
     rows = [
         base,

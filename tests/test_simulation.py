@@ -45,7 +45,12 @@ def test_city_is_on_contract_and_truth_is_apart(small_city: tuple[City, Path]) -
         assert result.quarantined == 0, (name, result.quarantine["_reason"].value_counts().head().to_dict())
     top_level = {p.stem for p in out.glob("*.parquet")}
     assert top_level == set(TABLES)
-    assert {p.stem for p in (out / "truth").glob("*.parquet")} == {"conflicts", "incidents", "escalations", "persons_latent"}
+    assert {p.stem for p in (out / "truth").glob("*.parquet")} == {
+        "conflicts",
+        "incidents",
+        "escalations",
+        "persons_latent",
+    }
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["fingerprint"] == dataset_fingerprint(out)
     assert manifest["files"]["incidents.parquet"] == file_sha256(out / "incidents.parquet")
