@@ -182,6 +182,7 @@ def warn_stream(source: IO[bytes], sink: IO[str], as_of: str) -> BatchStats:
         else:
             good.append(record)  # type: ignore[arg-type]
     key = key or "household_id"
+    version = default_lexicon().version
     if good:
         warnings = warn_frame(good, as_of, key)
         for row in warnings.itertuples(index=False):
@@ -193,6 +194,7 @@ def warn_stream(source: IO[bytes], sink: IO[str], as_of: str) -> BatchStats:
                 "reasons": list(row.reasons),
                 "scenarios": row.scenarios,
                 "as_of": as_of,
+                "lexicon_version": version,
             }
             sink.write(json.dumps(out, ensure_ascii=False) + "\n")
             stats.written += 1

@@ -28,7 +28,10 @@ def _lines() -> list[bytes]:
     records = [
         {"id": "a1", "narrative": header + "称被丈夫殴打，头部受伤，不需要120。"},
         {"id": 2, "narrative": "称钱包在公交车上丢了", "received_at": "2024-04-11T10:00:00"},
-        {"id": "a3", "narrative": "2024年4月12日 09时01分00秒 匿名 报警：奈曼旗某嘎查，称与邻居因草场边界发生纠纷，未动手"},
+        {
+            "id": "a3",
+            "narrative": "2024年4月12日 09时01分00秒 匿名 报警：奈曼旗某嘎查，称与邻居因草场边界发生纠纷，未动手",
+        },
         {"id": "a4", "narrative": "称对方欠钱不还，扬言要报复"},
     ]
     lines = [json.dumps(r, ensure_ascii=False).encode() for r in records]
@@ -118,11 +121,11 @@ def _warn_lines() -> list[bytes]:
         ("2024-03-12T21:30:00", "称又被丈夫打了"),
         ("2024-03-28T22:00:00", "称与丈夫打架，丈夫扇她耳光"),
     ]
-    lines = [
-        {"id": f"r{i}", "narrative": n, "received_at": t, "household_id": "H1"} for i, (t, n) in enumerate(rows)
-    ]
+    lines = [{"id": f"r{i}", "narrative": n, "received_at": t, "household_id": "H1"} for i, (t, n) in enumerate(rows)]
     lines.append({"id": "q1", "narrative": "称邻居家漏水", "received_at": "2024-03-01T10:00:00", "household_id": "H2"})
-    lines.append({"id": "late", "narrative": "称被丈夫殴打", "received_at": "2024-04-30T10:00:00", "household_id": "H3"})
+    lines.append(
+        {"id": "late", "narrative": "称被丈夫殴打", "received_at": "2024-04-30T10:00:00", "household_id": "H3"}
+    )
     out = [json.dumps(r, ensure_ascii=False).encode() for r in lines]
     out.append(b'{"id": "t", "narrative": "x", "received_at": "yesterday", "household_id": "H4"}')
     out.append(b'{"id": "k", "narrative": "x", "received_at": "2024-03-01T10:00:00"}')
@@ -143,7 +146,7 @@ def test_warn_contract(tmp_path: Path) -> None:
     assert warnings["H1"]["level"] == "red" and warnings["H1"]["scenarios"]["family"]["level"] == "red"
     assert warnings["H3"]["points"] == 0 and warnings["H3"]["level"] is None  # its only call is after as-of
     for w in warnings.values():
-        assert set(w) >= {"household_id", "scenario", "points", "level", "reasons"}
+        assert set(w) >= {"household_id", "scenario", "points", "level", "reasons", "lexicon_version"}
     assert errors == {
         "t": "received_at is not an ISO time",
         "k": "needs 'household_id' or 'party_key'",
