@@ -54,7 +54,7 @@ def main() -> None:
     )
     print()
     disputes = test["is_dispute"].to_numpy()
-    table = confusion_table(test.loc[disputes, "category"], [c for c, d in zip(predicted_category, disputes) if d])
+    table = confusion_table(test.loc[disputes, "category"], [c for c, d in zip(predicted_category, disputes, strict=True) if d])
     columns = [c for c in [*CATEGORIES, "none"] if c in table.columns]
     print("True category (rows) by the rules' category (columns), dispute calls only:")
     print()
@@ -65,7 +65,7 @@ def main() -> None:
         own = row.get(category, 0) / row.sum()
         print(f"| {category} | " + " | ".join(str(int(row.get(c, 0))) for c in columns) + f" | {own:.0%} |")
     print()
-    flagged = test.loc[[p and not d for p, d in zip(predicted, disputes)], "call_type"].value_counts()
+    flagged = test.loc[[p and not d for p, d in zip(predicted, disputes, strict=True)], "call_type"].value_counts()
     print("Non-dispute calls the rules flag, by type: " + ", ".join(f"{k} {v}" for k, v in flagged.head(8).items()))
 
 

@@ -37,7 +37,7 @@ def dispute_metrics(
         "recall": round(recall, 4),
         "f1": round(f1, 4),
         "category_accuracy": round(accuracy, 4),
-        "n": int(len(y)),
+        "n": len(y),
         "n_disputes": int(y.sum()),
     }
 
