@@ -54,7 +54,9 @@ def main() -> None:
     )
     print()
     disputes = test["is_dispute"].to_numpy()
-    table = confusion_table(test.loc[disputes, "category"], [c for c, d in zip(predicted_category, disputes, strict=True) if d])
+    table = confusion_table(
+        test.loc[disputes, "category"], [c for c, d in zip(predicted_category, disputes, strict=True) if d]
+    )
     columns = [c for c in [*CATEGORIES, "none"] if c in table.columns]
     print("True category (rows) by the rules' category (columns), dispute calls only:")
     print()
