@@ -50,6 +50,22 @@ class Settings(BaseSettings):
     sim_days: int = 730
     sim_start: str = "2023-01-01"
 
+    # Training and evaluation (docs/training.md).
+    horizon_days: int = 90
+    """Escalation label: a violent case within this many days after the snapshot."""
+    snapshot_every_days: int = 7
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    embargo_days: int = 0
+    top_k: int = 5
+    """Households a station can visit per snapshot (week): recall and precision are measured at this k."""
+    bootstrap_samples: int = 200
+    promotion_margin: float = 0.005
+    """A challenger replaces the champion only when its test PR-AUC is at least this much higher."""
+    promotion_metric: str = "pr_auc"
+    parity_rows: int = 10_000
+    warning_models: Path | None = None
+    """The scoring warning models file (default: conf/warning_models.toml)."""
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         self.home = self.home.resolve()

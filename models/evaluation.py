@@ -48,3 +48,104 @@ def confusion_table(category: Sequence[str | None], predicted_category: Sequence
     truth = pd.Series(np.asarray(category, dtype=object)).fillna("none").rename("true")
     pred = pd.Series(np.asarray(predicted_category, dtype=object)).fillna("none").rename("predicted")
     return pd.crosstab(truth, pred)
+
+
+def top_k_per_group(
+    labels: np.ndarray, scores: np.ndarray, groups: pd.DataFrame, k: int
+) -> tuple[float, float, pd.DataFrame]:
+    """Recall and precision when each group (station and snapshot date) visits its top ``k``.
+
+    This is the operational question: a station can visit k households a week;
+    of the households that went on to escalate, how many were on its list, and
+    how many of the visits were to such households. Ties break by row order.
+    Returns micro recall, micro precision and a per-station table.
+    """
+    frame = groups.reset_index(drop=True).assign(y=np.asarray(labels), s=np.asarray(scores))
+    frame["rank"] = frame.groupby(list(groups.columns), sort=False)["s"].rank(method="first", ascending=False)
+    chosen = frame["rank"] <= k
+    captured = float((frame["y"] * chosen).sum())
+    positives = float(frame["y"].sum())
+    recall = captured / positives if positives else float("nan")
+    precision = captured / max(float(chosen.sum()), 1.0)
+    per_station = (
+        frame.assign(chosen=chosen, hit=frame["y"] * chosen)
+        .groupby(groups.columns[0])
+        .agg(positives=("y", "sum"), captured=("hit", "sum"), visits=("chosen", "sum"))
+    )
+    return recall, precision, per_station
+
+
+def ranking_metrics(
+    labels: np.ndarray, scores: np.ndarray, probabilities: np.ndarray, groups: pd.DataFrame, k: int
+) -> dict[str, float]:
+    """ROC-AUC, PR-AUC, recall and precision at k per group, and the Brier score of the probabilities."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    y = np.asarray(labels)
+    one_class = y.min() == y.max()
+    recall, precision, _ = top_k_per_group(y, scores, groups, k)
+    return {
+        "roc_auc": float("nan") if one_class else round(float(roc_auc_score(y, scores)), 4),
+        "pr_auc": float("nan") if one_class else round(float(average_precision_score(y, scores)), 4),
+        "recall_at_k": round(recall, 4),
+        "precision_at_k": round(precision, 4),
+        "brier": round(float(brier_score_loss(y, np.clip(probabilities, 0, 1))), 5),
+        "positives": int(y.sum()),
+        "rows": len(y),
+    }
+
+
+def bootstrap_intervals(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    probabilities: np.ndarray,
+    groups: pd.DataFrame,
+    clusters: np.ndarray,
+    k: int,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, list[float]]:
+    """Percentile intervals of :func:`ranking_metrics`, resampling whole households.
+
+    Snapshots of one household are strongly correlated (the same history seen
+    week after week), so the unit of resampling is the household, not the row.
+    """
+    rng = np.random.default_rng(seed)
+    codes, inverse = np.unique(clusters, return_inverse=True)
+    members = pd.Series(np.arange(len(inverse))).groupby(inverse).apply(np.asarray).to_list()
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(codes), len(codes))
+        rows = np.concatenate([members[i] for i in pick])
+        metrics = ranking_metrics(
+            labels[rows], scores[rows], probabilities[rows], groups.iloc[rows].reset_index(drop=True), k
+        )
+        for name, value in metrics.items():
+            if name not in ("positives", "rows"):
+                samples.setdefault(name, []).append(value)
+    alpha = (1 - level) / 2
+    return {
+        name: [round(float(np.nanquantile(v, alpha)), 4), round(float(np.nanquantile(v, 1 - alpha)), 4)]
+        for name, v in samples.items()
+    }
+
+
+def calibration_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    """Mean predicted against observed rate in quantile bins of the predictions."""
+    frame = pd.DataFrame({"y": labels, "p": probabilities})
+    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), q=min(bins, len(frame)), labels=False)
+    table = frame.groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size"))
+    return {k: [round(float(x), 5) for x in table[k]] for k in ("predicted", "observed", "n")}
+
+
+def pr_curve(labels: np.ndarray, scores: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """Precision-recall curve thinned to about ``points`` points (for plots and the registry)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    idx = np.unique(np.linspace(0, len(precision) - 1, points).astype(int))
+    return {
+        "precision": [round(float(x), 5) for x in precision[idx]],
+        "recall": [round(float(x), 5) for x in recall[idx]],
+    }

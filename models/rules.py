@@ -172,10 +172,12 @@ def rule_features(texts: Sequence[str], matcher: KeywordMatcher | None = None) -
     """
     m = matcher if matcher is not None else get_matcher()
     rows: list[tuple[float, ...]] = []
+    verdicts: list[str | None] = []
     for text in texts:
         norm = normalize(text)
         summary = m.summary_normalized(norm, content_start(norm))
-        scores, dispute, _category = _scores(summary)
+        scores, dispute, category = _scores(summary)
+        verdicts.append(category)
         rows.append((dispute, *scores, summary.cue_mask, summary.n_negation, summary.n_deescalation))
     n_cat = len(CATEGORIES)
     arr = np.array(rows, dtype=np.float64).reshape(len(rows), n_cat + 4)
@@ -188,4 +190,18 @@ def rule_features(texts: Sequence[str], matcher: KeywordMatcher | None = None) -
     columns["n_deescalation"] = arr[:, n_cat + 3].astype(np.int32)
     df = pd.DataFrame(columns, index=texts.index if isinstance(texts, pd.Series) else None)
     df.attrs["lexicon_version"] = m.version
+    df.attrs["category"] = np.array(verdicts, dtype=object)
+    return df
+
+
+def rule_verdicts(texts: Sequence[str], matcher: KeywordMatcher | None = None) -> pd.DataFrame:
+    """:func:`rule_features` plus the verdict columns ``is_dispute`` and ``category``.
+
+    The table the pipeline keeps per incident; models take only the
+    :func:`rule_feature_names` columns from it.
+    """
+    df = rule_features(texts, matcher)
+    category = df.attrs["category"]
+    df["category"] = category
+    df["is_dispute"] = pd.notna(category)
     return df

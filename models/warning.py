@@ -117,6 +117,35 @@ def _end_of(as_of: str | pd.Timestamp) -> pd.Timestamp:
     return stamp
 
 
+def scenario_points(
+    scenario: Scenario,
+    calls: np.ndarray,
+    recent: np.ndarray,
+    days_since_last: np.ndarray,
+    cue_calls: dict[str, np.ndarray],
+    deescalation_calls: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The point formula of conf/warning_models.toml, over arrays of window counts.
+
+    Returns the points, whether each group is accelerating, whether its last
+    call is fresh, and the points each cue group earned (for the reasons).
+    Shared by the batch command and the snapshot baseline, so both grade alike.
+    """
+    earlier = calls - recent
+    # "Faster than before": the recent stretch holds more calls than its share of the window would.
+    expected = earlier * scenario.recent_days / (scenario.window_days - scenario.recent_days)
+    accelerating = (recent >= 2) & (recent > expected)
+    fresh = days_since_last < scenario.recency_days
+    points = scenario.per_call * np.maximum(calls - scenario.free_calls, 0)
+    points = points + scenario.acceleration * accelerating + scenario.recency * fresh
+    cue_pts = {}
+    for g in CUE_GROUPS:
+        cue_pts[g] = np.minimum(scenario.cue_cap, scenario.cue_points[g] * cue_calls[g])
+        points = points + cue_pts[g]
+    points = np.maximum(points + scenario.deescalation * deescalation_calls, 0.0)
+    return points, accelerating, fresh, cue_pts
+
+
 def score_scenario(calls: pd.DataFrame, key: str, as_of: pd.Timestamp, scenario: Scenario) -> pd.DataFrame:
     """Points, level and reasons of one scenario, one row per group with calls that count."""
     window_start = as_of - pd.Timedelta(days=scenario.window_days)
@@ -132,7 +161,7 @@ def score_scenario(calls: pd.DataFrame, key: str, as_of: pd.Timestamp, scenario:
     frame = window.assign(
         recent=window["received_at"] > recent_start,
         calls=1,
-        deesc=window["deescalation"] > 0,
+        deesc=window["n_deescalation"] > 0,
         **{f"c_{g}": window[f"cue_{g}"] > 0 for g in CUE_GROUPS},
     )
     agg = frame.groupby(key, sort=True).agg(
@@ -143,19 +172,11 @@ def score_scenario(calls: pd.DataFrame, key: str, as_of: pd.Timestamp, scenario:
         **{f"c_{g}": (f"c_{g}", "sum") for g in CUE_GROUPS},
     )
     n = agg["calls"].to_numpy()
-    earlier = n - agg["recent"].to_numpy()
-    # "Faster than before": the recent stretch holds more calls than its share of the window would.
-    expected = earlier * scenario.recent_days / (scenario.window_days - scenario.recent_days)
-    accelerating = (agg["recent"].to_numpy() >= 2) & (agg["recent"].to_numpy() > expected)
     days_since = (as_of - agg["last"]).dt.total_seconds().to_numpy() / 86400
-    fresh = days_since < scenario.recency_days
-    points = scenario.per_call * np.maximum(n - scenario.free_calls, 0)
-    points = points + scenario.acceleration * accelerating + scenario.recency * fresh
-    cue_pts = {}
-    for g in CUE_GROUPS:
-        cue_pts[g] = np.minimum(scenario.cue_cap, scenario.cue_points[g] * agg[f"c_{g}"].to_numpy())
-        points = points + cue_pts[g]
-    points = np.maximum(points + scenario.deescalation * agg["deesc"].to_numpy(), 0.0)
+    cues = {g: agg[f"c_{g}"].to_numpy() for g in CUE_GROUPS}
+    points, accelerating, fresh, cue_pts = scenario_points(
+        scenario, n, agg["recent"].to_numpy(), days_since, cues, agg["deesc"].to_numpy()
+    )
 
     reasons: list[list[str]] = []
     for i in range(len(agg)):
@@ -190,7 +211,7 @@ def score_warnings(
     """One row per group in ``calls``: the worst scenario, its points, level and reasons.
 
     ``calls`` needs ``key``, ``received_at``, ``is_dispute``, ``category``,
-    ``cue_<group>`` for every cue group and ``deescalation`` (rule outputs).
+    ``cue_<group>`` for every cue group and ``n_deescalation`` (rule outputs).
     Calls after ``as_of`` are ignored. Every group present in ``calls`` gets a
     row; one with nothing that counts has 0 points and level None. The column
     ``scenarios`` holds every scenario's points and level, for audit.
@@ -220,3 +241,45 @@ def score_warnings(
                 best.at[group, "sort"] = level_rank
                 best.at[group, "reasons"] = [f"[{scenario.label}]", *row.reasons]
     return best.drop(columns="sort").reset_index()
+
+
+def points_at_snapshots(
+    calls: pd.DataFrame,
+    household_ids: pd.Series,
+    snapshot_dates: pd.Series,
+    scenarios: dict[str, Scenario] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every scenario's points for many (household, date) pairs at once: the rules baseline on snapshots.
+
+    Same formula as :func:`score_warnings`, with the snapshot convention of
+    features/snapshots.py: calls received before the snapshot date count.
+    ``calls`` needs ``household_id``, ``received_at`` and the rule columns.
+    """
+    from features.snapshots import DAY, WindowIndex, to_seconds  # models may use features, not the reverse
+
+    scenarios = scenarios or load_scenarios()
+    linked = calls[calls["household_id"].notna()].reset_index(drop=True)
+    codes = pd.Series(np.arange(household_ids.nunique() + 1), index=[*pd.unique(household_ids), "\0"])
+    entity = linked["household_id"].map(codes).fillna(-1).astype(np.int64).to_numpy()
+    seconds = to_seconds(linked["received_at"])
+    hh = household_ids.map(codes).astype(np.int64).to_numpy()
+    end = to_seconds(snapshot_dates)
+    dispute = linked["is_dispute"].astype(bool).to_numpy()
+    out: dict[str, np.ndarray] = {}
+    for scenario in scenarios.values():
+        mask = dispute.copy() if scenario.disputes_only else np.ones(len(linked), dtype=bool)
+        if scenario.categories:
+            mask &= linked["category"].isin(scenario.categories).to_numpy()
+        keep = mask & (entity >= 0)
+        index = WindowIndex.build(entity[keep], seconds[keep])
+        sub = linked[keep]
+        n = index.window_sum(None, hh, end, scenario.window_days)
+        recent = index.window_sum(None, hh, end, scenario.recent_days)
+        last = index.last_before(seconds[keep], hh, end)
+        days_since = np.where(np.isnan(last), np.inf, (end - np.nan_to_num(last)) / DAY)
+        cues = {g: index.window_sum(sub[f"cue_{g}"].to_numpy() > 0, hh, end, scenario.window_days) for g in CUE_GROUPS}
+        deesc = index.window_sum(sub["n_deescalation"].to_numpy() > 0, hh, end, scenario.window_days)
+        points, *_ = scenario_points(scenario, n, recent, days_since, cues, deesc)
+        out[scenario.name] = points
+    out["max"] = np.max(np.vstack([out[s] for s in scenarios]), axis=0)
+    return out

@@ -128,7 +128,7 @@ def warn_frame(records: Iterable[dict[str, Any]], as_of: str, key: str) -> pd.Da
             "received_at": record["received_at"],
             "is_dispute": result.is_dispute,
             "category": result.category,
-            "deescalation": sum(
+            "n_deescalation": sum(
                 1 for t in result.matched_terms if t["kind"] == "negation" and t["group"] == "deescalation"
             ),
         }
@@ -139,7 +139,7 @@ def warn_frame(records: Iterable[dict[str, Any]], as_of: str, key: str) -> pd.Da
         "received_at",
         "is_dispute",
         "category",
-        "deescalation",
+        "n_deescalation",
         *(f"cue_{g}" for g in CUE_GROUPS),
     ]
     frame = pd.DataFrame(rows, columns=columns)

@@ -144,6 +144,49 @@ def warn(
     _run_stream(input, output, lambda source, sink: warn_stream(source, sink, as_of))
 
 
+@app.command()
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder (as written by `yujing simulate`, or an export).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder for report.json, report.md and the ONNX bundle.")] = None,
+    prefect: Annotated[bool, typer.Option(help="Run as a Prefect flow (ephemeral local API).")] = True,
+) -> None:
+    """Train the dispute and escalation models, evaluate against the rules, export, register."""
+    from pipelines.flows import configure_prefect
+    from pipelines.training import TrainConfig, run_training
+
+    settings = get_settings()
+    root = (data or settings.data_dir / "city").resolve()
+    target = (out or settings.runs_dir / "latest").resolve()
+    config = TrainConfig.from_settings(settings)
+    _err(f"training on {root} -> {target} (tracking {settings.mlflow_tracking_uri})")
+    try:
+        if prefect:
+            configure_prefect(settings)
+            from dataclasses import asdict
+
+            from pipelines.flows import build_train_flow
+
+            report = build_train_flow()(str(root), str(target), settings.mlflow_tracking_uri, asdict(config))
+        else:
+            report = run_training(root, target, settings.mlflow_tracking_uri, config, progress=_err)
+    except DataContractError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    esc = report["escalation"]
+    typer.echo(
+        f"escalation PR-AUC model {esc['model']['pr_auc']:.4f} vs rules {esc['rules']['pr_auc']:.4f}; "
+        f"recall@{esc['k']} model {esc['model']['recall_at_k']:.3f} vs rules {esc['rules']['recall_at_k']:.3f}"
+    )
+    typer.echo(
+        f"dispute F1 model {report['dispute']['model']['f1']:.3f} vs rules {report['dispute']['rules']['f1']:.3f}"
+    )
+    typer.echo(f"ONNX parity max |dp| {report['onnx']['max_abs_diff']:.2e}; promoted: {report['promoted']}")
+    typer.echo(f"wrote {target / 'report.json'}, {target / 'report.md'}, bundle {target / 'bundle'}")
+
+
 def main() -> None:
     """Console entry point (``yujing``)."""
     try:

@@ -161,7 +161,7 @@ def test_score_warnings_needs_only_rule_columns() -> None:
             "received_at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-02"]),
             "is_dispute": [True, True, True],
             "category": ["family", "family", "debt"],
-            "deescalation": [0, 0, 0],
+            "n_deescalation": [0, 0, 0],
             **{
                 f"cue_{g}": [1, 1, 0] if g == "violence" else [0, 0, 0]
                 for g in ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation", "repeat")

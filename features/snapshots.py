@@ -1,0 +1,332 @@
+"""Household snapshots as of day D: point-in-time features and escalation labels.
+
+A snapshot describes one household on the morning of day D using only what
+was on record before D: calls received before D, cases opened before D,
+visits before D, relations known before D. The label looks the other way:
+a violent case involving a member opened in [D, D + horizon).
+
+Every windowed count is computed with one sorted index per event table and
+``searchsorted``: the count of events of household h in [D - w, D) is the
+difference of two positions in the array sorted by (h, time), and weighted
+sums come from cumulative sums. Cost grows with events plus snapshots, not
+with their product, so a year of weekly snapshots for a whole city is a few
+array operations (``benchmarks/bench_snapshots.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.schema import CATEGORIES, VIOLENT_CHARGES
+
+CUE_GROUPS = ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation", "repeat")
+WINDOWS = (7, 30, 90, 365)
+RELATION_KINDS = ("ex_partner", "partner", "neighbor", "creditor_debtor", "employer_worker", "land_neighbor")
+DAY = np.int64(86_400)
+_SHIFT = np.int64(1) << np.int64(34)  # seconds since 1970 fit in 34 bits until 2514
+
+
+def to_seconds(times: pd.Series | pd.DatetimeIndex | Sequence[pd.Timestamp]) -> np.ndarray:
+    """Seconds since the epoch as int64 (NaT becomes the smallest value: 'known since forever')."""
+    values = pd.to_datetime(pd.Series(times)).astype("datetime64[ns]").to_numpy()
+    out = values.astype("int64") // 1_000_000_000
+    out[pd.isna(values)] = -(np.int64(1) << np.int64(33))
+    return out
+
+
+@dataclass(frozen=True)
+class WindowIndex:
+    """Events of one kind sorted by (entity, time), for counting what happened in a window before D."""
+
+    keys: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def build(cls, entity_codes: np.ndarray, seconds: np.ndarray) -> WindowIndex:
+        keys = entity_codes.astype(np.int64) * _SHIFT + (seconds + (np.int64(1) << np.int64(33)))
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], order)
+
+    def _positions(self, entity: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        target = entity.astype(np.int64) * _SHIFT + (seconds + (np.int64(1) << np.int64(33)))
+        return np.searchsorted(self.keys, target, side="left")
+
+    def window_sum(
+        self, weights: np.ndarray | None, entity: np.ndarray, end: np.ndarray, days: float | None
+    ) -> np.ndarray:
+        """Sum of ``weights`` (or the count) over events with end - days <= t < end; all before end if days is None."""
+        hi = self._positions(entity, end)
+        if days is None:
+            lo = self._positions(entity, np.full(len(end), -(np.int64(1) << np.int64(33))))
+        else:
+            lo = self._positions(entity, end - np.int64(round(days * DAY)))
+        if weights is None:
+            return (hi - lo).astype(np.float64)
+        cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(weights, dtype=np.float64)[self.order])])
+        return cumulative[hi] - cumulative[lo]
+
+    def last_before(self, seconds: np.ndarray, entity: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Time of the entity's latest event before ``end`` (NaN when none)."""
+        hi = self._positions(entity, end)
+        first = self._positions(entity, np.full(len(end), -(np.int64(1) << np.int64(33))))
+        has = hi > first
+        out = np.full(len(end), np.nan)
+        out[has] = seconds[self.order[hi[has] - 1]]
+        return out
+
+    def first_before(self, seconds: np.ndarray, entity: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Time of the entity's earliest event before ``end`` (NaN when none)."""
+        hi = self._positions(entity, end)
+        first = self._positions(entity, np.full(len(end), -(np.int64(1) << np.int64(33))))
+        has = hi > first
+        out = np.full(len(end), np.nan)
+        out[has] = seconds[self.order[first[has]]]
+        return out
+
+
+def snapshot_dates(start: pd.Timestamp, end: pd.Timestamp, every_days: int = 7) -> pd.DatetimeIndex:
+    """Snapshot days from ``start`` to ``end`` inclusive, every ``every_days`` (midnight)."""
+    return pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize(), freq=f"{every_days}D")
+
+
+def household_codes(households: pd.DataFrame) -> pd.Series:
+    """A dense integer code per household id (the entity key of every index)."""
+    return pd.Series(np.arange(len(households), dtype=np.int64), index=households["household_id"].to_numpy())
+
+
+def _code(ids: pd.Series, codes: pd.Series) -> np.ndarray:
+    """Codes for household ids; -1 for ids not in the registry (their events are ignored)."""
+    return ids.map(codes).fillna(-1).astype(np.int64).to_numpy()
+
+
+@dataclass
+class Snapshots:
+    """Rows (household, date) with features, plus what the label and reasons need."""
+
+    frame: pd.DataFrame
+    feature_names: list[str]
+
+
+def candidate_snapshots(
+    calls: pd.DataFrame, codes: pd.Series, dates: pd.DatetimeIndex, lookback_days: int = 365
+) -> pd.DataFrame:
+    """Households with at least one dispute call in the ``lookback_days`` before each date.
+
+    These are the households a station has reason to rank: a dispute on record
+    within the year. Households with no such call are not scored.
+    """
+    disputes = calls[calls["is_dispute"].astype(bool) & calls["household_id"].notna()]
+    entity = _code(disputes["household_id"], codes)
+    keep = entity >= 0
+    index = WindowIndex.build(entity[keep], to_seconds(disputes["received_at"])[keep])
+    households = np.unique(entity[keep])
+    date_sec = to_seconds(dates)
+    hh = np.repeat(households, len(date_sec))
+    end = np.tile(date_sec, len(households))
+    active = index.window_sum(None, hh, end, lookback_days) > 0
+    return pd.DataFrame({"household_code": hh[active], "snapshot_sec": end[active]})
+
+
+def build_snapshots(
+    calls: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    dates: pd.DatetimeIndex,
+    scored_points: dict[str, np.ndarray] | None = None,
+) -> Snapshots:
+    """Point-in-time features for every (household, date) with a dispute call in the year before.
+
+    ``calls`` is one row per incident with ``household_id`` (linked; null when
+    unlinked), ``person_id`` (linked caller, nullable), ``received_at``,
+    ``is_dispute``, ``category`` (dispute category or null), ``dispute_score``,
+    ``cue_<group>`` (0/1) and ``n_deescalation``: the rule (or model) outputs
+    per incident. ``tables`` holds the contract tables (households, persons,
+    addresses, cases, visits, relations).
+    """
+    households, persons = tables["households"], tables["persons"]
+    codes = household_codes(households)
+    snaps = candidate_snapshots(calls, codes, dates)
+    hh = snaps["household_code"].to_numpy()
+    end = snaps["snapshot_sec"].to_numpy()
+    features: dict[str, np.ndarray] = {}
+
+    linked = calls[calls["household_id"].notna()].reset_index(drop=True)
+    entity = _code(linked["household_id"], codes)
+    linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
+    seconds = to_seconds(linked["received_at"])
+    index = WindowIndex.build(entity, seconds)
+    dispute = linked["is_dispute"].astype(bool).to_numpy()
+
+    for w in WINDOWS:
+        features[f"calls_{w}d"] = index.window_sum(None, hh, end, w)
+        features[f"disputes_{w}d"] = index.window_sum(dispute, hh, end, w)
+    for c in CATEGORIES:
+        mask = dispute & (linked["category"] == c).to_numpy()
+        for w in (90, 365):
+            features[f"cat_{c}_{w}d"] = index.window_sum(mask, hh, end, w)
+    for g in CUE_GROUPS:
+        flag = linked[f"cue_{g}"].to_numpy() > 0
+        for w in (30, 90, 365):
+            features[f"cue_{g}_{w}d"] = index.window_sum(flag, hh, end, w)
+    features["deescalation_90d"] = index.window_sum(linked["n_deescalation"].to_numpy() > 0, hh, end, 90)
+    features["max_dispute_score_90d"] = _window_max(linked["dispute_score"].to_numpy(), index, hh, end, 90)
+    recent, earlier = features["disputes_30d"], features["disputes_90d"] - features["disputes_30d"]
+    features["acceleration"] = (recent + 1.0) / (earlier / 2.0 + 1.0)
+    dispute_index = WindowIndex.build(entity[dispute], seconds[dispute])
+    last = dispute_index.last_before(seconds[dispute], hh, end)
+    first = dispute_index.first_before(seconds[dispute], hh, end)
+    features["days_since_last_dispute"] = np.minimum((end - last) / DAY, 730.0)
+    features["days_since_first_dispute"] = np.minimum((end - first) / DAY, 730.0)
+    last_any = index.last_before(seconds, hh, end)
+    features["days_since_last_call"] = np.minimum(np.nan_to_num((end - last_any) / DAY, nan=730.0), 730.0)
+    features.update(_caller_features(linked, persons, codes, entity, seconds, index, hh, end))
+    features.update(_registry_features(households, persons, codes, hh))
+    features.update(_case_features(tables["cases"], persons, codes, hh, end))
+    features.update(_visit_features(tables["visits"], codes, hh, end))
+    features.update(_relation_features(tables["relations"], persons, codes, hh, end))
+    if scored_points:
+        features.update({f"points_{k}": v for k, v in scored_points.items()})
+
+    frame = pd.DataFrame(features)
+    frame = frame.astype(np.float32)
+    names = list(frame.columns)
+    frame.insert(0, "household_id", codes.index.to_numpy()[hh])
+    frame.insert(1, "snapshot_date", pd.to_datetime(end, unit="s"))
+    addresses = tables["addresses"].set_index("address_id")
+    address_of = households["address_id"].to_numpy()[hh]
+    frame.insert(2, "station_id", addresses["station_id"].reindex(address_of).to_numpy())
+    frame.insert(3, "county_code", addresses["county_code"].reindex(address_of).to_numpy())
+    return Snapshots(frame, names)
+
+
+def _window_max(values: np.ndarray, index: WindowIndex, hh: np.ndarray, end: np.ndarray, days: int) -> np.ndarray:
+    """Max of ``values`` in the window; computed on the few rows that have events in it."""
+    hi = index._positions(hh, end)
+    lo = index._positions(hh, end - np.int64(days) * DAY)
+    out = np.zeros(len(end))
+    sorted_values = values[index.order]
+    for i in np.flatnonzero(hi > lo):
+        out[i] = sorted_values[lo[i] : hi[i]].max()
+    return out
+
+
+def _caller_features(
+    linked: pd.DataFrame,
+    persons: pd.DataFrame,
+    codes: pd.Series,
+    entity: np.ndarray,
+    seconds: np.ndarray,
+    index: WindowIndex,
+    hh: np.ndarray,
+    end: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Third-party calls (callers from another household) and distinct callers in the last year."""
+    caller_household = linked["person_id"].map(persons.set_index("person_id")["household_id"])
+    caller_code = _code(caller_household, codes)
+    third_party = (caller_code >= 0) & (caller_code != entity)
+    out = {"third_party_calls_365d": index.window_sum(third_party, hh, end, 365)}
+    # A caller counts once per household: weight only each (household, caller)'s calls that are the first
+    # within a year of the previous one; exact for windows of one year.
+    person = linked["person_id"].fillna("").to_numpy()
+    frame = pd.DataFrame({"entity": entity, "person": person, "t": seconds}).sort_values(["entity", "person", "t"])
+    gap = frame.groupby(["entity", "person"], sort=False)["t"].diff()
+    distinct_start = (gap.isna() | (gap >= 365 * DAY)).to_numpy() & (frame["person"].to_numpy() != "")
+    weight = np.zeros(len(linked))
+    weight[frame.index.to_numpy()] = distinct_start
+    out["distinct_callers_365d"] = index.window_sum(weight, hh, end, 365)
+    return out
+
+
+def _registry_features(
+    households: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, hh: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Static registry facts about the household's members (the registry is a current snapshot)."""
+    member = _code(persons["household_id"], codes)
+    n = len(households)
+
+    def per_household(flag: np.ndarray) -> np.ndarray:
+        return np.bincount(member[member >= 0], weights=flag[member >= 0].astype(float), minlength=n)[hh]
+
+    size = households["size"].to_numpy().astype(float)[hh]
+    return {
+        "members": size,
+        "mental_illness_members": per_household(persons["mental_illness_registry"].to_numpy()),
+        "community_correction_members": per_household(persons["community_correction"].to_numpy()),
+        "prior_record_members": per_household(persons["prior_record"].to_numpy()),
+        "unemployed_members": per_household((persons["employment"] == "unemployed").to_numpy()),
+        "floating_household": (households["household_type"].to_numpy() == "floating").astype(float)[hh],
+    }
+
+
+def _person_event_index(
+    frame: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, time_column: str
+) -> tuple[WindowIndex, pd.DataFrame]:
+    household = frame["person_id"].map(persons.set_index("person_id")["household_id"])
+    entity = _code(household, codes)
+    keep = entity >= 0
+    kept = frame[keep].reset_index(drop=True)
+    return WindowIndex.build(entity[keep], to_seconds(kept[time_column])), kept
+
+
+def _case_features(
+    cases: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, hh: np.ndarray, end: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Cases involving a member before D: all time and in the last year, violent ones apart."""
+    index, kept = _person_event_index(cases, persons, codes, "opened_at")
+    violent = kept["charge"].isin(VIOLENT_CHARGES).to_numpy()
+    suspect = (kept["role"] == "suspect").to_numpy()
+    return {
+        "cases_365d": index.window_sum(None, hh, end, 365),
+        "violent_cases_365d": index.window_sum(violent, hh, end, 365),
+        "violent_cases_ever": index.window_sum(violent, hh, end, None),
+        "suspect_cases_ever": index.window_sum(suspect, hh, end, None),
+    }
+
+
+def _visit_features(visits: pd.DataFrame, codes: pd.Series, hh: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+    """Mediation and screening before D: what the station already did and found."""
+    entity = _code(visits["household_id"], codes)
+    keep = entity >= 0
+    v = visits[keep].reset_index(drop=True)
+    index = WindowIndex.build(entity[keep], to_seconds(v["visited_at"]))
+    unresolved = v["outcome"].isin(["未化解", "调解中"]).to_numpy()
+    return {
+        "mediations_90d": index.window_sum((v["visit_type"] == "调解").to_numpy(), hh, end, 90),
+        "unresolved_visits_90d": index.window_sum(unresolved, hh, end, 90),
+        "screening_found_365d": index.window_sum((v["visit_type"] == "矛盾排查").to_numpy(), hh, end, 365),
+        "visits_365d": index.window_sum(None, hh, end, 365),
+    }
+
+
+def _relation_features(
+    relations: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, hh: np.ndarray, end: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Recorded links of members by kind, known before D (a missing date counts as known)."""
+    both = pd.concat(
+        [
+            relations[["person_id_a", "relation", "since"]].rename(columns={"person_id_a": "person_id"}),
+            relations[["person_id_b", "relation", "since"]].rename(columns={"person_id_b": "person_id"}),
+        ],
+        ignore_index=True,
+    )
+    index, kept = _person_event_index(both, persons, codes, "since")
+    return {
+        f"relation_{kind}": index.window_sum((kept["relation"] == kind).to_numpy(), hh, end, None)
+        for kind in RELATION_KINDS
+    }
+
+
+def escalation_labels(
+    snapshots: pd.DataFrame, cases: pd.DataFrame, persons: pd.DataFrame, households: pd.DataFrame, horizon_days: int
+) -> np.ndarray:
+    """1 when a violent case involving a member is opened in [D, D + horizon), else 0."""
+    codes = household_codes(households)
+    violent = cases[cases["charge"].isin(VIOLENT_CHARGES)]
+    index, _ = _person_event_index(violent, persons, codes, "opened_at")
+    hh = _code(snapshots["household_id"], codes)
+    start = to_seconds(snapshots["snapshot_date"])
+    after = start + np.int64(horizon_days) * DAY
+    return (index.window_sum(None, hh, after, horizon_days) > 0).astype(np.int8)

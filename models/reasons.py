@@ -1,0 +1,103 @@
+"""Reasons for a household's escalation score, in short Chinese phrases.
+
+A warning sends police to a family's door, so every score carries the few
+factors that raised it most, taken from LightGBM's own per-feature
+contributions (``pred_contrib``): not a separate explainer that could
+disagree with the model. Each feature has a phrase template filled with the
+household's value, e.g. ``近90天纠纷报警6次`` or ``出现持械表述``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_CUES = {
+    "violence": "动手/殴打",
+    "weapon": "持械",
+    "injury": "受伤",
+    "threat": "扬言威胁",
+    "alcohol": "酒后",
+    "self_harm": "自伤自杀",
+    "separation": "分居离婚",
+    "repeat": "反复报警",
+}
+_CATEGORIES = {
+    "debt": "经济债务",
+    "family": "婚姻家庭",
+    "neighbor": "邻里",
+    "land": "土地草场",
+    "labor": "劳资",
+    "medical_school": "涉医涉校",
+    "property": "房产物业",
+    "other": "其他",
+}
+_FIXED = {
+    "acceleration": "报警频次上升",
+    "days_since_last_dispute": "距上次纠纷报警{v:.0f}天",
+    "days_since_first_dispute": "纠纷已持续{v:.0f}天",
+    "days_since_last_call": "距上次报警{v:.0f}天",
+    "max_dispute_score_90d": "近90天纠纷特征明显",
+    "deescalation_90d": "近90天已调解{v:.0f}次",
+    "third_party_calls_365d": "近一年他人代为报警{v:.0f}次",
+    "distinct_callers_365d": "近一年{v:.0f}名不同报警人",
+    "members": "家庭成员{v:.0f}人",
+    "mental_illness_members": "家庭成员在严重精神障碍管理名单",
+    "community_correction_members": "家庭成员在社区矫正",
+    "prior_record_members": "家庭成员有前科",
+    "unemployed_members": "家庭成员无业{v:.0f}人",
+    "floating_household": "流动人口户",
+    "cases_365d": "近一年涉案{v:.0f}起",
+    "violent_cases_365d": "近一年涉暴力案件{v:.0f}起",
+    "violent_cases_ever": "曾涉暴力案件{v:.0f}起",
+    "suspect_cases_ever": "家庭成员曾为案件嫌疑人",
+    "mediations_90d": "近90天调解{v:.0f}次",
+    "unresolved_visits_90d": "近90天走访调解未化解{v:.0f}次",
+    "screening_found_365d": "排查发现矛盾{v:.0f}次",
+    "visits_365d": "近一年走访{v:.0f}次",
+    "relation_ex_partner": "涉前任(前夫/前妻)关系",
+    "relation_partner": "涉同居关系",
+    "relation_neighbor": "登记有邻里关系",
+    "relation_creditor_debtor": "涉债权债务关系",
+    "relation_employer_worker": "涉劳资关系",
+    "relation_land_neighbor": "涉地界相邻关系",
+}
+_WINDOW = re.compile(r"^(calls|disputes)_(\d+)d$")
+_CAT = re.compile(r"^cat_(\w+)_(\d+)d$")
+_CUE = re.compile(r"^cue_(\w+)_(\d+)d$")
+_POINTS = re.compile(r"^points_(\w+)$")
+
+
+def phrase(feature: str, value: float) -> str:
+    """The phrase for one feature at one value."""
+    if m := _WINDOW.match(feature):
+        kind = "报警" if m[1] == "calls" else "纠纷报警"
+        return f"近{m[2]}天{kind}{value:.0f}次"
+    if m := _CAT.match(feature):
+        return f"近{m[2]}天{_CATEGORIES.get(m[1], m[1])}纠纷{value:.0f}次"
+    if m := _CUE.match(feature):
+        return f"近{m[2]}天出现{_CUES.get(m[1], m[1])}表述{value:.0f}次"
+    if m := _POINTS.match(feature):
+        return f"积分预警({m[1]}){value:.0f}分"
+    template = _FIXED.get(feature)
+    return template.format(v=value) if template else f"{feature}={value:g}"
+
+
+def top_reasons(contributions: np.ndarray, X: np.ndarray, feature_names: list[str], n: int = 3) -> list[list[str]]:
+    """The ``n`` features that raised each row's score most (positive contributions only).
+
+    ``contributions`` is ``booster.predict(X, pred_contrib=True)``: one column per
+    feature plus the bias last. A factor that lowered the score is never given as
+    a reason for a warning.
+    """
+    contrib = np.asarray(contributions)[:, : len(feature_names)].copy()
+    # "0 calls" is not a reason to visit a family, even when its absence moved the score: only
+    # features with a value (or the "days since" kind, where any value speaks) can be given.
+    speaks = np.array([name.startswith("days_since") or name == "acceleration" for name in feature_names])
+    contrib[(np.asarray(X) == 0) & ~speaks] = 0.0
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :n]
+    out: list[list[str]] = []
+    for row, idx in enumerate(order):
+        out.append([phrase(feature_names[j], float(X[row, j])) for j in idx if contrib[row, j] > 0])
+    return out

@@ -1,0 +1,169 @@
+"""The training job end to end on a small city: report, registry, bundle parity, promotion, truth isolation.
+
+One plain run (``run_training``) is shared by most tests; one test runs the
+same steps as a Prefect flow on Prefect's ephemeral API; one executes the
+data scientists' notebook against the real runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from models import registry
+from models.bundle import load_manifest
+from pipelines import training
+from pipelines.training import TrainConfig, run_training
+from serving.scorer import OnnxScorer
+from simulation.city import simulate_city, write_city
+from simulation.config import SimConfig
+
+CONFIG = TrainConfig(bootstrap_samples=40, parity_rows=10_000)
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_runs.ipynb"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("train")
+    write_city(simulate_city(SimConfig(persons=40_000, days=730, seed=21)), root / "city")
+    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
+    (root / "store").mkdir()
+    report = run_training(root / "city", root / "run1", uri, CONFIG)
+    return {"root": root, "uri": uri, "report": report}
+
+
+def test_report_has_the_contract_fields(trained: dict) -> None:
+    on_disk = json.loads((trained["root"] / "run1" / "report.json").read_text(encoding="utf-8"))
+    for side in ("model", "rules"):
+        metrics = on_disk["escalation"][side]
+        for name in ("roc_auc", "pr_auc", "recall_at_k", "precision_at_k", "brier"):
+            assert 0.0 <= metrics[name] <= 1.0, (side, name)
+            low, high = metrics["ci"][name]
+            assert low <= high
+        for name in ("precision", "recall", "f1", "category_accuracy"):
+            assert 0.0 <= on_disk["dispute"][side][name] <= 1.0
+    assert on_disk["onnx"]["max_abs_diff"] <= 1e-5 and on_disk["onnx"]["top_k_identical"]
+    assert on_disk["promoted"] is True  # the first run has no champion to beat
+    assert on_disk["mlflow"]["model_versions"] == {"yujing-escalation": 1, "yujing-dispute": 1}
+    assert (trained["root"] / "run1" / "report.md").read_text(encoding="utf-8").count("| model |") == 2
+    assert (trained["root"] / "run1" / "pr_curve.png").stat().st_size > 1000
+
+
+def test_models_are_measured_against_the_rules(trained: dict) -> None:
+    report = trained["report"]
+    esc = report["escalation"]
+    assert esc["positives"]["test"] >= 20
+    assert esc["model"]["roc_auc"] > 0.55 and esc["rules"]["roc_auc"] > 0.5
+    truth = report["dispute"]["truth"]  # evaluation only: the model learned from police codes
+    assert truth["model"]["f1"] > truth["rules"]["f1"] + 0.05
+    assert "model scores" in report["verdict"]
+
+
+def test_bundle_parity_and_scorer(trained: dict) -> None:
+    bundle = trained["root"] / "run1" / "bundle"
+    manifest = load_manifest(bundle)
+    assert set(manifest.models) == {"escalation", "dispute"}
+    prov = manifest.provenance
+    assert prov["data_fingerprint"] and prov["lexicon_version"] and prov["code_version"]
+    assert "featurizers" in prov and prov["featurizers"]["dispute"]["vocabulary"]
+    scorer = OnnxScorer.from_bundle(bundle)
+    names = list(manifest.models["escalation"].feature_names)
+    assert names == trained["report"]["feature_names"]
+    rng = np.random.default_rng(0)
+    X = rng.gamma(1.0, 3.0, size=(2_000, len(names))).astype(np.float32)
+    p = scorer.predict("escalation", X)
+    assert p.shape == (2_000, 2) and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    calibrated = scorer.predict_calibrated("escalation", X)
+    assert ((calibrated >= 0) & (calibrated <= 1)).all()
+
+
+def test_registry_holds_both_models_with_champion(trained: dict) -> None:
+    uri = trained["uri"]
+    for name in (registry.ESCALATION_MODEL, registry.DISPUTE_MODEL):
+        assert registry.aliases(name, uri) == {"champion": 1, "challenger": 1}
+    info = registry.champion_info(registry.ESCALATION_MODEL, uri)
+    assert info["tags"]["data_fingerprint"] == trained["report"]["provenance"]["data_fingerprint"]
+    assert "escalation.test.model.pr_auc" in info["metrics"]
+
+
+def test_a_challenger_below_the_margin_is_not_promoted(trained: dict) -> None:
+    """Register the same city's models again with a margin no run can clear: the champion stays."""
+    uri = trained["uri"]
+    prepared = training.prepare(trained["root"] / "city")
+    frame, names, labels, points = training.build_escalation_data(prepared, CONFIG)
+    run = training.fit_escalation(frame, names, labels, points, CONFIG)
+    dispute = training.fit_dispute(prepared, CONFIG)
+    evaluation = training.evaluate_escalation(run, CONFIG)
+    out = trained["root"] / "run2"
+    bundle = training.export_bundle(run, dispute, prepared, CONFIG, out)
+    strict = dataclasses.replace(CONFIG, promotion_margin=1.0)
+    report = training.register_and_report(prepared, run, dispute, evaluation, bundle, strict, out, uri)
+    assert report["promoted"] is False
+    assert "margin" in report["promotion_reason"]
+    assert registry.aliases(registry.ESCALATION_MODEL, uri) == {"champion": 1, "challenger": 2}
+    # Same data, same seed: the retrained model is the same model.
+    assert report["escalation"]["model"]["pr_auc"] == trained["report"]["escalation"]["model"]["pr_auc"]
+
+
+def test_training_never_reads_truth(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fitting sees cases, not truth/: any read under truth/ fails the test."""
+    original = pd.read_parquet
+
+    def guarded(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        assert "truth" not in Path(str(path)).parts, f"training read {path}"
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", guarded)
+    prepared = training.prepare(trained["root"] / "city")
+    frame, names, labels, points = training.build_escalation_data(prepared, CONFIG)
+    run = training.fit_escalation(frame, names, labels, points, CONFIG)
+    dispute = training.fit_dispute(prepared, CONFIG, truth_dir=None)
+    assert run.model.booster.num_trees() > 0 and dispute.model.booster.num_trees() > 0
+    assert "truth" not in dispute.evaluation
+
+
+def test_artifacts_hold_no_personal_data(trained: dict) -> None:
+    for path in (trained["root"] / "run1").rglob("*"):
+        if path.is_file():
+            registry.assert_no_personal_data(path)
+    text = (trained["root"] / "run1" / "report.json").read_text(encoding="utf-8")
+    persons = pd.read_parquet(trained["root"] / "city" / "persons.parquet", columns=["name", "phone"])
+    assert not any(name in text for name in persons["name"].head(2000) if len(name) >= 3)
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_real_runs(trained: dict, tmp_path: Path, monkeypatch, kernel_env: None) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+    assert "champion v1" in text and "escalation.test.model.pr_auc" in text
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.slow
+def test_prefect_flow_runs_the_same_steps(trained: dict, tmp_path: Path) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.flows import build_train_flow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with prefect_test_harness(server_startup_timeout=90):
+        report = build_train_flow()(
+            str(trained["root"] / "city"), str(tmp_path / "run"), uri, dataclasses.asdict(CONFIG)
+        )
+    assert report["onnx"]["max_abs_diff"] <= 1e-5
+    assert report["escalation"]["model"]["pr_auc"] == trained["report"]["escalation"]["model"]["pr_auc"]
+    assert (tmp_path / "run" / "report.json").is_file()
