@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: the main job end to end on the embedded defaults.
+## run: the main job end to end on the embedded defaults: simulate, validate, train, register, export.
 run: install
 	$(VENV)/bin/yujing simulate --persons $(PERSONS) --out var/data/city
 	$(VENV)/bin/yujing validate --data var/data/city --strict
+	$(VENV)/bin/yujing train --data var/data/city --out var/runs/latest
 
 ## test: the whole test suite (two workers on two cores).
 test: install

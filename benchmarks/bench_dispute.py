@@ -188,7 +188,19 @@ def simulator_section(city: Path, report: dict[str, Any]) -> tuple[DisputeModel,
             y, m_out["is_dispute"] | r_out["is_dispute"], cat, np.where(m_out["is_dispute"], m_cat, r_cat)
         ),
     }
+    # "DV safety net": a family dispute with violence/weapon/threat/self-harm the rules see is never dropped
+    severe = rf[["cue_violence", "cue_weapon", "cue_threat", "cue_self_harm"]].to_numpy().any(axis=1)
+    net = (r_cat == "family") & severe & ~m_out["is_dispute"].to_numpy(dtype=bool)
+    alt["model + DV safety net (rules' family + violence/weapon/threat/self-harm)"] = dispute_metrics(
+        y, m_out["is_dispute"].to_numpy(dtype=bool) | net, cat, np.where(net, r_cat, m_cat)
+    )
+    net_fp = Counter(call_type[net & ~y])
     lines += ["", "Fusion alternatives on the same test period:", "", *metrics_table(alt)]
+    lines += [
+        "",
+        f"DV safety net: {int(net.sum())} calls added, {int((net & y).sum())} of them disputes; false ones by type: "
+        + ", ".join(f"{k} {v}" for k, v in net_fp.most_common(4)),
+    ]
     lines += [
         "",
         "### Feature importance (gain, top 20)",
@@ -199,6 +211,7 @@ def simulator_section(city: Path, report: dict[str, Any]) -> tuple[DisputeModel,
     imp = model.feature_importance(20)
     for i, r in imp.iterrows():
         lines.append(f"| {i + 1} | `{r['feature']}` | {r['share']:.1%} | {int(r['splits'])} |")
+    report.setdefault("_ood", {})["simulator test period (110, generated)"] = m_out["ood_score"].to_numpy()
     report["simulator"] = {
         "rows": rows,
         "operating_points": op_rows,
@@ -244,6 +257,7 @@ def cail_section(model: DisputeModel, root: Path, report: dict[str, Any]) -> lis
             + ", ".join(f"{k} {v}" for k, v in cats.most_common(4))
             + " |"
         )
+        report.setdefault("_ood", {})[f"CAIL2019 {domain}"] = m_out["ood_score"].to_numpy()
         out[domain] = {**ms, "ood_share": float(m_out["ood"].mean()), "ood_min": float(m_out["ood_score"].min())}
     facts = cov.load_cail2018(root)
     lines += [
@@ -263,6 +277,7 @@ def cail_section(model: DisputeModel, root: Path, report: dict[str, Any]) -> lis
         lines.append(
             f"| {charge} ({len(texts)}) | {m_out['ood'].mean():.0%} | " + " | ".join(f"{x:.1%}" for x in rates) + " |"
         )
+        report.setdefault("_ood_2018", []).append(m_out["ood_score"].to_numpy())
         charges[charge] = {
             "n": len(texts),
             "ood_share": float(m_out["ood"].mean()),
@@ -295,8 +310,32 @@ def handwritten_section(model: DisputeModel, report: dict[str, Any]) -> list[str
             "",
             *metrics_table(rows),
         ]
+        report.setdefault("_ood", {})[f"hand-written 110, {label}"] = m_out["ood_score"].to_numpy()
         report[f"handwritten_{label.replace(' ', '_')}"] = {**rows, "ood": int(m_out["ood"].sum())}
     lines += ["", "(the rules were written to pass exactly these calls: an upper bound for them)"]
+    return lines
+
+
+def ood_section(model: DisputeModel, report: dict[str, Any]) -> list[str]:
+    """Where the OOD score puts each kind of text, against the threshold the fusion uses."""
+    groups = dict(report.pop("_ood", {}))
+    facts = report.pop("_ood_2018", [])
+    if facts:
+        groups["CAIL2018 facts (charges above)"] = np.concatenate(facts)
+    lines = [
+        "",
+        f"### OOD score by kind of text (threshold {model.ood_threshold:.3f})",
+        "",
+        "| text (n) | min | median | q99 | max | share >= threshold |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    summary = {}
+    for name, v in groups.items():
+        q = np.quantile(v, [0, 0.5, 0.99, 1]) if len(v) else np.zeros(4)
+        share = float((v >= model.ood_threshold).mean()) if len(v) else 0.0
+        lines.append(f"| {name} ({len(v):,}) | " + " | ".join(f"{x:.3f}" for x in q) + f" | {share:.1%} |")
+        summary[name] = {"quantiles_0_50_99_100": [float(x) for x in q], "share_ood": share}
+    report["ood_scores"] = summary
     return lines
 
 
@@ -336,6 +375,41 @@ def latency_section(model: DisputeModel, city: Path, n: int, report: dict[str, A
         f"| featurize (mask, header, jieba, rules, tokens, OOD) | {q(f_us)} |",
         f"| LightGBM `Booster.predict`, 1 row | {q(b_us)} |",
         f"| `DisputeModel.predict_one` end to end | {q(p_us)} |",
+    ]
+
+
+def codes_section(city: Path, report: dict[str, Any]) -> list[str]:
+    """The model trained on the call takers' category codes (what a real center has), scored against truth."""
+    try:
+        from features.labels import dispute_labels_from_codes
+    except ImportError:  # pragma: no cover - features/labels.py belongs to the training pipeline
+        return ["", "(features.labels not available: code-label section skipped)"]
+    frame = load_city(city)
+    codes = pd.read_parquet(city / "incidents.parquet", columns=["incident_id", "category_l1", "category_l2"])
+    coded = frame[["incident_id"]].merge(codes, on="incident_id", how="left")
+    labels = dispute_labels_from_codes(coded)
+    trained_on = frame.assign(is_dispute=labels["is_dispute"].to_numpy(), category=labels["category"].to_numpy())
+    train, tune, _ = split_incidents_by_time(trained_on)
+    _, _, test = split_incidents_by_time(frame)  # same days, truth labels
+    model = train_dispute_model(train, tune)
+    texts = test["narrative"].tolist()
+    r_out, m_out, f_out = three_way(texts, test["received_at"].tolist(), model)
+    y, cat = test["is_dispute"], test["category"]
+    coded_test = labels.loc[test.index]
+    rows = {
+        "call takers' codes themselves": dispute_metrics(y, coded_test["is_dispute"], cat, coded_test["category"]),
+        "rules": dispute_metrics(y, r_out["is_dispute"], cat, r_out["category"]),
+        "model trained on codes": dispute_metrics(y, m_out["is_dispute"], cat, m_out["category"]),
+        "fused": dispute_metrics(y, f_out["is_dispute"], cat, f_out["category"]),
+    }
+    report["trained_on_codes"] = {"rows": rows, "threshold": model.threshold}
+    return [
+        "",
+        "### Trained on the call takers' codes instead of truth, scored against truth (same test period)",
+        "",
+        f"threshold {model.threshold:.3f} (max F1 against the codes on the tuning period)",
+        "",
+        *metrics_table(rows),
     ]
 
 
@@ -388,14 +462,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON here")
     ap.add_argument("--latency", type=int, default=2000, help="incidents for the one-at-a-time timing (0: skip)")
     ap.add_argument("--ablation", action="store_true", help="also retrain with 0/100/300/600 tokens")
+    ap.add_argument("--codes", action="store_true", help="also train on the call takers' codes (features.labels)")
     args = ap.parse_args(argv)
     report: dict[str, Any] = {}
     model, lines = simulator_section(args.city, report)
     root = coverage_module().realtext_dir(args.realtext)
     lines += cail_section(model, root, report)
     lines += handwritten_section(model, report)
+    lines += ood_section(model, report)
     if args.latency:
         lines += latency_section(model, args.city, args.latency, report)
+    if args.codes:
+        lines += codes_section(args.city, report)
     if args.ablation:
         lines += ablation_section(args.city, root, report)
     print("\n".join(lines))

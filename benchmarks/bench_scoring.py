@@ -187,12 +187,34 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None
     """A Markdown table (pasted into docs/onnx.md as is)."""
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) + " |"  # noqa: E501, E731
+
+    def line(r: Sequence[str]) -> str:
+        padded = (c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        return "| " + " | ".join(padded) + " |"
+
     print(line(cells[0]))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in cells[1:]:
         print(line(r))
     print()
+
+
+def contenders(b: lgb.Booster, s1: OnnxScorer, s2: OnnxScorer) -> tuple[dict, dict]:
+    """Single-row and batch contenders for one model: native predict and the scorer at 1 and 2 threads."""
+    single = {
+        "native t1": lambda x: b.predict(x, num_threads=1),
+        "onnx t1": lambda x: s1.predict("risk", x),
+        "native t2": lambda x: b.predict(x, num_threads=2),
+        "onnx t2": lambda x: s2.predict("risk", x),
+    }
+    batch = {
+        "native t1": lambda x: b.predict(x, num_threads=1),
+        "onnx t1": lambda x: s1.predict_batched("risk", x),
+        "native t2": lambda x: b.predict(x, num_threads=2),
+        "onnx t2 (intra-op 2)": lambda x: s2.predict("risk", x),
+        "onnx t2 (2 workers)": lambda x: s1.predict_batched("risk", x, workers=2),
+    }
+    return single, batch
 
 
 def main_table(models: list[Trained], X: np.ndarray, rows: list[np.ndarray], args: argparse.Namespace,
@@ -203,20 +225,7 @@ def main_table(models: list[Trained], X: np.ndarray, rows: list[np.ndarray], arg
         parity = check_parity(m.booster, onnx_model, X)
         s1 = scorer_for(onnx_model, tmp, m.label.replace(" ", "_"), 1)
         s2 = scorer_for(onnx_model, tmp, m.label.replace(" ", "_"), 2)
-        b = m.booster
-        single = {
-            "native t1": lambda x: b.predict(x, num_threads=1),
-            "onnx t1": lambda x: s1.predict("risk", x),
-            "native t2": lambda x: b.predict(x, num_threads=2),
-            "onnx t2": lambda x: s2.predict("risk", x),
-        }
-        batch = {
-            "native t1": lambda x: b.predict(x, num_threads=1),
-            "onnx t1": lambda x: s1.predict_batched("risk", x),
-            "native t2": lambda x: b.predict(x, num_threads=2),
-            "onnx t2 (intra-op 2)": lambda x: s2.predict("risk", x),
-            "onnx t2 (2 workers)": lambda x: s1.predict_batched("risk", x, workers=2),
-        }
+        single, batch = contenders(m.booster, s1, s2)
         lat = latency(single, rows, args.calls)
         thr = throughput(batch, X, args.reps)
         for name in batch:

@@ -87,21 +87,35 @@ def main() -> None:
     print(f"python {platform.python_version()}, {platform.machine()}; city {args.persons:,} persons over 730 days")
     with tempfile.TemporaryDirectory() as tmp:
         frame_path = str(Path(tmp) / "snapshots.parquet")
-        prep = subprocess.run([sys.executable, "-c", PREPARE, str(args.persons), frame_path, str(REPO)],
-                              capture_output=True, text=True, check=True)
+        prep = subprocess.run(
+            [sys.executable, "-c", PREPARE, str(args.persons), frame_path, str(REPO)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         p = json.loads(prep.stdout.strip().splitlines()[-1])
         print()
         print("| step | rows | seconds | rows/s | peak MiB |")
         print("|---|---:|---:|---:|---:|")
-        print(f"| rule verdicts per incident | {p['incidents']:,} | {p['rules_s']:.1f} | {p['incidents'] / p['rules_s']:,.0f} | |")
-        print(f"| snapshot features + rule points | {p['snapshots']:,} | {p['features_s']:.1f} | "
-              f"{p['snapshots'] / p['features_s']:,.0f} | {p['peak_mib']:,.0f} (whole city in memory) |")
+        print(
+            f"| rule verdicts per incident | {p['incidents']:,} | {p['rules_s']:.1f} | {p['incidents'] / p['rules_s']:,.0f} | |"
+        )
+        print(
+            f"| snapshot features + rule points | {p['snapshots']:,} | {p['features_s']:.1f} | "
+            f"{p['snapshots'] / p['features_s']:,.0f} | {p['peak_mib']:,.0f} (whole city in memory) |"
+        )
         for size in args.sizes:
-            done = subprocess.run([sys.executable, "-c", TRAIN, frame_path, str(size), json.dumps(p["names"]), str(REPO)],
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, "-c", TRAIN, frame_path, str(size), json.dumps(p["names"]), str(REPO)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"| train escalation ({r['rounds']} rounds, {p['features']} features) | {r['rows']:,} | "
-                  f"{r['train_s']:.1f} | {r['rows'] / r['train_s']:,.0f} | {r['peak_mib']:,.0f} |")
+            print(
+                f"| train escalation ({r['rounds']} rounds, {p['features']} features) | {r['rows']:,} | "
+                f"{r['train_s']:.1f} | {r['rows'] / r['train_s']:,.0f} | {r['peak_mib']:,.0f} |"
+            )
         print(f"\nsnapshots with a positive label: {p['positives']:,} of {p['snapshots']:,}")
 
 

@@ -1,7 +1,7 @@
 """Every benchmark, one after another, each printing its own table.
 
-    .venv/bin/python benchmarks/run_all.py          # text, matching, simulator at 100k persons
-    .venv/bin/python benchmarks/run_all.py --full   # also the full 2.87 M city (about 1.5 minutes, 4 GiB)
+    .venv/bin/python benchmarks/run_all.py          # text, matching, simulator, linking, training, scoring
+    .venv/bin/python benchmarks/run_all.py --full   # the full-size variants (2.87 M city, 1M snapshots)
 
 Speed and memory targets live here, not in unit tests: these machines are
 shared and noisy, so each benchmark compares alternatives side by side in
@@ -26,6 +26,9 @@ def main() -> None:
         ["bench_text.py"],
         ["bench_matching.py"],
         ["bench_simulate.py", "--sizes", "100000", *(["2870000"] if args.full else [])],
+        ["bench_linking.py"],
+        ["bench_training.py", *([] if args.full else ["--persons", "300000", "--sizes", "100000"])],
+        ["bench_scoring.py"],
     ]
     for script, *extra in runs:
         print(f"\n## {script} {' '.join(extra)}\n", flush=True)

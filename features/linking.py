@@ -74,28 +74,32 @@ PERSON_CONFIDENCE: dict[str, float] = {
     "masked_id+masked_phone": 0.99,
     "masked_id+masked_phone+name": 0.99,
     "masked_id+name": 0.99,
-    "masked_phone+name": 0.98,
-    "masked_id+masked_phone+area": 0.97,
-    "masked_id+masked_phone+name+area": 0.97,
-    "masked_id+name+area": 0.97,
+    "masked_phone+name": 0.99,
+    "masked_id+name+area": 0.99,
+    "masked_id+masked_phone+area": 0.99,
+    "masked_id+masked_phone+name+area": 0.99,
+    "masked_phone+name+area": 0.99,
+    "masked_phone+area": 0.98,
     "masked_id+area": 0.95,
-    "masked_phone+name+area": 0.97,
-    "masked_phone+area": 0.95,
 }
-"""Prior precision of a caller link per ``person_method``: what docs/linking.md measured on simulated
-cities, rounded down and capped at 0.99 (a simulator has no typing errors in IDs). A prior, not a
-guarantee: shared family phones or stale registry entries in a real export will do worse."""
+"""Prior precision of a caller link per ``person_method``: the lowest precision measured on the
+simulated cities of docs/linking.md (100k, 1M, 2.87M persons), rounded down and capped at 0.99 (a
+simulator makes no typing errors in IDs and has no shared family phones); 0.95 where a method was
+seen too rarely to measure. A prior for ranking and thresholds, not a guarantee for a real export."""
 
 HOUSEHOLD_CONFIDENCE: dict[str, float] = {
     "address": 0.99,
     "fuzzy_address": 0.95,
-    "caller": 0.97,
+    "caller": 0.98,
     "caller_in_named_compound": 0.94,
 }
-"""Prior precision of a household link (``links.confidence``). For ``caller`` it is multiplied by the
-caller link's :data:`PERSON_CONFIDENCE`. ``caller_in_named_compound``: the place is the caller's own
-compound named without a room (XX小区门口), where neighbours calling about the flat next door make
-the caller's household a worse guess than for a street or a shop."""
+"""Prior precision of a household link (``links.confidence``), measured as for
+:data:`PERSON_CONFIDENCE`. ``fuzzy_address`` is set below its measured 1.0 because the simulator's
+misspellings are all in the homophone table; the bigram fallback links a compound unknown to the
+registry about 2 times in 1,000 (docs/linking.md). ``caller`` is multiplied by the caller link's
+:data:`PERSON_CONFIDENCE`; ``caller_in_named_compound`` applies when the place is the caller's own
+compound named without a room (XX小区门口), where neighbours calling about the flat next door make the
+caller's household a worse guess than for a street or a shop."""
 
 AREA_MAX_COINCIDENCES = 0.05
 """Narrowing by the station's area is allowed only when fewer than this many other persons with the
@@ -147,6 +151,7 @@ _URBAN = (
     r"(?P<room>\d{3,4})(?:室|号|户)?" + _HOME_TAIL + "$"
 )
 _RURAL = r"^(?P<place>.*?\D)(?P<house_no>\d{1,4})号(?:院)?" + _HOME_TAIL + "$"
+_STREET_END = r"(?:路|街|大道|巷|胡同|公路|国道|省道)$"
 _VAGUE_TAIL = r"(?:门口|门前|大门|附近|对面|旁边|里面|里边|院内|院里|内|里|处)$"
 _STR = pd.StringDtype("pyarrow", na_value=np.nan)
 
@@ -264,7 +269,9 @@ def parse_location(location_text: pd.Series, county_names: list[str] | tuple[str
     urban = _extract(rest, _URBAN)
     rural = _extract(rest, _RURAL)
     is_urban = urban["building"].notna().to_numpy()
-    is_rural = rural["house_no"].notna().to_numpy() & ~is_urban
+    # 建国路88号 is a street number (a shop, an office), not a village house: treated as a place.
+    street_no = _matches(rural["place"], _STREET_END)
+    is_rural = rural["house_no"].notna().to_numpy() & ~is_urban & ~street_no
     missing = rest.isna().to_numpy()
     out["kind"] = np.select([missing, is_urban, is_rural], ["missing", "urban", "rural"], default="place")
     place = rest.mask(is_urban, urban["place"]).mask(is_rural, rural["place"])
@@ -370,7 +377,7 @@ class _Evidence:
             has = self.has[comp]
             for variant in np.unique(self.variant[comp][has]):
                 rows = np.flatnonzero(has & (self.variant[comp] == variant))
-                out[rows] = reg.index(comp, variant).get_indexer(self.keys[comp][rows])
+                out[rows] = reg.encode(comp, variant, self.keys[comp][rows])
             self._codes[comp] = out
         return self._codes[comp]
 
@@ -393,25 +400,33 @@ class _Persons:
         station = _lookup(self.household_id, _household_station(households, addresses))
         self.station_id = station
         self.station_share = station.value_counts(normalize=True)
-        self._cache: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
+        self._cache: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
 
     def __len__(self) -> int:
         return len(self.person_id)
 
-    def codes(self, comp: str, variant: str) -> np.ndarray:
-        """Integer code per person (-1 = missing) of the key of one component and variant."""
-        return self._coded(comp, variant)[0]
+    def encode(self, comp: str, variant: str, keys: np.ndarray) -> np.ndarray:
+        """Codes of incident ``keys`` in the registry's coding of ``(comp, variant)``; -1 if absent.
 
-    def index(self, comp: str, variant: str) -> pd.Index:
-        """The distinct key values behind :meth:`codes` (position = code)."""
-        return self._coded(comp, variant)[1]
+        Registry and incident keys are dictionary-encoded together (pyarrow), so no Python string
+        object is made per registry row; the registry's codes are cached for the rules.
+        """
+        person_key = self._key(comp, variant)
+        joint = pd.concat([person_key, pd.Series(keys, dtype=_STR)], ignore_index=True)
+        codes, uniques = pd.factorize(joint)
+        codes = codes.astype(np.int32)
+        n = len(self)
+        person_codes = codes[:n]
+        present = np.zeros(len(uniques) + 1, dtype=bool)
+        present[person_codes[person_codes >= 0]] = True
+        self._cache.setdefault((comp, variant), (person_codes, len(uniques)))
+        incident = codes[n:].astype(np.int64)
+        incident[~present[incident]] = -1
+        return incident
 
-    def _coded(self, comp: str, variant: str) -> tuple[np.ndarray, pd.Index]:
-        key = (comp, variant)
-        if key not in self._cache:
-            codes, uniques = pd.factorize(self._key(comp, variant))
-            self._cache[key] = (codes.astype(np.int64), pd.Index(np.asarray(uniques, dtype=object)))
-        return self._cache[key]
+    def codes(self, comp: str, variant: str) -> tuple[np.ndarray, int]:
+        """Code per registry person (-1 = missing) and the size of the code space, after :meth:`encode`."""
+        return self._cache[(comp, variant)]
 
     def _key(self, comp: str, variant: str) -> pd.Series:
         if comp == "id_full":
@@ -437,14 +452,14 @@ def _household_station(households: pd.DataFrame, addresses: pd.DataFrame) -> pd.
     """household_id -> station_id of its address."""
     hh = households[["household_id", "address_id"]].drop_duplicates("household_id")
     station = _lookup(hh["address_id"], addresses.drop_duplicates("address_id").set_index("address_id")["station_id"])
-    return pd.Series(_nfkc(station).to_numpy(), index=_nfkc(hh["household_id"]).to_numpy())
+    return pd.Series(_nfkc(station).array, index=pd.Index(_nfkc(hh["household_id"]).array))
 
 
 def _lookup(keys: pd.Series, mapping: pd.Series) -> pd.Series:
     """``keys.map(mapping)`` through a hash join (Series.map over millions of arrow strings is slow)."""
-    right = pd.DataFrame({"k": mapping.index.to_numpy(), "v": mapping.to_numpy()})
-    left = pd.DataFrame({"k": keys.to_numpy()})
-    return pd.Series(left.merge(right, on="k", how="left")["v"].to_numpy(), index=keys.index)
+    right = pd.DataFrame({"k": mapping.index.array, "v": mapping.array})
+    left = pd.DataFrame({"k": keys.array})
+    return pd.Series(left.merge(right, on="k", how="left")["v"].array, index=keys.index)
 
 
 def _groups(ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...]) -> Iterator[np.ndarray]:
@@ -456,17 +471,19 @@ def _groups(ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...]) -> Iterator
         yield rows[label == value]
 
 
-def _coded(ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...], reg: _Persons):  # type: ignore[no-untyped-def]
+def _coded(
+    ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...], reg: _Persons
+) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]]:
     """Per variant group: the incidents' codes and a mask of the registry rows that can match them."""
     for group in _groups(ev, rows, comps):
         left = pd.DataFrame({"row": group})
         person_codes = {}
         mask = np.ones(len(reg), dtype=bool)
         for comp in comps:
-            codes = reg.codes(comp, ev.variant[comp][group[0]])
             inc = ev.codes(comp, reg)[group]
+            codes, size = reg.codes(comp, ev.variant[comp][group[0]])
             left[comp] = inc
-            lookup = np.zeros(len(reg.index(comp, ev.variant[comp][group[0]])) + 1, dtype=bool)
+            lookup = np.zeros(size + 1, dtype=bool)
             lookup[inc[inc >= 0]] = True  # the extra last slot stands for code -1 (missing): False
             mask &= lookup[codes]
             person_codes[comp] = codes
@@ -521,11 +538,12 @@ def _link_persons(ev: _Evidence, reg: _Persons) -> tuple[np.ndarray, np.ndarray,
     def settle(label: str, pairs: pd.DataFrame, allowed: np.ndarray | None = None) -> None:
         counts = pairs.groupby("row")["pidx"].agg(["size", "first"])
         one = counts[counts["size"] == 1]
-        if allowed is not None:
+        ambiguous[counts.index[counts["size"] > 1].to_numpy()] = True
+        if allowed is not None:  # one left in the area, but others of the key live elsewhere
+            ambiguous[one.index[~allowed[one.index.to_numpy()]].to_numpy()] = True
             one = one[allowed[one.index.to_numpy()]]
         person[one.index.to_numpy()] = one["first"].to_numpy()
         method[one.index.to_numpy()] = label
-        ambiguous[counts.index[counts["size"] > 1].to_numpy()] = True
 
     # 1. Exact ID: the strongest identifier; it wins over everything else the caller said.
     settle("id", _candidates(ev, np.flatnonzero(has["id_full"]), ("id_full",), reg))
@@ -542,10 +560,13 @@ def _link_persons(ev: _Evidence, reg: _Persons) -> tuple[np.ndarray, np.ndarray,
         settle("phone", _candidates(ev, np.flatnonzero(sel), ("phone_full", *hard), reg))
 
     # 3. Masked identifiers narrowed by other evidence: exactly one candidate, or nothing.
+    tried: set[tuple[str, ...]] = set()
     for rule in _MASKED_RULES:
         for extra in ((), ("idm",), ("name",), ("idm", "name")):
-            if set(extra) & set(rule):
-                continue
+            comps = tuple(c for c in _ORDER if c in set(rule) | set(extra))
+            if set(extra) & set(rule) or comps in tried:
+                continue  # the same key was tried under an earlier rule
+            tried.add(comps)
             sel = open_ & (person < 0)
             for comp in rule:
                 sel &= has[comp]
@@ -555,7 +576,6 @@ def _link_persons(ev: _Evidence, reg: _Persons) -> tuple[np.ndarray, np.ndarray,
             rows = np.flatnonzero(sel)
             if len(rows) == 0:
                 continue
-            comps = tuple(c for c in _ORDER if c in set(rule) | set(extra))
             allowed = None
             if "area" in comps:
                 city_wide = _key_counts(ev, rows, tuple(c for c in comps if c != "area"), reg)
@@ -578,12 +598,12 @@ class _Places:
         src = addresses.reset_index(drop=True)
         a = pd.DataFrame(
             {
-                "address_id": src["address_id"].to_numpy(),
-                "county_code": _nfkc(src["county_code"]).to_numpy(),
-                "county_name": _nfkc(src["county_name"]).to_numpy(),
-                "station_id": _nfkc(src["station_id"]).to_numpy(),
-                "township": _nfkc(src["township"]).fillna("").to_numpy(),
-                "community": _nfkc(src["community"]).fillna("").to_numpy(),
+                "address_id": src["address_id"].array,
+                "county_code": _nfkc(src["county_code"]).array,
+                "county_name": _nfkc(src["county_name"]).array,
+                "station_id": _nfkc(src["station_id"]).array,
+                "township": _nfkc(src["township"]).fillna("").array,
+                "community": _nfkc(src["community"]).fillna("").array,
             }
         )
         for col in ("building", "unit", "room", "house_no"):
@@ -826,7 +846,7 @@ def link_incidents(
     aidx = match.aidx
     at_address = aidx >= 0
     address_id = np.full(n, None, dtype=object)
-    address_id[at_address] = places.addresses["address_id"].to_numpy(dtype=object)[aidx[at_address]]
+    address_id[at_address] = places.addresses["address_id"].take(aidx[at_address]).to_numpy(dtype=object)
     hh = households[["household_id", "address_id"]].dropna()
     per_address = hh.groupby("address_id")["household_id"].agg(["size", "first"])
     info = per_address.reindex(address_id[at_address])
@@ -835,7 +855,7 @@ def link_incidents(
     single = info["size"].to_numpy() == 1
     household[rows[single]] = info["first"].to_numpy(dtype=object)[single]
     caller_household = np.full(n, None, dtype=object)
-    caller_household[has_person] = reg.household_id.to_numpy(dtype=object)[person[has_person]]
+    caller_household[has_person] = reg.household_id.take(person[has_person]).to_numpy(dtype=object)
     several = rows[info["size"].fillna(0).to_numpy() > 1]
     if len(several):
         pairs = pd.DataFrame(
@@ -853,7 +873,8 @@ def link_incidents(
     ).to_numpy()
     caller_aidx = np.where(pd.notna(caller_aidx), caller_aidx, -1).astype(np.int64)
     known = caller_aidx >= 0
-    caller_county = np.where(known, places.addresses["county_code"].to_numpy(dtype=object)[caller_aidx], None)
+    caller_county = np.full(n, None, dtype=object)
+    caller_county[known] = places.addresses["county_code"].take(caller_aidx[known]).to_numpy(dtype=object)
     caller_ck = np.where(known, places.addresses["ck"].to_numpy()[caller_aidx], -1)
     not_home = np.isin(loc["kind"].to_numpy(), ["place", "missing"])
     same_county = pd.isna(county) | (caller_county == county)
@@ -870,11 +891,10 @@ def link_incidents(
     prior = np.where(in_named, HOUSEHOLD_CONFIDENCE["caller_in_named_compound"], HOUSEHOLD_CONFIDENCE["caller"])
     confidence[fallback] = (prior * person_conf)[fallback]
 
-    person_ids = reg.person_id.to_numpy(dtype=object)
     links = pd.DataFrame(
         {
             "incident_id": incidents["incident_id"].to_numpy(),
-            "person_id": np.where(has_person, person_ids[np.maximum(person, 0)], None),
+            "person_id": np.where(has_person, reg.person_id.take(np.maximum(person, 0)).to_numpy(dtype=object), None),
             "person_method": person_method,
             "household_id": household,
             "household_method": household_method,
@@ -933,16 +953,18 @@ def _stats(
 # --------------------------------------------------------------------------------------------------
 
 
-def _scores(frame: pd.DataFrame) -> dict[str, int | float]:
+def _scores(frame: pd.DataFrame, total: int | None = None) -> dict[str, int | float]:
+    """n, linked, correct, precision (correct / linked) and recall (correct / ``total``, default n)."""
     n = len(frame)
     linked = int(frame["linked"].sum())
     correct = int(frame["correct"].sum())
+    total = n if total is None else total
     return {
         "n": n,
         "linked": linked,
         "correct": correct,
         "precision": round(correct / linked, 4) if linked else float("nan"),
-        "recall": round(correct / n, 4) if n else float("nan"),
+        "recall": round(correct / total, 4) if total else float("nan"),
     }
 
 
@@ -950,10 +972,16 @@ def link_quality(links: pd.DataFrame, truth_incidents: pd.DataFrame) -> dict[str
     """Precision and recall of the links against known truth: overall, per method, per caller role.
 
     ``truth_incidents`` needs ``incident_id``, ``caller_person_id`` and ``place_household_id``;
-    ``caller_role`` is optional. Precision = correct / linked; recall = correct / incidents with a
-    known true id (per method: of the incidents linked by that method, so recall there equals
-    precision; unlinked incidents appear as method ``unlinked``). The caller passes the truth in;
-    this module never loads it.
+    ``caller_role`` is optional. For ``person`` and ``household``:
+
+    * ``overall``: precision = correct / linked, recall = correct / incidents with a known true id;
+    * ``by_method``: per method, precision of its links and its contribution to the overall recall
+      (correct by this method / all incidents; the contributions add up to the overall recall);
+    * ``unlinked``: incidents without a link;
+    * ``by_caller_role``: overall figures within each true caller role (party, family_member,
+      neighbor, passerby), when the truth has it.
+
+    The caller passes the truth in; this module never loads it.
     """
     cols = ["incident_id", "caller_person_id", "place_household_id"]
     by_role = "caller_role" in truth_incidents.columns
@@ -971,8 +999,11 @@ def link_quality(links: pd.DataFrame, truth_incidents: pd.DataFrame) -> dict[str
                 "role": frame["caller_role"].astype(object).to_numpy() if by_role else "all",
             }
         )
+        total = len(scored)
         result: dict[str, Any] = {"overall": _scores(scored)}
-        result["by_method"] = {m: _scores(g) for m, g in scored.groupby("method", sort=True)}
+        linked = scored[scored["linked"]]
+        result["by_method"] = {m: _scores(g, total) for m, g in linked.groupby("method", sort=True)}
+        result["unlinked"] = int((~scored["linked"]).sum())
         if by_role:
             result["by_caller_role"] = {r: _scores(g) for r, g in scored.groupby("role", sort=True)}
         out[side] = result

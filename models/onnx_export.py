@@ -34,6 +34,7 @@ The output is deterministic: the same booster gives the same bytes.
 
 from __future__ import annotations
 
+import itertools
 import re
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,7 @@ PARITY_TOL = 1e-5
 
 _TREE_LINE = re.compile(r"^Tree=\d+$", re.MULTILINE)
 _CATEGORICAL_MASK = 1  # LightGBM decision_type bit 0: categorical split
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _LEFTOVER_OPS = {"Identity", "Cast", "Mul"}  # what onnxmltools puts after the tree node with zipmap=False
 
 
@@ -87,8 +89,10 @@ def _rewrite_thresholds(block: str) -> str:
     out = []
     for token, decision in zip(thresholds, decisions, strict=True):
         value = float(token)
-        if int(decision) & _CATEGORICAL_MASK or not np.isfinite(value):
-            out.append(token)  # categorical thresholds are indices into cat_threshold, not values
+        if int(decision) & _CATEGORICAL_MASK or not abs(value) <= _FLOAT32_MAX:
+            # Categorical thresholds index cat_threshold; +-inf and +-1e300 ("all non-missing values go
+            # left") become +-inf in float32, which compares exactly like LightGBM for every finite input.
+            out.append(token)
         else:
             out.append(repr(_round_down_float32(value)))
     lines[idx["threshold"]] = "threshold=" + " ".join(out)
@@ -110,7 +114,7 @@ def float32_exact_model_text(booster: lightgbm.Booster) -> str:
     if not starts or end < 0 or sizes_match is None:
         raise ExportError("unexpected LightGBM model text: no trees, no 'end of trees' or no tree_sizes")
     bounds = [*starts, end]
-    blocks = [text[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    blocks = [text[a:b] for a, b in itertools.pairwise(bounds)]
     declared = [int(s) for s in sizes_match.group(1).split()]
     if declared != [len(b.encode()) for b in blocks]:
         raise ExportError("unexpected LightGBM model text: tree_sizes does not match the tree blocks")

@@ -84,6 +84,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     ]
     for name in ("model", "rules"):
         lines.append(f"| {name} | " + " | ".join(_fmt(esc[name], m) for m in _METRICS) + " |")
+    diff = esc.get("model_minus_rules_ci")
+    if diff:
+        lines.append(
+            "| model − rules (paired 95 % interval) | "
+            + " | ".join(f"[{diff[m][0]:+.4f}, {diff[m][1]:+.4f}]" for m in _METRICS)
+            + " |"
+        )
     lines += ["", report.get("verdict", ""), ""]
     lines += [f"![PR curves]({plots['pr']})", "", f"![Calibration]({plots['calibration']})", ""]
     dispute = report.get("dispute")
@@ -125,16 +132,21 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
 
 
 def verdict(escalation: dict[str, Any], metric: str = "pr_auc") -> str:
-    """One plain sentence: does the model beat the rules on the test period, and by how much."""
+    """One plain sentence: does the model beat the rules on the test period, and how sure is that."""
     model, rules = escalation["model"], escalation["rules"]
-    m_ci, r_ci = model["ci"][metric], rules["ci"][metric]
     diff = model[metric] - rules[metric]
-    if m_ci[0] > r_ci[1]:
-        strength = "and the intervals do not overlap"
+    low, high = escalation.get("model_minus_rules_ci", {}).get(metric, [float("nan"), float("nan")])
+    if low > 0:
+        strength = (
+            f"and the paired household-bootstrap interval of the difference, [{low:+.4f}, {high:+.4f}], excludes 0"
+        )
     elif diff > 0:
-        strength = "but the intervals overlap: the gain is not certain on this much data"
+        strength = (
+            f"but the paired interval of the difference, [{low:+.4f}, {high:+.4f}], includes 0: "
+            "the gain is not certain on this much data"
+        )
     else:
-        strength = "so the model does not beat the rules here"
+        strength = f"so the model does not beat the rules here (paired interval [{low:+.4f}, {high:+.4f}])"
     return (
         f"On {metric}, the model scores {model[metric]:.4f} against the rules' {rules[metric]:.4f} "
         f"({diff:+.4f}), {strength}. Recall in the top {escalation['k']} per station: "

@@ -26,7 +26,13 @@ from features.linking import LinkResult, link_incidents
 from features.loaders import load_dataset
 from features.snapshots import build_snapshots, escalation_labels, snapshot_dates
 from models.escalation import EscalationModel, Split, temporal_split, train_escalation
-from models.evaluation import bootstrap_intervals, calibration_curve, pr_curve, ranking_metrics
+from models.evaluation import (
+    bootstrap_intervals,
+    calibration_curve,
+    paired_difference_intervals,
+    pr_curve,
+    ranking_metrics,
+)
 from models.reasons import top_reasons
 from models.rules import rule_verdicts
 from models.warning import load_scenarios, points_at_snapshots
@@ -203,6 +209,16 @@ def evaluate_escalation(run: EscalationRun, config: TrainConfig) -> dict[str, An
             y, score, prob, groups, clusters, config.top_k, n_boot=config.bootstrap_samples, seed=config.seed
         )
         out[name] = metrics
+    out["model_minus_rules_ci"] = paired_difference_intervals(
+        y,
+        (model_score, model_prob),
+        (rule_score, rule_prob),
+        groups,
+        clusters,
+        config.top_k,
+        n_boot=config.bootstrap_samples,
+        seed=config.seed,
+    )
     out["curves"] = {
         "model": {"pr": pr_curve(y, model_score), "calibration": calibration_curve(y, model_prob)},
         "rules": {"pr": pr_curve(y, rule_score), "calibration": calibration_curve(y, rule_prob)},

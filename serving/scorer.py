@@ -93,7 +93,8 @@ class OnnxScorer:
         try:
             return self.manifest.models[model_name]
         except KeyError:
-            raise ScorerError(f"no model {model_name!r} in bundle {self.manifest.path}; it has {self.model_names}")
+            msg = f"no model {model_name!r} in bundle {self.manifest.path}; it has {self.model_names}"
+            raise ScorerError(msg) from None
 
     def feature_names(self, model_name: str) -> tuple[str, ...]:
         """Input columns of a model, in order: build feature matrices with exactly these."""

@@ -327,10 +327,10 @@ def finish_incidents(
     addr = addresses.iloc[place]
     street = _street_locations(rng, addr)
     calls["location_text"] = np.where(at_home, spoken_address(rng, addr), street)
-    other_station = addresses["station_id"].to_numpy()[rng.integers(0, len(addresses), k)]
-    same_county = (
-        addresses["county_code"].to_numpy()[rng.integers(0, len(addresses), k)] == addr["county_code"].to_numpy()
-    )
+    # Away from home, the call falls to the station where it happened: another station of the same county.
+    elsewhere = rng.integers(0, len(addresses), k)
+    other_station = addresses["station_id"].to_numpy()[elsewhere]
+    same_county = addresses["county_code"].to_numpy()[elsewhere] == addr["county_code"].to_numpy()
     calls["station_id"] = np.where(at_home | ~same_county, addr["station_id"].to_numpy(), other_station)
     calls["detail"] = np.clip(rng.beta(4, 2, k) - 0.1 * (calls["caller_role"] == "passerby"), 0, 1).round(3)
     calls["category_l1"], calls["category_l2"], calls["disposition"] = _codes(config, calls, rng)

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from features.lexicon import CATEGORIES
+from features.text import mask
 from models.dispute import (
     CLASSES,
     DisputeModel,
@@ -31,7 +32,8 @@ from models.dispute import (
     tune_threshold,
 )
 from models.evaluation import dispute_metrics
-from models.text_features import IncidentFeaturizer
+from models.rules import rule_feature_names, rule_features
+from models.text_features import SMALL_BATCH, IncidentFeaturizer, rule_matrix
 from simulation.city import simulate_city
 from simulation.config import SimConfig
 
@@ -156,9 +158,7 @@ def test_from_dict_refuses_another_lexicon(model: DisputeModel) -> None:
     assert IncidentFeaturizer.from_dict(state, strict=False).vocabulary == model.featurizer.vocabulary
 
 
-def test_same_seed_same_model(
-    model: DisputeModel, splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
-) -> None:
+def test_same_seed_same_model(model: DisputeModel, splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
     train, tune, test = splits
     twin = train_dispute_model(train, tune)
     assert twin.featurizer.vocabulary == model.featurizer.vocabulary
@@ -171,7 +171,7 @@ def test_matrix_is_float32_and_finite(model: DisputeModel, splits: tuple[pd.Data
     _, _, test = splits
     odd = ["", None, "报警：", "x" * 5000, "2018年5月3日21时30分许，被告人王某因琐事与被害人发生争执，持刀将其刺伤。"]
     texts = test["narrative"].tolist()[:200] + odd
-    times = test["received_at"].tolist()[:200] + [None, pd.NaT, float("nan"), "2024-02-30", None]
+    times = [*test["received_at"].tolist()[:200], None, pd.NaT, float("nan"), "2024-02-30", None]
     x = model.featurizer.transform(texts, times)
     assert x.dtype == np.float32 and x.shape == (len(texts), len(model.featurizer.feature_names))
     assert np.isfinite(x).all()
@@ -209,6 +209,22 @@ def test_personal_data_does_not_change_features(model: DisputeModel) -> None:
     for row in x[1:]:
         np.testing.assert_array_equal(row, x[0])
     assert x[0, model.featurizer.feature_names.index("cue_violence")] == 1.0
+
+
+def test_single_incident_path_equals_batch_path(model: DisputeModel, splits: tuple[pd.DataFrame, ...]) -> None:
+    """Small batches read the rules through score_text, large ones through rule_features: no skew."""
+    _, _, test = splits
+    texts, times = test["narrative"].tolist()[:300], test["received_at"].tolist()[:300]
+    texts += ["报警：双方发生口角，未动手，已调解。", "报警：称被丈夫殴打，未受伤，双方和解，已离开现场。"]
+    times += [None, None]
+    assert len(texts) > SMALL_BATCH
+    batch = model.featurizer.transform(texts, times)
+    one_by_one = np.vstack([model.featurizer.transform([t], [w]) for t, w in zip(texts, times, strict=True)])
+    np.testing.assert_array_equal(one_by_one, batch)
+    masked = [mask(t) for t in texts]
+    np.testing.assert_array_equal(
+        np.vstack([rule_matrix([t]) for t in masked]), rule_features(masked)[rule_feature_names()].to_numpy(float)
+    )
 
 
 def test_featurizer_is_deterministic_and_ties_are_stable() -> None:

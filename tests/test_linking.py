@@ -229,15 +229,16 @@ def test_street_location_falls_back_to_the_callers_household() -> None:
         {**p1, "location_text": "科尔沁区建国路超市门口"},
         {**p1, "location_text": None},
         {**p1, "location_text": "新明家园门口"},  # the caller's own compound
+        {**p1, "location_text": "科尔沁区建国路88号"},  # a street number, not a home
         {**p1, "location_text": "福华花园门口", "station_id": "S002"},  # someone else's compound
         {**p1, "location_text": "开鲁县建国路超市门口"},  # another county
         {"location_text": "科尔沁区建国路超市门口"},  # no caller link: nothing to fall back to
     )
     links = result.links
-    assert links["household_id"].tolist()[:3] == ["H1", "H1", "H1"]
-    assert links["household_method"].tolist()[:3] == ["caller", "caller", "caller"]
-    assert links["address_id"].iloc[:3].isna().all()
-    assert links["household_id"].iloc[3:].isna().all()
+    assert links["household_id"].tolist()[:4] == ["H1"] * 4
+    assert links["household_method"].tolist()[:4] == ["caller"] * 4
+    assert links["address_id"].iloc[:4].isna().all()
+    assert links["household_id"].iloc[4:].isna().all()
     assert result.stats["caller_in_named_compound"] == 1
     assert result.stats["caller_fallback_refused"] == 2
 
@@ -263,10 +264,11 @@ def test_parse_location_shapes() -> None:
             "新明家园门口",
             "科尔沁区建国路路口",
             None,
+            "科尔沁区建国路88号",  # a street number is not a village house
         ]
     )
     parsed = parse_location(texts, ["科尔沁区", "开鲁县"])
-    assert parsed["kind"].tolist() == ["urban", "urban", "rural", "place", "place", "missing"]
+    assert parsed["kind"].tolist() == ["urban", "urban", "rural", "place", "place", "missing", "place"]
     assert parsed["county_name"].iloc[0] == "开鲁县"
     assert parsed["county_name"].iloc[4] == "科尔沁区"
     assert parsed["place"].iloc[0] == "西门街道新明家园"
@@ -321,7 +323,9 @@ def test_link_quality_arithmetic() -> None:
     )
     q = link_quality(links, truth)
     assert q["person"]["overall"] == {"n": 4, "linked": 3, "correct": 2, "precision": 0.6667, "recall": 0.5}
-    assert q["person"]["by_method"]["phone"]["precision"] == 0.5
+    assert q["person"]["by_method"]["phone"] == {"n": 2, "linked": 2, "correct": 1, "precision": 0.5, "recall": 0.25}
+    assert q["person"]["unlinked"] == 1
+    assert sum(m["recall"] for m in q["person"]["by_method"].values()) == q["person"]["overall"]["recall"]
     assert q["household"]["overall"]["precision"] == 0.6667
     assert q["household"]["by_method"]["caller"]["correct"] == 1
     assert q["household"]["by_caller_role"]["neighbor"]["recall"] == 1.0
@@ -377,7 +381,7 @@ def test_precision_and_recall_on_a_small_city(city: City, linked: LinkResult) ->
     assert q["household"]["by_method"]["fuzzy_address"]["linked"] > 0
     assert q["household"]["by_method"]["fuzzy_address"]["precision"] >= 0.95
     for method, scores in q["person"]["by_method"].items():
-        if method != "unlinked" and scores["linked"] >= 20:
+        if scores["linked"] >= 20:
             assert scores["precision"] >= 0.95, method
 
 

@@ -48,12 +48,18 @@ D = pd.Timestamp("2024-03-04")
 
 
 def test_window_index_counts_exactly() -> None:
-    t = to_seconds(pd.to_datetime(["2024-01-01", "2024-01-10", "2024-01-20", "2024-01-20 23:59", "2024-02-01"], format="mixed"))
+    t = to_seconds(
+        pd.to_datetime(["2024-01-01", "2024-01-10", "2024-01-20", "2024-01-20 23:59", "2024-02-01"], format="mixed")
+    )
     entity = np.array([0, 0, 0, 1, 0])
     index = WindowIndex.build(entity, t)
     end = to_seconds(pd.to_datetime(["2024-01-20", "2024-01-21", "2024-02-02"]))
     zeros = np.zeros(3, dtype=np.int64)
-    assert list(index.window_sum(None, zeros, end, 10)) == [1.0, 1.0, 1.0]  # [D-10, D): the 10th drops out as the 20th comes in
+    assert list(index.window_sum(None, zeros, end, 10)) == [
+        1.0,
+        1.0,
+        1.0,
+    ]  # [D-10, D): the 10th drops out as the 20th comes in
     assert list(index.window_sum(None, zeros, end, None)) == [2.0, 3.0, 4.0]
     weights = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
     assert list(index.window_sum(weights, zeros, end, 30)) == [3.0, 7.0, 22.0]
@@ -100,7 +106,11 @@ def test_snapshot_features_equal_a_naive_recount(prepared: tuple[pd.DataFrame, d
         assert row.disputes_90d == int(in90["is_dispute"].sum())
         assert row.cue_violence_90d == int((in90["cue_violence"] > 0).sum())
         assert row.cat_family_365d == int(
-            (mine["is_dispute"] & (mine["category"] == "family") & (mine["received_at"] >= D - pd.Timedelta(days=365))).sum()
+            (
+                mine["is_dispute"]
+                & (mine["category"] == "family")
+                & (mine["received_at"] >= D - pd.Timedelta(days=365))
+            ).sum()
         )
         last = mine.loc[mine["is_dispute"], "received_at"].max()
         assert row.days_since_last_dispute == pytest.approx((D - last).total_seconds() / 86400, rel=1e-5)
@@ -110,7 +120,9 @@ def test_only_households_with_a_recent_dispute_are_snapshotted(prepared: tuple[p
     calls, tables = prepared
     frame = build_snapshots(calls, tables, pd.DatetimeIndex([D])).frame
     assert (frame["disputes_365d"] >= 1).all()
-    year = calls[(calls["received_at"] < D) & (calls["received_at"] >= D - pd.Timedelta(days=365)) & calls["is_dispute"]]
+    year = calls[
+        (calls["received_at"] < D) & (calls["received_at"] >= D - pd.Timedelta(days=365)) & calls["is_dispute"]
+    ]
     assert set(frame["household_id"]) == set(year["household_id"].dropna())
 
 
@@ -119,12 +131,21 @@ def test_labels_look_forward_over_the_horizon(prepared: tuple[pd.DataFrame, dict
     persons = tables["persons"]
     member = persons.iloc[0]
     case = {
-        "case_id": "T1", "case_type": "criminal", "charge": "故意伤害", "station_id": "S001",
-        "person_id": member["person_id"], "role": "suspect", "source_incident_id": None,
+        "case_id": "T1",
+        "case_type": "criminal",
+        "charge": "故意伤害",
+        "station_id": "S001",
+        "person_id": member["person_id"],
+        "role": "suspect",
+        "source_incident_id": None,
     }
     snaps = pd.DataFrame({"household_id": [member["household_id"]] * 4, "snapshot_date": [D] * 4})
-    for opened, expected in ((D, 1), (D + pd.Timedelta(days=89, hours=23), 1), (D + pd.Timedelta(days=90), 0),
-                             (D - pd.Timedelta(seconds=1), 0)):
+    for opened, expected in (
+        (D, 1),
+        (D + pd.Timedelta(days=89, hours=23), 1),
+        (D + pd.Timedelta(days=90), 0),
+        (D - pd.Timedelta(seconds=1), 0),
+    ):
         cases = pd.DataFrame([{**case, "opened_at": opened}])
         labels = escalation_labels(snaps.head(1), cases, persons, tables["households"], 90)
         assert labels[0] == expected, opened
