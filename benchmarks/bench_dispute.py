@@ -45,8 +45,14 @@ from models.dispute import (  # noqa: E402
     tune_threshold,
 )
 from models.evaluation import confusion_table, dispute_metrics  # noqa: E402
-from models.rules import CATEGORY_MIN, rule_features  # noqa: E402
-from models.text_features import IncidentFeaturizer  # noqa: E402
+from models.rules import CATEGORY_MIN, rule_feature_names, rule_features  # noqa: E402
+from models.text_features import (  # noqa: E402
+    HEADER_FEATURES,
+    ROLE_PATTERNS,
+    SHAPE_FEATURES,
+    TIME_FEATURES,
+    IncidentFeaturizer,
+)
 
 METRIC_COLS = ("precision", "recall", "f1", "category_accuracy")
 
@@ -211,7 +217,20 @@ def simulator_section(city: Path, report: dict[str, Any]) -> tuple[DisputeModel,
     imp = model.feature_importance(20)
     for i, r in imp.iterrows():
         lines.append(f"| {i + 1} | `{r['feature']}` | {r['share']:.1%} | {int(r['splits'])} |")
+    every = model.feature_importance(len(model.featurizer.feature_names))
+    share = dict(zip(every["feature"], every["share"], strict=True))
+    blocks = {
+        "rules": rule_feature_names(),
+        "tokens": [f for f in share if f.startswith("tok_")],
+        "caller role": list(ROLE_PATTERNS),
+        "time": list(TIME_FEATURES),
+        "shape": list(SHAPE_FEATURES),
+        "header": list(HEADER_FEATURES),
+    }
+    block_share = {b: sum(share.get(f, 0.0) for f in fs) for b, fs in blocks.items()}
+    lines += ["", "Gain by block: " + ", ".join(f"{b} {v:.1%}" for b, v in block_share.items())]
     report.setdefault("_ood", {})["simulator test period (110, generated)"] = m_out["ood_score"].to_numpy()
+    report.setdefault("_fuse_inputs", {})["simulator test period"] = (m_out, r_out, y, cat.to_numpy())
     report["simulator"] = {
         "rows": rows,
         "operating_points": op_rows,
@@ -222,6 +241,7 @@ def simulator_section(city: Path, report: dict[str, Any]) -> tuple[DisputeModel,
         "train_seconds": round(train_s, 1),
         "category_errors": report_unnamed,
         "importance": imp[["feature", "share"]].to_dict(orient="records"),
+        "block_share": block_share,
     }
     return model, lines
 
@@ -311,6 +331,7 @@ def handwritten_section(model: DisputeModel, report: dict[str, Any]) -> list[str
             *metrics_table(rows),
         ]
         report.setdefault("_ood", {})[f"hand-written 110, {label}"] = m_out["ood_score"].to_numpy()
+        report.setdefault("_fuse_inputs", {})[f"hand-written, {label}"] = (m_out, r_out, y, cats)
         report[f"handwritten_{label.replace(' ', '_')}"] = {**rows, "ood": int(m_out["ood"].sum())}
     lines += ["", "(the rules were written to pass exactly these calls: an upper bound for them)"]
     return lines
@@ -336,6 +357,25 @@ def ood_section(model: DisputeModel, report: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} ({len(v):,}) | " + " | ".join(f"{x:.3f}" for x in q) + f" | {share:.1%} |")
         summary[name] = {"quantiles_0_50_99_100": [float(x) for x in q], "share_ood": share}
     report["ood_scores"] = summary
+    inputs = report.pop("_fuse_inputs", {})
+    lines += [
+        "",
+        "Fused answer if the OOD threshold were another (same model; CAIL is OOD at any of these):",
+        "",
+        "| OOD threshold | " + " | ".join(f"{n}: OOD share / F1 / cat. acc." for n in inputs) + " |",
+        "|---:" + "|---" * len(inputs) + "|",
+    ]
+    sensitivity: dict[str, Any] = {}
+    for t in (0.05, 0.10, 0.15, 0.20, model.ood_threshold):
+        cells = []
+        for name, (m_out, r_out, y, cat) in inputs.items():
+            moved = m_out.assign(ood=m_out["ood_score"].to_numpy() >= t)
+            f_out = fuse(moved, r_out)
+            m = dispute_metrics(y, f_out["is_dispute"], cat, f_out["category"])
+            cells.append(f"{moved['ood'].mean():.1%} / {m['f1']:.3f} / {m['category_accuracy']:.3f}")
+            sensitivity[f"{t:.2f} {name}"] = m
+        lines.append(f"| {t:.2f} | " + " | ".join(cells) + " |")
+    report["ood_sensitivity"] = sensitivity
     return lines
 
 

@@ -39,11 +39,18 @@ truth = city.truth["incidents"].set_index("incident_id").loc[inc["incident_id"]]
 t0 = time.perf_counter()
 rules = rule_verdicts(inc["narrative"]).reset_index(drop=True)
 t_rules = time.perf_counter() - t0
-calls = pd.DataFrame({"received_at": inc["received_at"].to_numpy(), "household_id": truth["place_household_id"].to_numpy(),
-    "person_id": truth["caller_person_id"].to_numpy(), "is_dispute": rules["is_dispute"].to_numpy(bool),
-    "category": rules["category"].to_numpy(object), "dispute_score": rules["dispute_score"].to_numpy(),
-    "n_deescalation": rules["n_deescalation"].to_numpy(), **{c: rules[c].to_numpy() for c in rules if c.startswith("cue_")}})
-dates = snapshot_dates(inc["received_at"].min() + pd.Timedelta(days=90), inc["received_at"].max() - pd.Timedelta(days=90))
+calls = pd.DataFrame({
+    "received_at": inc["received_at"].to_numpy(),
+    "household_id": truth["place_household_id"].to_numpy(),
+    "person_id": truth["caller_person_id"].to_numpy(),
+    "is_dispute": rules["is_dispute"].to_numpy(bool),
+    "category": rules["category"].to_numpy(object),
+    "dispute_score": rules["dispute_score"].to_numpy(),
+    "n_deescalation": rules["n_deescalation"].to_numpy(),
+    **{c: rules[c].to_numpy() for c in rules if c.startswith("cue_")},
+})
+first, last = inc["received_at"].min(), inc["received_at"].max()
+dates = snapshot_dates(first + pd.Timedelta(days=90), last - pd.Timedelta(days=90))
 t0 = time.perf_counter()
 snaps = build_snapshots(calls, city.tables, dates)
 frame = snaps.frame
@@ -97,9 +104,8 @@ def main() -> None:
         print()
         print("| step | rows | seconds | rows/s | peak MiB |")
         print("|---|---:|---:|---:|---:|")
-        print(
-            f"| rule verdicts per incident | {p['incidents']:,} | {p['rules_s']:.1f} | {p['incidents'] / p['rules_s']:,.0f} | |"
-        )
+        rate = p["incidents"] / p["rules_s"]
+        print(f"| rule verdicts per incident | {p['incidents']:,} | {p['rules_s']:.1f} | {rate:,.0f} | |")
         print(
             f"| snapshot features + rule points | {p['snapshots']:,} | {p['features_s']:.1f} | "
             f"{p['snapshots'] / p['features_s']:,.0f} | {p['peak_mib']:,.0f} (whole city in memory) |"

@@ -33,7 +33,7 @@ from models.dispute import (
 )
 from models.evaluation import dispute_metrics
 from models.rules import rule_feature_names, rule_features
-from models.text_features import SMALL_BATCH, IncidentFeaturizer, rule_matrix
+from models.text_features import SMALL_BATCH, IncidentFeaturizer, person_name_words, rule_matrix
 from simulation.city import simulate_city
 from simulation.config import SimConfig
 
@@ -209,6 +209,20 @@ def test_personal_data_does_not_change_features(model: DisputeModel) -> None:
     for row in x[1:]:
         np.testing.assert_array_equal(row, x[0])
     assert x[0, model.featurizer.feature_names.index("cue_violence")] == 1.0
+
+
+def test_dictionary_person_names_are_pseudonymised(model: DisputeModel) -> None:
+    """Names jieba knows as words (王建国) become one placeholder token; none reaches the artifact."""
+    names = person_name_words()
+    assert {"王建国", "张志强", "巴特尔"} <= names
+    assert not {"扬言", "老公", "丈夫", "家暴"} & names  # lexicon and user-dictionary words stay words
+    text = "2024年4月11日 21时26分17秒 匿名( 135****9668 ) 报警：称其与邻居{}因漏水发生纠纷，{}动手打人。"
+    x = model.featurizer.transform([text.format(n, n) for n in ("王建国", "张志强", "巴特尔")])
+    for row in x[1:]:
+        np.testing.assert_array_equal(row, x[0])
+    state = model.featurizer.to_dict()
+    stored = set(state["vocabulary"]) | set(state["known_tokens"])
+    assert not stored & names
 
 
 def test_single_incident_path_equals_batch_path(model: DisputeModel, splits: tuple[pd.DataFrame, ...]) -> None:
