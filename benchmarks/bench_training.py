@@ -32,6 +32,7 @@ from simulation.config import SimConfig
 from features.snapshots import build_snapshots, escalation_labels, snapshot_dates
 from models.rules import rule_verdicts
 from models.warning import points_at_snapshots
+from pipelines.training import incident_calls
 persons, out = int(sys.argv[1]), sys.argv[2]
 city = simulate_city(SimConfig(persons=persons, days=730, seed=1))
 inc = city.tables["incidents"]
@@ -39,16 +40,9 @@ truth = city.truth["incidents"].set_index("incident_id").loc[inc["incident_id"]]
 t0 = time.perf_counter()
 rules = rule_verdicts(inc["narrative"]).reset_index(drop=True)
 t_rules = time.perf_counter() - t0
-calls = pd.DataFrame({
-    "received_at": inc["received_at"].to_numpy(),
-    "household_id": truth["place_household_id"].to_numpy(),
-    "person_id": truth["caller_person_id"].to_numpy(),
-    "is_dispute": rules["is_dispute"].to_numpy(bool),
-    "category": rules["category"].to_numpy(object),
-    "dispute_score": rules["dispute_score"].to_numpy(),
-    "n_deescalation": rules["n_deescalation"].to_numpy(),
-    **{c: rules[c].to_numpy() for c in rules if c.startswith("cue_")},
-})
+links = pd.DataFrame({"household_id": truth["place_household_id"].to_numpy(),
+                      "person_id": truth["caller_person_id"].to_numpy()})
+calls = incident_calls(inc, rules, links)
 first, last = inc["received_at"].min(), inc["received_at"].max()
 dates = snapshot_dates(first + pd.Timedelta(days=90), last - pd.Timedelta(days=90))
 t0 = time.perf_counter()

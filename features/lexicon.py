@@ -65,18 +65,9 @@ from pathlib import Path
 
 import ahocorasick
 
+from features.schema import CATEGORIES  # the contract owns the category codes
 from features.text import normalize
 
-CATEGORIES: tuple[str, ...] = (
-    "debt",
-    "family",
-    "neighbor",
-    "land",
-    "labor",
-    "medical_school",
-    "property",
-    "other",
-)
 CUE_GROUPS: tuple[str, ...] = (
     "violence",
     "weapon",

@@ -95,6 +95,24 @@ def ranking_metrics(
     }
 
 
+def _household_resamples(clusters: np.ndarray, n_boot: int, seed: int):  # type: ignore[no-untyped-def]
+    """Row indices of ``n_boot`` resamples that draw whole clusters (households) with replacement."""
+    rng = np.random.default_rng(seed)
+    codes, inverse = np.unique(clusters, return_inverse=True)
+    members = pd.Series(np.arange(len(inverse))).groupby(inverse).apply(np.asarray).to_list()
+    for _ in range(n_boot):
+        yield np.concatenate([members[i] for i in rng.integers(0, len(codes), len(codes))])
+
+
+def _percentiles(samples: dict[str, list[float]], level: float) -> dict[str, list[float]]:
+    """Two-sided percentile interval of each metric's resampled values."""
+    alpha = (1 - level) / 2
+    return {
+        name: [round(float(np.nanquantile(v, alpha)), 4), round(float(np.nanquantile(v, 1 - alpha)), 4)]
+        for name, v in samples.items()
+    }
+
+
 def bootstrap_intervals(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -111,24 +129,15 @@ def bootstrap_intervals(
     Snapshots of one household are strongly correlated (the same history seen
     week after week), so the unit of resampling is the household, not the row.
     """
-    rng = np.random.default_rng(seed)
-    codes, inverse = np.unique(clusters, return_inverse=True)
-    members = pd.Series(np.arange(len(inverse))).groupby(inverse).apply(np.asarray).to_list()
     samples: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(codes), len(codes))
-        rows = np.concatenate([members[i] for i in pick])
+    for rows in _household_resamples(clusters, n_boot, seed):
         metrics = ranking_metrics(
             labels[rows], scores[rows], probabilities[rows], groups.iloc[rows].reset_index(drop=True), k
         )
         for name, value in metrics.items():
             if name not in ("positives", "rows"):
                 samples.setdefault(name, []).append(value)
-    alpha = (1 - level) / 2
-    return {
-        name: [round(float(np.nanquantile(v, alpha)), 4), round(float(np.nanquantile(v, 1 - alpha)), 4)]
-        for name, v in samples.items()
-    }
+    return _percentiles(samples, level)
 
 
 def calibration_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
@@ -169,19 +178,11 @@ def paired_difference_intervals(
     together. The paired interval is the one that answers "does a beat b".
     ``a`` and ``b`` are (scores, probabilities).
     """
-    rng = np.random.default_rng(seed)
-    codes, inverse = np.unique(clusters, return_inverse=True)
-    members = pd.Series(np.arange(len(inverse))).groupby(inverse).apply(np.asarray).to_list()
     diffs: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(codes), len(codes))])
+    for rows in _household_resamples(clusters, n_boot, seed):
         g = groups.iloc[rows].reset_index(drop=True)
         ma = ranking_metrics(labels[rows], a[0][rows], a[1][rows], g, k)
         mb = ranking_metrics(labels[rows], b[0][rows], b[1][rows], g, k)
         for name in ("roc_auc", "pr_auc", "recall_at_k", "precision_at_k", "brier"):
             diffs.setdefault(name, []).append(ma[name] - mb[name])
-    alpha = (1 - level) / 2
-    return {
-        name: [round(float(np.nanquantile(v, alpha)), 4), round(float(np.nanquantile(v, 1 - alpha)), 4)]
-        for name, v in diffs.items()
-    }
+    return _percentiles(diffs, level)

@@ -13,16 +13,8 @@ import re
 
 import numpy as np
 
-_CUES = {
-    "violence": "动手/殴打",
-    "weapon": "持械",
-    "injury": "受伤",
-    "threat": "扬言威胁",
-    "alcohol": "酒后",
-    "self_harm": "自伤自杀",
-    "separation": "分居离婚",
-    "repeat": "反复报警",
-}
+from models.warning import CUE_PHRASES
+
 _CATEGORIES = {
     "debt": "经济债务",
     "family": "婚姻家庭",
@@ -77,7 +69,7 @@ def phrase(feature: str, value: float) -> str:
     if m := _CAT.match(feature):
         return f"近{m[2]}天{_CATEGORIES.get(m[1], m[1])}纠纷{value:.0f}次"
     if m := _CUE.match(feature):
-        return f"近{m[2]}天出现{_CUES.get(m[1], m[1])}表述{value:.0f}次"
+        return f"近{m[2]}天出现{CUE_PHRASES.get(m[1], m[1])}表述{value:.0f}次"
     if m := _POINTS.match(feature):
         return f"积分预警({m[1]}){value:.0f}分"
     template = _FIXED.get(feature)

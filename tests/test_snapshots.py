@@ -12,6 +12,7 @@ from features.snapshots import WindowIndex, build_snapshots, escalation_labels, 
 from models.escalation import temporal_split
 from models.rules import rule_verdicts
 from models.warning import points_at_snapshots
+from pipelines.training import incident_calls
 from simulation.city import City
 
 TABLES = ("households", "persons", "addresses", "cases", "visits", "relations")
@@ -21,21 +22,10 @@ def _calls(city: City) -> pd.DataFrame:
     """Incidents with the rules' verdicts; households from the simulator's places (linking is tested apart)."""
     incidents = city.tables["incidents"]
     truth = city.truth["incidents"].set_index("incident_id").loc[incidents["incident_id"]]
-    rules = rule_verdicts(incidents["narrative"]).reset_index(drop=True)
-    cues = {c: rules[c].to_numpy() for c in rules.columns if c.startswith("cue_")}
-    return pd.DataFrame(
-        {
-            "incident_id": incidents["incident_id"].to_numpy(),
-            "received_at": incidents["received_at"].to_numpy(),
-            "household_id": truth["place_household_id"].to_numpy(),
-            "person_id": truth["caller_person_id"].to_numpy(),
-            "is_dispute": rules["is_dispute"].to_numpy(bool),
-            "category": rules["category"].to_numpy(object),
-            "dispute_score": rules["dispute_score"].to_numpy(),
-            "n_deescalation": rules["n_deescalation"].to_numpy(),
-            **cues,
-        }
+    links = pd.DataFrame(
+        {"household_id": truth["place_household_id"].to_numpy(), "person_id": truth["caller_person_id"].to_numpy()}
     )
+    return incident_calls(incidents, rule_verdicts(incidents["narrative"]).reset_index(drop=True), links)
 
 
 @pytest.fixture(scope="module")

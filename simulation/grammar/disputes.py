@@ -18,16 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CATEGORIES: tuple[str, ...] = (
-    "debt",
-    "family",
-    "neighbor",
-    "land",
-    "labor",
-    "medical_school",
-    "property",
-    "other",
-)
+from features.schema import CATEGORIES as CATEGORIES  # re-exported: the contract owns the category codes
 
 #: Category shares of disputes in the county statistics (BRIEF section 4).
 CATEGORY_SHARES: dict[str, float] = {
