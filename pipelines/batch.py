@@ -76,7 +76,7 @@ def _lines(handle: IO[bytes]) -> Iterator[tuple[int, str | None]]:
 
 
 def classify_record(record: dict[str, Any], lexicon_version: str) -> dict[str, Any]:
-    """The classify contract's answer for one incident (rules engine)."""
+    """The classify contract's answer for one incident from the rules alone."""
     result = score_text(record["narrative"])
     return {
         "id": record["id"],
@@ -92,29 +92,86 @@ def classify_record(record: dict[str, Any], lexicon_version: str) -> dict[str, A
     }
 
 
-def classify_stream(source: IO[bytes], sink: IO[str]) -> BatchStats:
-    """Classify every line of ``source`` into ``sink``, in order, chunk by chunk."""
+def with_model(answers: list[dict[str, Any]], records: list[dict[str, Any]], model: Any) -> list[dict[str, Any]]:
+    """Replace the rules' verdict by the fused ``model+rules`` one; cues and matched terms stay the rules'.
+
+    On text unlike the training calls (``ood``) the fusion keeps the rules'
+    answer whole (models.dispute.fuse); ``source`` says which side answered.
+    """
+    import pandas as pd
+
+    from models.dispute import fuse
+
+    predicted = model.predict([r["narrative"] for r in records], [r.get("received_at") for r in records])
+    rules = pd.DataFrame(
+        {
+            "is_dispute": [a["is_dispute"] for a in answers],
+            "dispute_score": [a["dispute_score"] for a in answers],
+            "category": pd.Series([a["category"] for a in answers], dtype=object),
+        }
+    )
+    fused = fuse(predicted.reset_index(drop=True), rules)
+    version = (model.provenance or {}).get("data_fingerprint")
+    out = []
+    for i, answer in enumerate(answers):
+        from_model = fused["source"].iloc[i] == "model"
+        category = fused["category"].iloc[i]
+        scores = (
+            {c: round(float(predicted[f"p_{c}"].iloc[i]), 6) for c in answer["category_scores"]}
+            if from_model
+            else answer["category_scores"]
+        )
+        out.append(
+            answer
+            | {
+                "is_dispute": bool(fused["is_dispute"].iloc[i]),
+                "dispute_score": round(float(fused["dispute_score"].iloc[i]), 6),
+                "category": category if isinstance(category, str) else None,
+                "category_scores": scores,
+                "engine": "model+rules",
+                "source": str(fused["source"].iloc[i]),
+                "model_data_fingerprint": version,
+            }
+        )
+    return out
+
+
+def classify_stream(source: IO[bytes], sink: IO[str], model: Any = None) -> BatchStats:
+    """Classify every line of ``source`` into ``sink``, in order, chunk by chunk.
+
+    With a ``model`` (serving.dispute.BundleDisputeModel) the answer is
+    ``model+rules``; without one, the rules answer alone.
+    """
     stats = BatchStats()
     version = default_lexicon().version
-    buffer: list[str] = []
+    pending: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+
+    def flush() -> None:
+        good = [(i, rec) for i, (rec, _) in enumerate(pending) if rec is not None]
+        answers = [out for _, out in pending]
+        if model is not None and good:
+            fused = with_model([answers[i] for i, _ in good], [rec for _, rec in good], model)
+            for (i, _), answer in zip(good, fused, strict=True):
+                answers[i] = answer
+        sink.write("\n".join(json.dumps(a, ensure_ascii=False) for a in answers) + "\n")
+        stats.written += len(answers)
+        pending.clear()
+
     for number, text in _lines(source):
         stats.read += 1
         if text is None:
-            out = {"id": None, "line": number, "error": "line is not valid UTF-8"}
+            pending.append((None, {"id": None, "line": number, "error": "line is not valid UTF-8"}))
         else:
             record, error = parse_line(text, ("id", "narrative"))
-            out = error if error is not None else classify_record(record, version)  # type: ignore[arg-type]
             if error is not None:
-                out["line"] = number
-        stats.errors += "error" in out
-        buffer.append(json.dumps(out, ensure_ascii=False))
-        if len(buffer) >= CHUNK:
-            sink.write("\n".join(buffer) + "\n")
-            stats.written += len(buffer)
-            buffer.clear()
-    if buffer:
-        sink.write("\n".join(buffer) + "\n")
-        stats.written += len(buffer)
+                pending.append((None, error | {"line": number}))
+            else:
+                pending.append((record, classify_record(record, version)))  # type: ignore[arg-type]
+        stats.errors += "error" in pending[-1][1]
+        if len(pending) >= CHUNK:
+            flush()
+    if pending:
+        flush()
     return stats
 
 
@@ -203,6 +260,30 @@ def warn_stream(source: IO[bytes], sink: IO[str], as_of: str) -> BatchStats:
     stats.errors = len(errors)
     stats.written += len(errors)
     return stats
+
+
+def champion_bundle(tracking_uri: str, cache: Path, name: str = "yujing-dispute") -> Path | None:
+    """The champion's bundle, downloaded once per version into ``cache``; None when there is no champion.
+
+    A tracking store that does not exist yet is not created: no champion.
+    """
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return None
+    from models import registry
+
+    info = registry.champion_info(name, tracking_uri)
+    if info is None:
+        return None
+    target = cache / f"{name}-v{info['version']}"
+    if not (target / "manifest.json").is_file():
+        staging = cache / f".{name}-v{info['version']}.part"
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging)
+        registry.download_champion_bundle(name, staging, tracking_uri)
+        staging.replace(target)
+    return target
 
 
 def open_output(path: Path) -> IO[str]:

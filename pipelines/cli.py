@@ -116,11 +116,31 @@ def _run_stream(input_path: Path, output: Path, run) -> None:  # type: ignore[no
 def classify(
     input: Annotated[Path, typer.Option("--input", help="JSON lines with id and narrative ('-' = stdin).")],
     output: Annotated[Path, typer.Option("--output", help="JSON lines out, one per input line ('-' = stdout).")],
+    bundle: Annotated[Path | None, typer.Option(help="ONNX bundle to use (default: the registered champion).")] = None,
+    rules_only: Annotated[bool, typer.Option("--rules-only", help="Answer from the keyword rules alone.")] = False,
 ) -> None:
-    """Classify incident narratives: dispute or not, category, cues, matched terms."""
-    from pipelines.batch import classify_stream
+    """Classify incident narratives: dispute or not, category, cues and matched terms."""
+    from pipelines.batch import champion_bundle, classify_stream
 
-    _run_stream(input, output, classify_stream)
+    model = None
+    if not rules_only:
+        settings = get_settings()
+        try:
+            path = bundle or champion_bundle(settings.mlflow_tracking_uri, settings.home / "champion")
+        except Exception as exc:  # a broken registry must not stop classification: the rules still answer
+            _err(f"warning: no model from the registry ({type(exc).__name__}); answering from the rules")
+            path = None
+        if path is not None:
+            from serving.dispute import load_dispute_model
+
+            try:
+                model = load_dispute_model(path)
+            except Exception as exc:
+                if bundle is not None:
+                    raise _fail(f"{bundle}: cannot load the dispute model ({exc})") from None
+                _err(f"warning: champion bundle unusable ({type(exc).__name__}); answering from the rules")
+        _err(f"engine: {'model+rules (' + str(path) + ')' if model is not None else 'rules'}")
+    _run_stream(input, output, lambda source, sink: classify_stream(source, sink, model))
 
 
 @app.command()

@@ -167,3 +167,39 @@ def test_prefect_flow_runs_the_same_steps(trained: dict, tmp_path: Path) -> None
     assert report["onnx"]["max_abs_diff"] <= 1e-5
     assert report["escalation"]["model"]["pr_auc"] == trained["report"]["escalation"]["model"]["pr_auc"]
     assert (tmp_path / "run" / "report.json").is_file()
+
+
+def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
+    import io
+
+    from pipelines.batch import champion_bundle, classify_stream
+    from serving.dispute import load_dispute_model
+
+    bundle = champion_bundle(trained["uri"], trained["root"] / "cache")
+    assert bundle is not None and (bundle / "manifest.json").is_file()
+    assert champion_bundle(trained["uri"], trained["root"] / "cache") == bundle  # downloaded once per version
+    model = load_dispute_model(bundle)
+    incidents = pd.read_parquet(trained["root"] / "city" / "incidents.parquet").tail(300)
+    lines = [
+        json.dumps({"id": r.incident_id, "narrative": r.narrative, "received_at": str(r.received_at)}, ensure_ascii=False)
+        for r in incidents.itertuples()
+    ]
+    court = "原告林某某诉称：我与被告于1995年登记结婚，婚后经常吵架，被告对家庭不管不问，请求判令离婚。"
+    lines.append(json.dumps({"id": "court", "narrative": court}, ensure_ascii=False))
+    sink = io.StringIO()
+    classify_stream(io.BytesIO("\n".join(lines).encode()), sink, model)
+    out = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert len(out) == 301 and all(o["engine"] == "model+rules" for o in out)
+    assert {o["source"] for o in out[:-1]} == {"model"}
+    assert out[-1]["source"] == "rules" and out[-1]["category"] == "family"  # court prose is OOD: the rules answer
+    native = trained_model_predictions(trained, incidents)
+    agree = np.mean([o["is_dispute"] == n for o, n in zip(out[:-1], native, strict=True)])
+    assert agree == 1.0  # ONNX and LightGBM give the same verdicts
+
+
+def trained_model_predictions(trained: dict, incidents: pd.DataFrame) -> list[bool]:
+    """The native LightGBM dispute model's verdicts, retrained deterministically from the same city."""
+    prepared = training.prepare(trained["root"] / "city")
+    dispute = training.fit_dispute(prepared, CONFIG)
+    predicted = dispute.model.predict(incidents["narrative"].tolist(), [str(t) for t in incidents["received_at"]])
+    return [bool(x) for x in predicted["is_dispute"]]
