@@ -190,7 +190,7 @@ def train(
 
             report = build_train_flow()(str(root), str(target), settings.mlflow_tracking_uri, asdict(config))
         else:
-            report = run_training(root, target, settings.mlflow_tracking_uri, config, progress=_err)
+            report = run_training(root, target, settings.mlflow_tracking_uri, config, progress=lambda m: _err(f"  {m}"))
     except DataContractError as exc:
         raise _fail(str(exc)) from None
     except ValueError as exc:

@@ -10,6 +10,7 @@ data), and nothing is persisted as a task result.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,25 @@ def build_train_flow():  # type: ignore[no-untyped-def]
     export = as_task(steps.export_bundle, "export ONNX bundle")
     register = as_task(steps.register_and_report, "register, decide promotion, report")
 
+    def say(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
     @flow(name="yujing-train", log_prints=False, persist_result=False)
     def train_flow(data_dir: str, out_dir: str, tracking_uri: str, config: dict[str, Any]) -> dict[str, Any]:
         cfg = steps.TrainConfig(**config)
+        say("load, validate, score and link")
         prepared = prepare(Path(data_dir))
+        say(f"snapshots ({len(prepared.incidents):,} incidents)")
         frame, names, labels, points = escalation_data(prepared, cfg)
+        say(f"train escalation ({len(frame):,} snapshots, {int(labels.sum()):,} positive)")
         run = fit(frame, names, labels, points, cfg)
+        say("train dispute classifier")
         dispute_run = dispute(prepared, cfg, Path(data_dir) / "truth")
+        say("evaluate against the rules")
         evaluation = evaluate(run, cfg)
+        say("export ONNX bundle")
         bundle = export(run, dispute_run, prepared, cfg, Path(out_dir))
+        say("register and report")
         return register(prepared, run, dispute_run, evaluation, bundle, cfg, Path(out_dir), tracking_uri)
 
     return train_flow

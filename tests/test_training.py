@@ -180,10 +180,11 @@ def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
     assert champion_bundle(trained["uri"], trained["root"] / "cache") == bundle  # downloaded once per version
     model = load_dispute_model(bundle)
     incidents = pd.read_parquet(trained["root"] / "city" / "incidents.parquet").tail(300)
-    lines = [
-        json.dumps({"id": r.incident_id, "narrative": r.narrative, "received_at": str(r.received_at)}, ensure_ascii=False)
+    records = [
+        {"id": r.incident_id, "narrative": r.narrative, "received_at": str(r.received_at)}
         for r in incidents.itertuples()
     ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
     court = "原告林某某诉称：我与被告于1995年登记结婚，婚后经常吵架，被告对家庭不管不问，请求判令离婚。"
     lines.append(json.dumps({"id": "court", "narrative": court}, ensure_ascii=False))
     sink = io.StringIO()
