@@ -345,43 +345,6 @@ def feature_list_hash(features: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(features).encode("utf-8")).hexdigest()[:12]
 
 
-def code_version(root: Path | None = None) -> str:
-    """``<package version>+g<commit 12>`` read from ``.git`` without running git (``+unknown`` outside a clone).
-
-    Reading the files keeps a training run free of subprocesses; uncommitted changes are
-    not detected, which is why the report also records the data and lexicon hashes.
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        package = version("yujing")
-    except PackageNotFoundError:
-        package = "0+unknown"
-    git = (root or Path(__file__).resolve().parents[1]) / ".git"
-    commit = _read_git_commit(git)
-    return f"{package}+g{commit[:12]}" if commit else f"{package}+unknown"
-
-
-def _read_git_commit(git: Path) -> str | None:
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head or None
-        ref = head.removeprefix("ref: ")
-        loose = git / ref
-        if loose.is_file():
-            return loose.read_text().strip() or None
-        packed = git / "packed-refs"
-        if packed.is_file():
-            for line in packed.read_text().splitlines():
-                sha, _, name = line.partition(" ")
-                if name == ref:
-                    return sha
-    except OSError:
-        return None
-    return None
-
-
 def _check_artifact_key(key: str) -> str:
     posix = PurePosixPath(key)
     if not key or posix.is_absolute() or ".." in posix.parts or key.strip("/") != key:

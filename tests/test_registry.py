@@ -169,17 +169,6 @@ def test_default_artifact_root_sits_next_to_a_sqlite_store(tmp_path: Path) -> No
     assert registry.default_artifact_root("http://mlflow.internal:5000") is None
 
 
-def test_code_version_reads_git_files_without_running_git(tmp_path: Path) -> None:
-    git = tmp_path / ".git"
-    (git / "refs" / "heads").mkdir(parents=True)
-    (git / "HEAD").write_text("ref: refs/heads/main\n")
-    (git / "packed-refs").write_text("# pack-refs\n" + "ab" * 20 + " refs/heads/main\n")
-    assert registry.code_version(tmp_path).endswith("+g" + "ab" * 6)
-    (git / "refs" / "heads" / "main").write_text("cd" * 20 + "\n")
-    assert registry.code_version(tmp_path).endswith("+g" + "cd" * 6)
-    assert registry.code_version(tmp_path / "nowhere").endswith("+unknown")
-
-
 def test_feature_list_hash_depends_on_order() -> None:
     assert feature_list_hash(["a", "b"]) != feature_list_hash(["b", "a"])
     assert len(feature_list_hash(["a", "b"])) == 12
