@@ -584,7 +584,6 @@ def download_champion_bundle(name: str, dst: Path, tracking_uri: str | None = No
     would make a model nobody trained. The version is pinned (not the alias) so a
     promotion during the download cannot mix two versions either.
     """
-    import mlflow
 
     info = champion_info(name, tracking_uri)
     if info is None:
@@ -593,10 +592,13 @@ def download_champion_bundle(name: str, dst: Path, tracking_uri: str | None = No
     if dst.exists() and any(dst.iterdir()):
         raise FileExistsError(f"{dst} is not empty; download the champion bundle into a new folder")
     dst.mkdir(parents=True, exist_ok=True)
-    uri = _resolve_uri(tracking_uri)
-    mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{info['version']}", dst_path=str(dst), tracking_uri=uri, registry_uri=uri
-    )
+    # A client bound to this store: ``models:/`` URIs resolve their run through the process-wide
+    # tracking URI, which another start_run in the same process may have pointed elsewhere.
+    client = _client(tracking_uri)
+    with tempfile.TemporaryDirectory(dir=dst) as tmp:
+        local = Path(client.download_artifacts(info["run_id"], info["artifact_path"], tmp))
+        for item in local.iterdir():
+            shutil.move(str(item), dst / item.name)
     return dst
 
 

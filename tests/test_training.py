@@ -175,6 +175,11 @@ def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
     from pipelines.batch import champion_bundle, classify_stream
     from serving.dispute import load_dispute_model
 
+    import mlflow
+
+    # Another store as MLflow's process-wide default, as a previous run in this process leaves it (the
+    # Prefect flow test above does, and with it a models:/ download resolved the run in the wrong store).
+    mlflow.set_tracking_uri(f"sqlite:///{trained['root'] / 'elsewhere.db'}")
     bundle = champion_bundle(trained["uri"], trained["root"] / "cache")
     assert bundle is not None and (bundle / "manifest.json").is_file()
     assert champion_bundle(trained["uri"], trained["root"] / "cache") == bundle  # downloaded once per version
