@@ -172,10 +172,10 @@ def test_prefect_flow_runs_the_same_steps(trained: dict, tmp_path: Path) -> None
 def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
     import io
 
+    import mlflow
+
     from pipelines.batch import champion_bundle, classify_stream
     from serving.dispute import load_dispute_model
-
-    import mlflow
 
     # Another store as MLflow's process-wide default, as a previous run in this process leaves it (the
     # Prefect flow test above does, and with it a models:/ download resolved the run in the wrong store).
