@@ -31,42 +31,20 @@ def configure_prefect(settings: Settings) -> None:
 
 
 def build_train_flow():  # type: ignore[no-untyped-def]
-    """The training flow, built after Prefect is configured."""
+    """The training flow, built after Prefect is configured: ``run_training`` with each step a task."""
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
-    from pipelines import training as steps
+    from pipelines.training import TrainConfig, run_training
 
-    def as_task(fn, name: str):  # type: ignore[no-untyped-def]
-        return task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
-
-    prepare = as_task(steps.prepare, "load, validate, segment and link")
-    escalation_data = as_task(steps.build_escalation_data, "snapshot features and labels")
-    fit = as_task(steps.fit_escalation, "split and train escalation")
-    dispute = as_task(steps.fit_dispute, "train dispute classifier")
-    evaluate = as_task(steps.evaluate_escalation, "evaluate against the rules")
-    export = as_task(steps.export_bundle, "export ONNX bundle")
-    register = as_task(steps.register_and_report, "register, decide promotion, report")
+    def as_task(function, name: str):  # type: ignore[no-untyped-def]
+        return task(function, name=name, cache_policy=NO_CACHE, persist_result=False)
 
     def say(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
     @flow(name="yujing-train", log_prints=False, persist_result=False)
     def train_flow(data_dir: str, out_dir: str, tracking_uri: str, config: dict[str, Any]) -> dict[str, Any]:
-        cfg = steps.TrainConfig(**config)
-        say("load, validate, score and link")
-        prepared = prepare(Path(data_dir))
-        say(f"snapshots ({len(prepared.incidents):,} incidents)")
-        frame, names, labels, points = escalation_data(prepared, cfg)
-        say(f"train escalation ({len(frame):,} snapshots, {int(labels.sum()):,} positive)")
-        run = fit(frame, names, labels, points, cfg)
-        say("train dispute classifier")
-        dispute_run = dispute(prepared, cfg, Path(data_dir) / "truth")
-        say("evaluate against the rules")
-        evaluation = evaluate(run, cfg)
-        say("export ONNX bundle")
-        bundle = export(run, dispute_run, prepared, cfg, Path(out_dir))
-        say("register and report")
-        return register(prepared, run, dispute_run, evaluation, bundle, cfg, Path(out_dir), tracking_uri)
+        return run_training(Path(data_dir), Path(out_dir), tracking_uri, TrainConfig(**config), say, as_task)
 
     return train_flow

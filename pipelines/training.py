@@ -509,22 +509,46 @@ def register_and_report(
     return report
 
 
+STEPS = (
+    "load, validate, score and link",
+    "snapshot features and labels",
+    "split and train escalation",
+    "train dispute classifier",
+    "evaluate against the rules",
+    "export ONNX bundle",
+    "register, decide promotion, report",
+)
+
+
 def run_training(
-    data_dir: Path, out_dir: Path, tracking_uri: str, config: TrainConfig, progress: Any = None
+    data_dir: Path,
+    out_dir: Path,
+    tracking_uri: str,
+    config: TrainConfig,
+    progress: Any = None,
+    step: Any = None,
 ) -> dict[str, Any]:
-    """The whole job without Prefect: the same steps the flow runs, in the same order."""
+    """The whole job, step by step; the Prefect flow runs this same function with ``step`` making tasks.
+
+    ``step(function, name)`` wraps each step (default: no wrapping); ``progress``
+    receives one line per step.
+    """
     say = progress or (lambda _msg: None)
-    say("load, validate, score and link")
-    prepared = prepare(Path(data_dir))
-    say(f"snapshots ({len(prepared.incidents):,} incidents)")
-    frame, names, labels, points = build_escalation_data(prepared, config)
-    say(f"train escalation ({len(frame):,} snapshots, {int(labels.sum()):,} positive)")
-    run = fit_escalation(frame, names, labels, points, config)
-    say("train dispute classifier")
-    dispute_run = fit_dispute(prepared, config, Path(data_dir) / "truth")
-    say("evaluate against the rules")
-    evaluation = evaluate_escalation(run, config)
-    say("export ONNX bundle")
-    bundle = export_bundle(run, dispute_run, prepared, config, Path(out_dir))
-    say("register and report")
-    return register_and_report(prepared, run, dispute_run, evaluation, bundle, config, Path(out_dir), tracking_uri)
+    wrap = step or (lambda function, _name: function)
+    names = iter(STEPS)
+
+    def run(function: Any, *args: Any) -> Any:
+        name = next(names)
+        say(name)
+        return wrap(function, name)(*args)
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    prepared = run(prepare, data_dir)
+    frame, names_, labels, points = run(build_escalation_data, prepared, config)
+    escalation = run(fit_escalation, frame, names_, labels, points, config)
+    dispute_run = run(fit_dispute, prepared, config, data_dir / "truth")
+    evaluation = run(evaluate_escalation, escalation, config)
+    bundle = run(export_bundle, escalation, dispute_run, prepared, config, out_dir)
+    return run(
+        register_and_report, prepared, escalation, dispute_run, evaluation, bundle, config, out_dir, tracking_uri
+    )

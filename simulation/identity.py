@@ -191,7 +191,7 @@ def mask_phone(phones: np.ndarray) -> np.ndarray:
 
 
 def mask_id(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``150502199001011234`` -> ``1505**********1234`` or ``150502********1234``."""
+    """An 18-character ID -> ``1505**********1234`` (first 4, last 4) or ``150502********1234`` (first 6, last 4)."""
     s = pd.Series(ids, dtype=object)
     short = s.str[:4] + "*" * 10 + s.str[-4:]
     long = s.str[:6] + "*" * 8 + s.str[-4:]
