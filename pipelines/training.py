@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,35 +40,28 @@ from models.warning import load_scenarios, points_at_snapshots
 REPO = Path(__file__).resolve().parents[1]
 
 
+_SETTINGS_DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """The knobs of one training run (defaults from the settings object)."""
+    """The knobs of one training run; defaults and meanings are the settings object's (conf/settings.py)."""
 
-    horizon_days: int = 90
-    snapshot_every_days: int = 7
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    embargo_days: int = 0
-    top_k: int = 5
-    bootstrap_samples: int = 200
-    promotion_margin: float = 0.005
-    promotion_metric: str = "pr_auc"
-    parity_rows: int = 10_000
-    seed: int = 20240411
+    horizon_days: int = _SETTINGS_DEFAULTS["horizon_days"]
+    snapshot_every_days: int = _SETTINGS_DEFAULTS["snapshot_every_days"]
+    split_fractions: tuple[float, float, float] = _SETTINGS_DEFAULTS["split_fractions"]
+    embargo_days: int = _SETTINGS_DEFAULTS["embargo_days"]
+    top_k: int = _SETTINGS_DEFAULTS["top_k"]
+    bootstrap_samples: int = _SETTINGS_DEFAULTS["bootstrap_samples"]
+    promotion_margin: float = _SETTINGS_DEFAULTS["promotion_margin"]
+    promotion_metric: str = _SETTINGS_DEFAULTS["promotion_metric"]
+    parity_rows: int = _SETTINGS_DEFAULTS["parity_rows"]
+    seed: int = _SETTINGS_DEFAULTS["seed"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainConfig:
-        return cls(
-            horizon_days=settings.horizon_days,
-            snapshot_every_days=settings.snapshot_every_days,
-            split_fractions=tuple(settings.split_fractions),  # type: ignore[arg-type]
-            embargo_days=settings.embargo_days,
-            top_k=settings.top_k,
-            bootstrap_samples=settings.bootstrap_samples,
-            promotion_margin=settings.promotion_margin,
-            promotion_metric=settings.promotion_metric,
-            parity_rows=settings.parity_rows,
-            seed=settings.seed,
-        )
+        values = {f.name: getattr(settings, f.name) for f in fields(cls)}
+        return cls(**values | {"split_fractions": tuple(values["split_fractions"])})
 
 
 @dataclass

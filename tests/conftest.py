@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -34,3 +36,14 @@ def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def coverage_module() -> ModuleType:
+    """benchmarks/lexicon_coverage.py as a module: the one loader of the real CAIL text for tests."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "lexicon_coverage.py"
+    spec = importlib.util.spec_from_file_location("lexicon_coverage", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lexicon_coverage"] = module  # dataclasses resolve their module at class creation
+    spec.loader.exec_module(module)
+    return module

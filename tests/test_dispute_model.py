@@ -7,9 +7,7 @@ need it skip with a reason when it is absent.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +15,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import coverage_module
 
 from features.lexicon import CATEGORIES
 from features.text import mask
@@ -297,18 +296,9 @@ def test_labels_of_refuses_a_dispute_without_category() -> None:
 # -- real text (../shared/realtext); never copied into the repository ------------------------------------
 
 
-def _coverage_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lexicon_coverage", REPO / "benchmarks" / "lexicon_coverage.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lexicon_coverage"] = module  # dataclasses resolve their module at class creation
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def cail() -> tuple[ModuleType, dict[str, list[str]]]:
-    cov = _coverage_module()
+    cov = coverage_module()
     root = cov.realtext_dir()
     if not (root / "cail2019_divorce.jsonl").is_file():
         pytest.skip(f"real text not available at {root} (set YUJING_REALTEXT to run)")

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from features.linking import (
+    REQUIRED_COLUMNS,
     LinkResult,
     fold_homophones,
     link_incidents,
@@ -50,21 +51,7 @@ _PERSONS = [
 
 
 def _registry(extra_persons: list[tuple] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    addresses = pd.DataFrame(
-        _ADDRESSES,
-        columns=[
-            "address_id",
-            "county_code",
-            "county_name",
-            "station_id",
-            "township",
-            "community",
-            "building",
-            "unit",
-            "room",
-            "house_no",
-        ],
-    )
+    addresses = pd.DataFrame(_ADDRESSES, columns=list(REQUIRED_COLUMNS["addresses"]))
     for col in ("building", "unit", "room", "house_no"):
         addresses[col] = addresses[col].astype("Int64")
     households = pd.DataFrame({"household_id": [f"H{i}" for i in range(1, 8)], "address_id": addresses["address_id"]})

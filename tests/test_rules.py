@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 import pytest
+from conftest import coverage_module
 
 from features.keywords import get_matcher
 from features.lexicon import CATEGORIES, CUE_GROUPS
@@ -202,18 +201,9 @@ def test_rule_features_on_empty_input() -> None:
 # -- real text (../shared/realtext); never copied into the repository ------------------------------
 
 
-def _coverage_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lexicon_coverage", REPO / "benchmarks" / "lexicon_coverage.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lexicon_coverage"] = module  # dataclasses resolve their module at class creation
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def realtext() -> tuple[ModuleType, Path]:
-    cov = _coverage_module()
+    cov = coverage_module()
     root = cov.realtext_dir()
     if not (root / "cail2019_divorce.jsonl").is_file():
         pytest.skip(f"real text not available at {root} (set YUJING_REALTEXT to run)")

@@ -19,18 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from features.schema import CATEGORIES as CATEGORIES  # re-exported: the contract owns the category codes
+from simulation.config import CATEGORY_SHARE
 
-#: Category shares of disputes in the county statistics (BRIEF section 4).
-CATEGORY_SHARES: dict[str, float] = {
-    "debt": 0.403,
-    "family": 0.231,
-    "neighbor": 0.214,
-    "land": 0.057,
-    "labor": 0.047,
-    "medical_school": 0.011,
-    "property": 0.010,
-    "other": 0.028,
-}
+#: Category shares of disputes in the county statistics (BRIEF section 4): the simulator's own table.
+CATEGORY_SHARES: dict[str, float] = CATEGORY_SHARE
 
 
 @dataclass(frozen=True)
