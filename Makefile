@@ -23,7 +23,7 @@ run: install
 
 ## test: the whole test suite (two workers on two cores).
 test: install
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -66,6 +66,34 @@ class Settings(BaseSettings):
     warning_models: Path | None = None
     """The scoring warning models file (default: conf/warning_models.toml)."""
 
+    # Daily ranking (docs/ranking.md).
+    rankings_dir: Path | None = None
+    """Where ``yujing rank`` publishes ``<date>/`` (default: <outputs_dir>/rankings)."""
+    warnings_db_url: str | None = None
+    """SQLAlchemy URL of the warnings table (default: SQLite under home; PostgreSQL URLs work too)."""
+    level_thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"red": 0.20, "orange": 0.10, "yellow": 0.05, "blue": 0.02}
+    )
+    """Calibrated probability of a violent case within ``horizon_days`` that earns each level."""
+    station_capacity: dict[str, int] = Field(default_factory=lambda: {"red": 3, "orange": 5, "yellow": 12})
+    """Most warnings of a level one station gets per day; the rest move one level down (blue: no limit)."""
+    schedule_cron: str = "0 6 * * *"
+    """When ``yujing schedule`` runs the daily ranking (cron, server-local time)."""
+
+    # Online endpoint (docs/serving.md).
+    api_keys_file: Path | None = None
+    """JSON file of API keys and their scopes (``YUJING_API_KEYS``); no file means every request is 401."""
+    serve_bundle: Path | None = None
+    """Serve this bundle folder instead of the registry's champions (reloaded when its content changes)."""
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    max_batch: int = 500
+    """Most incidents one ``score-batch`` request may carry."""
+    max_body_bytes: int = 1_000_000
+    max_narrative_chars: int = 5_000
+    reload_interval_seconds: float = 30.0
+    """How often the service checks the registry for a new champion (0 = never)."""
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         self.home = self.home.resolve()
@@ -73,6 +101,17 @@ class Settings(BaseSettings):
         self.runs_dir = (self.runs_dir or self.home / "runs").resolve()
         self.outputs_dir = (self.outputs_dir or self.home / "outputs").resolve()
         self.prefect_home = (self.prefect_home or self.home / "prefect").resolve()
+        self.rankings_dir = (self.rankings_dir or self.outputs_dir / "rankings").resolve()
+        self.warnings_db_url = self.warnings_db_url or f"sqlite:///{(self.home / 'warnings.db').resolve()}"
+        levels = ("red", "orange", "yellow", "blue")
+        if set(self.level_thresholds) != set(levels):
+            raise ValueError(f"level_thresholds needs exactly {levels}, got {sorted(self.level_thresholds)}")
+        if [self.level_thresholds[k] for k in levels] != sorted(self.level_thresholds.values(), reverse=True):
+            raise ValueError(f"level_thresholds must fall from red to blue, got {self.level_thresholds}")
+        if not set(self.station_capacity) <= set(levels[:3]) or min(self.station_capacity.values(), default=1) < 0:
+            raise ValueError("station_capacity takes red/orange/yellow with counts >= 0 (blue has no limit)")
+        if self.api_keys_file is None and os.environ.get("YUJING_API_KEYS"):
+            self.api_keys_file = Path(os.environ["YUJING_API_KEYS"])
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
                 f"sqlite:///{(self.home / 'mlflow.db').resolve()}"

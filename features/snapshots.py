@@ -27,6 +27,8 @@ CUE_GROUPS = ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", 
 WINDOWS = (7, 30, 90, 365)
 RELATION_KINDS = ("ex_partner", "partner", "neighbor", "creditor_debtor", "employer_worker", "land_neighbor")
 DAY = np.int64(86_400)
+MAX_DAYS = 730.0
+"""``days_since_*`` features are capped here; a household with no such event reads as this long ago."""
 _SHIFT = np.int64(1) << np.int64(34)  # seconds since 1970 fit in 34 bits until 2514
 
 
@@ -131,13 +133,37 @@ def candidate_snapshots(
     return pd.DataFrame({"household_code": hh[active], "snapshot_sec": end[active]})
 
 
+def all_household_snapshots(
+    calls: pd.DataFrame, codes: pd.Series, dates: pd.DatetimeIndex, lookback_days: int = 365
+) -> pd.DataFrame:
+    """Every registered household at every date, with ``in_scope``: a dispute call in the year before.
+
+    The daily ranking scores the whole registry so that the online service has
+    a stored row for any household; only in-scope rows (the population the
+    model was trained on) can be warned.
+    """
+    scoped = candidate_snapshots(calls, codes, dates, lookback_days)
+    date_sec = to_seconds(dates)
+    hh = np.repeat(np.arange(len(codes), dtype=np.int64), len(date_sec))
+    end = np.tile(date_sec, len(codes))
+    in_scope = np.zeros(len(hh), dtype=bool)
+    in_scope[
+        scoped["household_code"].to_numpy() * len(date_sec) + np.searchsorted(date_sec, scoped["snapshot_sec"])
+    ] = True
+    return pd.DataFrame({"household_code": hh, "snapshot_sec": end, "in_scope": in_scope})
+
+
 def build_snapshots(
     calls: pd.DataFrame,
     tables: dict[str, pd.DataFrame],
     dates: pd.DatetimeIndex,
     scored_points: dict[str, np.ndarray] | None = None,
+    all_households: bool = False,
 ) -> Snapshots:
     """Point-in-time features for every (household, date) with a dispute call in the year before.
+
+    With ``all_households`` every registered household gets a row, and the
+    column ``in_scope`` says which ones had a dispute call in the year before.
 
     ``calls`` is one row per incident with ``household_id`` (linked; null when
     unlinked), ``person_id`` (linked caller, nullable), ``received_at``,
@@ -148,7 +174,7 @@ def build_snapshots(
     """
     households, persons = tables["households"], tables["persons"]
     codes = household_codes(households)
-    snaps = candidate_snapshots(calls, codes, dates)
+    snaps = all_household_snapshots(calls, codes, dates) if all_households else candidate_snapshots(calls, codes, dates)
     hh = snaps["household_code"].to_numpy()
     end = snaps["snapshot_sec"].to_numpy()
     features: dict[str, np.ndarray] = {}
@@ -178,10 +204,10 @@ def build_snapshots(
     dispute_index = WindowIndex.build(entity[dispute], seconds[dispute])
     last = dispute_index.last_before(seconds[dispute], hh, end)
     first = dispute_index.first_before(seconds[dispute], hh, end)
-    features["days_since_last_dispute"] = np.minimum((end - last) / DAY, 730.0)
-    features["days_since_first_dispute"] = np.minimum((end - first) / DAY, 730.0)
+    features["days_since_last_dispute"] = np.minimum(np.nan_to_num((end - last) / DAY, nan=MAX_DAYS), MAX_DAYS)
+    features["days_since_first_dispute"] = np.minimum(np.nan_to_num((end - first) / DAY, nan=MAX_DAYS), MAX_DAYS)
     last_any = index.last_before(seconds, hh, end)
-    features["days_since_last_call"] = np.minimum(np.nan_to_num((end - last_any) / DAY, nan=730.0), 730.0)
+    features["days_since_last_call"] = np.minimum(np.nan_to_num((end - last_any) / DAY, nan=MAX_DAYS), MAX_DAYS)
     features.update(_caller_features(linked, persons, codes, entity, seconds, index, hh, end))
     features.update(_registry_features(households, persons, codes, hh))
     features.update(_case_features(tables["cases"], persons, codes, hh, end))
@@ -199,6 +225,8 @@ def build_snapshots(
     address_of = households["address_id"].to_numpy()[hh]
     frame.insert(2, "station_id", addresses["station_id"].reindex(address_of).to_numpy())
     frame.insert(3, "county_code", addresses["county_code"].reindex(address_of).to_numpy())
+    if all_households:
+        frame.insert(4, "in_scope", snaps["in_scope"].to_numpy())
     return Snapshots(frame, names)
 
 
@@ -213,6 +241,27 @@ def _window_max(values: np.ndarray, index: WindowIndex, hh: np.ndarray, end: np.
     return out
 
 
+def caller_flags(
+    linked: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, entity: np.ndarray, seconds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per call: was the caller from another household, and is it the caller's first call to it within a year.
+
+    A caller counts once per household: only each (household, caller)'s calls
+    that come a year or more after the previous one (or are the first) start
+    a "distinct caller"; exact for windows of one year.
+    """
+    caller_household = linked["person_id"].map(persons.set_index("person_id")["household_id"])
+    caller_code = _code(caller_household, codes)
+    third_party = (caller_code >= 0) & (caller_code != entity)
+    person = linked["person_id"].fillna("").to_numpy()
+    frame = pd.DataFrame({"entity": entity, "person": person, "t": seconds}).sort_values(["entity", "person", "t"])
+    gap = frame.groupby(["entity", "person"], sort=False)["t"].diff()
+    distinct_start = (gap.isna() | (gap >= 365 * DAY)).to_numpy() & (frame["person"].to_numpy() != "")
+    first = np.zeros(len(linked), dtype=bool)
+    first[frame.index.to_numpy()] = distinct_start
+    return third_party, first
+
+
 def _caller_features(
     linked: pd.DataFrame,
     persons: pd.DataFrame,
@@ -224,20 +273,11 @@ def _caller_features(
     end: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Third-party calls (callers from another household) and distinct callers in the last year."""
-    caller_household = linked["person_id"].map(persons.set_index("person_id")["household_id"])
-    caller_code = _code(caller_household, codes)
-    third_party = (caller_code >= 0) & (caller_code != entity)
-    out = {"third_party_calls_365d": index.window_sum(third_party, hh, end, 365)}
-    # A caller counts once per household: weight only each (household, caller)'s calls that are the first
-    # within a year of the previous one; exact for windows of one year.
-    person = linked["person_id"].fillna("").to_numpy()
-    frame = pd.DataFrame({"entity": entity, "person": person, "t": seconds}).sort_values(["entity", "person", "t"])
-    gap = frame.groupby(["entity", "person"], sort=False)["t"].diff()
-    distinct_start = (gap.isna() | (gap >= 365 * DAY)).to_numpy() & (frame["person"].to_numpy() != "")
-    weight = np.zeros(len(linked))
-    weight[frame.index.to_numpy()] = distinct_start
-    out["distinct_callers_365d"] = index.window_sum(weight, hh, end, 365)
-    return out
+    third_party, distinct_start = caller_flags(linked, persons, codes, entity, seconds)
+    return {
+        "third_party_calls_365d": index.window_sum(third_party, hh, end, 365),
+        "distinct_callers_365d": index.window_sum(distinct_start, hh, end, 365),
+    }
 
 
 def _registry_features(

@@ -621,6 +621,33 @@ class Decision:
         return asdict(self)
 
 
+def champion_bundle(tracking_uri: str, cache: Path, name: str = DISPUTE_MODEL) -> Path | None:
+    """The champion's bundle, downloaded once per version into ``cache/<name>-v<version>``; None without one.
+
+    A tracking store that does not exist yet is not created: no champion. The
+    download goes to a hidden sibling first and is renamed into place, so a
+    reader never finds half a bundle.
+    """
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return None
+    info = champion_info(name, tracking_uri)
+    if info is None:
+        return None
+    target = Path(cache) / f"{name}-v{info['version']}"
+    if not (target / "manifest.json").is_file():
+        staging = Path(cache) / f".{name}-v{info['version']}.part-{os.getpid()}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        download_champion_bundle(name, staging, tracking_uri)
+        try:
+            staging.replace(target)
+        except OSError:  # another process put the same version in place first
+            if not (target / "manifest.json").is_file():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def _metric_value(values: Mapping[str, Any], metric: str) -> float | None:
     value = flatten(values).get(metric)
     if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):

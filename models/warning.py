@@ -16,11 +16,16 @@ phrases. Pure functions over DataFrames: the CLI and flows only call them.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from features.online import Call
 
 LEVELS = ("red", "orange", "yellow", "blue")
 """Warning levels, most urgent first."""
@@ -282,4 +287,37 @@ def points_at_snapshots(
         points, *_ = scenario_points(scenario, n, recent, days_since, cues, deesc)
         out[scenario.name] = points
     out["max"] = np.max(np.vstack([out[s] for s in scenarios]), axis=0)
+    return out
+
+
+def household_points(
+    calls: Sequence[Call], end_sec: int, scenarios: dict[str, Scenario] | None = None
+) -> dict[str, float]:
+    """Every scenario's points for one household at ``end_sec``: :func:`points_at_snapshots` for one row.
+
+    The online service's path (features.online): plain Python over the few
+    calls of one household, same windows and formula as the batch.
+    """
+    from features.snapshots import DAY
+
+    scenarios = scenarios or load_scenarios()
+    day = int(DAY)
+    out: dict[str, float] = {}
+    for scenario in scenarios.values():
+        counted = [
+            c
+            for c in calls
+            if c.received_sec < end_sec
+            and (c.is_dispute or not scenario.disputes_only)
+            and (not scenario.categories or c.category in scenario.categories)
+        ]
+        window = [c for c in counted if c.received_sec >= end_sec - scenario.window_days * day]
+        recent = sum(c.received_sec >= end_sec - scenario.recent_days * day for c in window)
+        last = max((c.received_sec for c in counted), default=None)
+        days_since = np.inf if last is None else (end_sec - last) / day
+        cues = {g: float(sum(g in c.cues for c in window)) for g in CUE_GROUPS}
+        deesc = float(sum(c.n_deescalation > 0 for c in window))
+        points, *_ = scenario_points(scenario, float(len(window)), float(recent), days_since, cues, deesc)  # type: ignore[arg-type]
+        out[scenario.name] = float(points)
+    out["max"] = max(out.values())
     return out

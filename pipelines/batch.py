@@ -20,6 +20,7 @@ from typing import IO, Any
 import pandas as pd
 
 from features.lexicon import default_lexicon
+from models.classify import classify_record, with_model
 from models.rules import score_text
 from models.warning import CUE_GROUPS, load_scenarios, score_warnings
 
@@ -73,67 +74,6 @@ def _lines(handle: IO[bytes]) -> Iterator[tuple[int, str | None]]:
             continue
         if text.strip():
             yield number, text
-
-
-def classify_record(record: dict[str, Any], lexicon_version: str) -> dict[str, Any]:
-    """The classify contract's answer for one incident from the rules alone."""
-    result = score_text(record["narrative"])
-    return {
-        "id": record["id"],
-        "is_dispute": result.is_dispute,
-        "dispute_score": round(result.dispute_score, 6),
-        "category": result.category,
-        "category_scores": {k: round(v, 6) for k, v in result.category_scores.items()},
-        "cues": result.cues,
-        "negated_cues": result.negated_cues,
-        "matched_terms": result.matched_terms,
-        "engine": "rules",
-        "lexicon_version": lexicon_version,
-    }
-
-
-def with_model(answers: list[dict[str, Any]], records: list[dict[str, Any]], model: Any) -> list[dict[str, Any]]:
-    """Replace the rules' verdict by the fused ``model+rules`` one; cues and matched terms stay the rules'.
-
-    On text unlike the training calls (``ood``) the fusion keeps the rules'
-    answer whole (models.dispute.fuse); ``source`` says which side answered.
-    """
-    import pandas as pd
-
-    from models.dispute import fuse
-
-    predicted = model.predict([r["narrative"] for r in records], [r.get("received_at") for r in records])
-    rules = pd.DataFrame(
-        {
-            "is_dispute": [a["is_dispute"] for a in answers],
-            "dispute_score": [a["dispute_score"] for a in answers],
-            "category": pd.Series([a["category"] for a in answers], dtype=object),
-        }
-    )
-    fused = fuse(predicted.reset_index(drop=True), rules)
-    version = (model.provenance or {}).get("data_fingerprint")
-    out = []
-    for i, answer in enumerate(answers):
-        from_model = fused["source"].iloc[i] == "model"
-        category = fused["category"].iloc[i]
-        scores = (
-            {c: round(float(predicted[f"p_{c}"].iloc[i]), 6) for c in answer["category_scores"]}
-            if from_model
-            else answer["category_scores"]
-        )
-        out.append(
-            answer
-            | {
-                "is_dispute": bool(fused["is_dispute"].iloc[i]),
-                "dispute_score": round(float(fused["dispute_score"].iloc[i]), 6),
-                "category": category if isinstance(category, str) else None,
-                "category_scores": scores,
-                "engine": "model+rules",
-                "source": str(fused["source"].iloc[i]),
-                "model_data_fingerprint": version,
-            }
-        )
-    return out
 
 
 def classify_stream(source: IO[bytes], sink: IO[str], model: Any = None) -> BatchStats:
@@ -260,30 +200,6 @@ def warn_stream(source: IO[bytes], sink: IO[str], as_of: str) -> BatchStats:
     stats.errors = len(errors)
     stats.written += len(errors)
     return stats
-
-
-def champion_bundle(tracking_uri: str, cache: Path, name: str = "yujing-dispute") -> Path | None:
-    """The champion's bundle, downloaded once per version into ``cache``; None when there is no champion.
-
-    A tracking store that does not exist yet is not created: no champion.
-    """
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
-        return None
-    from models import registry
-
-    info = registry.champion_info(name, tracking_uri)
-    if info is None:
-        return None
-    target = cache / f"{name}-v{info['version']}"
-    if not (target / "manifest.json").is_file():
-        staging = cache / f".{name}-v{info['version']}.part"
-        if staging.exists():
-            import shutil
-
-            shutil.rmtree(staging)
-        registry.download_champion_bundle(name, staging, tracking_uri)
-        staging.replace(target)
-    return target
 
 
 def open_output(path: Path) -> IO[str]:

@@ -120,7 +120,8 @@ def classify(
     rules_only: Annotated[bool, typer.Option("--rules-only", help="Answer from the keyword rules alone.")] = False,
 ) -> None:
     """Classify incident narratives: dispute or not, category, cues and matched terms."""
-    from pipelines.batch import champion_bundle, classify_stream
+    from models.registry import champion_bundle
+    from pipelines.batch import classify_stream
 
     model = None
     if not rules_only:
@@ -205,6 +206,156 @@ def train(
     )
     typer.echo(f"ONNX parity max |dp| {report['onnx']['max_abs_diff']:.2e}; promoted: {report['promoted']}")
     typer.echo(f"wrote {target / 'report.json'}, {target / 'report.md'}, bundle {target / 'bundle'}")
+
+
+_LEVEL_NAMES = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
+
+
+def _print_top(top: list[dict]) -> None:  # type: ignore[type-arg]
+    """The city's most urgent warnings, one block each: the model's factors and the rules' side by side."""
+    for i, w in enumerate(top, start=1):
+        p = w.get("probability")
+        risk = f"{p:.1%}" if isinstance(p, float) and p == p else f"{w['rules_points']:g}分"
+        typer.echo(
+            f"{i:>2}. {_LEVEL_NAMES.get(w['level'], w['level'])} {w['household_id']} "
+            f"{w['station_id']} {w['station_name']} 风险 {risk}"
+        )
+        typer.echo(f"    模型因素: {'；'.join(w['model_reasons']) or '—'}")
+        typer.echo(f"    积分预警: {'；'.join(w['rules_reasons']) or '—'}")
+        typer.echo(f"    匹配词:   {'、'.join(w['matched_terms']) or '—'}")
+
+
+@app.command()
+def rank(
+    date: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD to rank as of (morning). Default: the day after the latest call.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: <data_dir>/city).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Rankings folder; the date's outputs go to OUT/<date>/.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="ONNX bundle (default: the registered champion).")] = None,
+    db: Annotated[str | None, typer.Option(help="Warnings database URL (default: SQLite under home).")] = None,
+    prefect: Annotated[bool, typer.Option(help="Run as a Prefect flow (ephemeral local API).")] = True,
+    top: Annotated[int, typer.Option(help="How many of the city's top warnings to print.")] = 10,
+) -> None:
+    """Rank every household as of a date: levels, reasons, Parquet/CSV/HTML outputs, warnings database."""
+    from pipelines.flows import configure_prefect, rank_parameters
+    from pipelines.ranking import RankConfig, RankingError, resolve_champion, run_ranking
+
+    settings = get_settings()
+    params = rank_parameters(settings, data, date)
+    params["out_root"] = str((out or Path(params["out_root"])).resolve())
+    params["store_url"] = db or params["store_url"]
+    if bundle is not None:
+        if not (bundle / "manifest.json").is_file():
+            raise _fail(f"{bundle}: not an ONNX bundle (no manifest.json); fix: point --bundle at a bundle folder")
+        params["bundle_dir"], params["tracking_uri"] = str(bundle.resolve()), None
+    _err(f"ranking {params['data_dir']} as of {date or 'the day after the latest call'} -> {params['out_root']}")
+    try:
+        if prefect:
+            configure_prefect(settings)
+            from pipelines.flows import build_rank_flow
+
+            summary = build_rank_flow()(**params)
+        else:
+            path, version = (Path(params["bundle_dir"]), None) if params["bundle_dir"] else (None, None)
+            if path is None:
+                path, version = resolve_champion(settings.mlflow_tracking_uri, Path(params["champion_cache"]))
+            summary = run_ranking(
+                Path(params["data_dir"]),
+                date,
+                Path(params["out_root"]),
+                params["store_url"],
+                path,
+                version,
+                RankConfig(**params["config"]),
+                progress=lambda m: _err(f"  {m}"),
+            ).to_dict()
+    except (DataContractError, RankingError) as exc:
+        raise _fail(str(exc)) from None
+    counts = summary["warnings"]
+    typer.echo(
+        f"{summary['date']}: {summary['households']:,} households scored by {summary['engine']}, "
+        f"{summary['in_scope']:,} with a dispute on record; warnings "
+        + ", ".join(f"{_LEVEL_NAMES[k]} {v}" for k, v in counts.items())
+    )
+    if summary["engine"] == "rules":
+        typer.echo("degraded: no usable champion model, the scoring rules ranked (see manifest.json)")
+    db_counts = summary["database"]
+    typer.echo(
+        f"database: {db_counts.get('inserted', 0)} new, {db_counts.get('updated', 0)} updated, "
+        f"{db_counts.get('unchanged', 0)} unchanged, {db_counts.get('withdrawn', 0) + db_counts.get('deleted', 0)} "
+        "withdrawn"
+    )
+    if top > 0 and summary["top"]:
+        typer.echo(f"top {min(top, len(summary['top']))} warnings:")
+        _print_top(summary["top"][:top])
+    folder = Path(summary["folder"])
+    typer.echo(f"wrote {folder}/: ranking.parquet, warnings.csv (Excel), index.html + stations/*.html")
+
+
+@app.command()
+def schedule(
+    cron: Annotated[str | None, typer.Option(help="Cron for the daily run (default: settings.schedule_cron).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder the feed refreshes.")] = None,
+    port: Annotated[int, typer.Option(help="Port of the local Prefect server started when no API is set.")] = 4200,
+) -> None:
+    """Serve the daily ranking on a cron with Prefect (starts a local Prefect server unless PREFECT_API_URL is set)."""
+    import os
+
+    from pipelines.flows import configure_prefect, daily_deployment, start_local_server
+
+    settings = get_settings()
+    configure_prefect(settings)
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        _err(f"starting a local Prefect server on 127.0.0.1:{port} (log: {settings.prefect_home}/server.log)")
+        server = start_local_server(settings, port)
+    try:
+        from prefect import serve
+
+        deployment = daily_deployment(settings, cron, data)
+        _err(f"serving yujing-daily-rank on cron {deployment.schedules[0].schedule.cron!r}; Ctrl-C stops")
+        serve(deployment)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default: settings.serve_host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings.serve_port).")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes (2 on a 2-core machine).")] = 1,
+    bundle: Annotated[Path | None, typer.Option(help="Serve this bundle instead of the champions.")] = None,
+) -> None:
+    """Serve the scoring API (FastAPI on uvicorn); keys from the JSON file named by YUJING_API_KEYS."""
+    import os
+
+    import uvicorn
+
+    from serving.auth import KeyFileError, KeyRing
+
+    settings = get_settings()
+    if bundle is not None:
+        os.environ["YUJING_SERVE_BUNDLE"] = str(bundle.resolve())  # the workers read their settings from env
+    try:
+        keys = KeyRing.from_file(settings.api_keys_file)
+    except KeyFileError as exc:
+        raise _fail(str(exc)) from None
+    if not len(keys):
+        _err("warning: no API keys configured (set YUJING_API_KEYS to a JSON file): every request will be 401")
+    host, port = host or settings.serve_host, port or settings.serve_port
+    _err(f"serving on http://{host}:{port} ({workers} worker(s)); OpenAPI at /docs; audit log {settings.home}/logs")
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,  # the audit log records every request, without personal data
+    )
 
 
 def main() -> None:

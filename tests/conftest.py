@@ -1,10 +1,16 @@
-"""Shared fixtures: one small simulated city per test session (per xdist worker)."""
+"""Shared fixtures: one small simulated city per test session (per xdist worker), one trained city.
+
+Tests that use ``trained`` or ``prefect_harness`` carry
+``pytest.mark.xdist_group("trained")`` so that, with ``--dist loadgroup``
+(the Makefile's), they all run on one worker and the city is trained once.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -14,6 +20,14 @@ from simulation.city import City, simulate_city, write_city
 from simulation.config import SimConfig
 
 SMALL_CITY = SimConfig(persons=60_000, days=730, seed=7)
+TRAINED_CITY = SimConfig(persons=40_000, days=730, seed=21)
+
+
+def train_config():  # type: ignore[no-untyped-def]
+    """The training knobs of the shared trained city (fewer bootstrap samples: tests need speed, not CIs)."""
+    from pipelines.training import TrainConfig
+
+    return TrainConfig(bootstrap_samples=40, parity_rows=10_000)
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +61,44 @@ def coverage_module() -> ModuleType:
     sys.modules["lexicon_coverage"] = module  # dataclasses resolve their module at class creation
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 40,000-person city trained once: data, MLflow store (champion v1) and run folder ``run1``."""
+    from pipelines.training import run_training
+
+    root = tmp_path_factory.mktemp("train")
+    write_city(simulate_city(TRAINED_CITY), root / "city")
+    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
+    (root / "store").mkdir()
+    report = run_training(root / "city", root / "run1", uri, train_config())
+    return {"root": root, "uri": uri, "report": report, "bundle": root / "run1" / "bundle"}
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect ephemeral API for the session (it can take 10-75 s to start on a busy machine)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def ranked(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The trained city ranked once as of the day after its last call, with the run's bundle."""
+    from pipelines.ranking import RankConfig, run_ranking
+
+    root = tmp_path_factory.mktemp("ranked")
+    store = f"sqlite:///{root / 'warnings.db'}"
+    result = run_ranking(
+        trained["root"] / "city", None, root / "rankings", store, trained["bundle"], "test v1", RankConfig()
+    )
+    return {
+        **trained,
+        "city": trained["root"] / "city",
+        "rankings": root / "rankings",
+        "store": store,
+        "result": result,
+    }

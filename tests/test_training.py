@@ -15,28 +15,17 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import train_config
 from nbclient import NotebookClient
 
 from models import registry
 from models.bundle import load_manifest
 from pipelines import training
-from pipelines.training import TrainConfig, run_training
 from serving.scorer import OnnxScorer
-from simulation.city import simulate_city, write_city
-from simulation.config import SimConfig
 
-CONFIG = TrainConfig(bootstrap_samples=40, parity_rows=10_000)
+CONFIG = train_config()
+pytestmark = pytest.mark.xdist_group("trained")
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_runs.ipynb"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("train")
-    write_city(simulate_city(SimConfig(persons=40_000, days=730, seed=21)), root / "city")
-    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
-    (root / "store").mkdir()
-    report = run_training(root / "city", root / "run1", uri, CONFIG)
-    return {"root": root, "uri": uri, "report": report}
 
 
 def test_report_has_the_contract_fields(trained: dict) -> None:
@@ -154,16 +143,11 @@ def test_notebook_runs_on_the_real_runs(trained: dict, tmp_path: Path, monkeypat
 
 
 @pytest.mark.slow
-def test_prefect_flow_runs_the_same_steps(trained: dict, tmp_path: Path) -> None:
-    from prefect.testing.utilities import prefect_test_harness
-
+def test_prefect_flow_runs_the_same_steps(trained: dict, tmp_path: Path, prefect_harness: None) -> None:
     from pipelines.flows import build_train_flow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with prefect_test_harness(server_startup_timeout=90):
-        report = build_train_flow()(
-            str(trained["root"] / "city"), str(tmp_path / "run"), uri, dataclasses.asdict(CONFIG)
-        )
+    report = build_train_flow()(str(trained["root"] / "city"), str(tmp_path / "run"), uri, dataclasses.asdict(CONFIG))
     assert report["onnx"]["max_abs_diff"] <= 1e-5
     assert report["escalation"]["model"]["pr_auc"] == trained["report"]["escalation"]["model"]["pr_auc"]
     assert (tmp_path / "run" / "report.json").is_file()
@@ -174,7 +158,8 @@ def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
 
     import mlflow
 
-    from pipelines.batch import champion_bundle, classify_stream
+    from models.registry import champion_bundle
+    from pipelines.batch import classify_stream
     from serving.dispute import load_dispute_model
 
     # Another store as MLflow's process-wide default, as a previous run in this process leaves it (the

@@ -1,0 +1,508 @@
+"""The daily ranking as plain functions: features as of the date, champion scoring, levels, reasons, outputs.
+
+``pipelines/flows.py`` wraps each step in a Prefect task and
+``yujing rank --date D`` runs it; tests call these functions directly. The
+order of the last steps makes the job atomic: every file is written into a
+hidden folder first, then the warnings are written to the database in one
+transaction, and only then is the folder made visible with one rename. A
+failure anywhere before that leaves yesterday's outputs and rows as they were;
+running a date twice gives the same files and rows (docs/ranking.md).
+
+"As of D" means the morning of D: calls, cases and visits before D count,
+exactly as for a training snapshot dated D.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from conf import Settings
+from features.online import CALL_COLUMNS, call_feature_names
+from features.snapshots import build_snapshots, caller_flags, household_codes, to_seconds
+from models.levels import LEVELS, assign_levels, threshold_levels
+from models.reasons import occlusion_contributions, top_reasons
+from models.rules import score_text
+from models.warning import load_scenarios, points_at_snapshots, score_warnings
+from pipelines.training import Prepared, code_version, prepare
+
+ESCALATION = "escalation"
+NO_RULE_POINTS = "积分预警：近90天无计分报警"
+
+
+class RankingError(ValueError):
+    """The ranking cannot run as asked; the message names the input and the fix."""
+
+
+def _setting_default(name: str) -> Any:
+    factory = Settings.model_fields[name].default_factory
+    return factory() if factory is not None else Settings.model_fields[name].default  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """The knobs of a daily ranking; defaults and meanings are the settings object's (conf/settings.py)."""
+
+    thresholds: dict[str, float] = field(default_factory=lambda: _setting_default("level_thresholds"))
+    capacity: dict[str, int] = field(default_factory=lambda: _setting_default("station_capacity"))
+    reasons_per_household: int = 3
+    terms_per_household: int = 8
+    history_days: int = 730
+    """Calls kept for the online service: two years covers every window and the days-since caps."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RankConfig:
+        return cls(thresholds=dict(settings.level_thresholds), capacity=dict(settings.station_capacity))
+
+
+@dataclass
+class Scored:
+    """Every household as of the date: features, rule points, and the engine's scores."""
+
+    day: pd.Timestamp
+    frame: pd.DataFrame
+    feature_names: list[str]
+    points: dict[str, np.ndarray]
+    engine: str
+    probability: np.ndarray
+    model: dict[str, Any]
+    scorer: Any = None
+
+
+def ranking_day(incidents: pd.DataFrame, date: str | None) -> pd.Timestamp:
+    """The date to rank: the one asked for, or the day after the latest call on record ("today" for the data)."""
+    if date is None:
+        return (pd.Timestamp(incidents["received_at"].max()).normalize() + pd.Timedelta(days=1)).normalize()
+    try:
+        day = pd.Timestamp(date)
+    except ValueError:
+        raise RankingError(f"--date {date!r} is not a date; use YYYY-MM-DD") from None
+    if day != day.normalize():
+        raise RankingError(f"--date {date!r} has a time of day; give the date only (YYYY-MM-DD)")
+    first = pd.Timestamp(incidents["received_at"].min()).normalize()
+    if day <= first:
+        raise RankingError(f"--date {day:%Y-%m-%d} is before the data starts ({first:%Y-%m-%d}): nothing to rank on")
+    return day
+
+
+def household_features(prepared: Prepared, day: pd.Timestamp) -> tuple[pd.DataFrame, list[str], dict[str, np.ndarray]]:
+    """Every registered household's features as of the morning of ``day``, rule points among them."""
+    snaps = build_snapshots(prepared.calls, prepared.tables, pd.DatetimeIndex([day]), all_households=True)
+    frame = snaps.frame
+    points = points_at_snapshots(prepared.calls, frame["household_id"], frame["snapshot_date"], load_scenarios())
+    for name, values in points.items():
+        frame[f"points_{name}"] = values.astype(np.float32)
+    return frame, snaps.feature_names + [f"points_{name}" for name in points], points
+
+
+def resolve_champion(tracking_uri: str, cache: Path) -> tuple[Path | None, str | None]:
+    """The escalation champion's bundle and its version label, or (None, None) when none can be had.
+
+    A registry that cannot be read must not stop the morning's list: the
+    rules rank instead, and the outputs say so.
+    """
+    from models import registry
+
+    try:
+        path = registry.champion_bundle(tracking_uri, cache, registry.ESCALATION_MODEL)
+    except Exception:
+        return None, None
+    if path is None:
+        return None, None
+    return path, f"{registry.ESCALATION_MODEL} v{path.name.rsplit('-v', 1)[1]}"
+
+
+def load_scorer(bundle_dir: Path | None, feature_names: list[str]) -> tuple[Any, str | None]:
+    """The champion's ONNX scorer, or (None, why) when there is no usable bundle: the rules rank instead."""
+    if bundle_dir is None:
+        return None, "no champion model registered"
+    from serving.scorer import OnnxScorer
+
+    try:
+        scorer = OnnxScorer.from_bundle(bundle_dir)
+        expected = list(scorer.feature_names(ESCALATION))
+    except Exception as exc:  # a broken bundle must not stop the morning's list: the rules still rank
+        return None, f"bundle {bundle_dir} unusable ({type(exc).__name__}: {str(exc)[:200]})"
+    if expected != feature_names:
+        missing = sorted(set(expected) - set(feature_names))[:3]
+        extra = sorted(set(feature_names) - set(expected))[:3]
+        raise RankingError(
+            f"bundle {bundle_dir} was trained on other features (missing here: {missing}, new here: {extra}); "
+            "fix: retrain with `yujing train` on this code"
+        )
+    return scorer, None
+
+
+def score_households(
+    prepared: Prepared,
+    day: pd.Timestamp,
+    bundle_dir: Path | None,
+    model_version: str | None,
+) -> Scored:
+    """Features for every household and the champion's calibrated probabilities (NaN when the rules rank)."""
+    frame, names, points = household_features(prepared, day)
+    scorer, why_not = load_scorer(bundle_dir, names)
+    if scorer is None:
+        probability = np.full(len(frame), np.nan)
+        model = {"engine": "rules", "why": why_not, "model_version": None}
+        return Scored(day, frame, names, points, "rules", probability, model)
+    X = frame[names].to_numpy(np.float32)
+    probability = scorer.predict_calibrated(ESCALATION, X, workers=2)
+    entry = scorer.entry(ESCALATION)
+    prov = scorer.manifest.provenance
+    model = {
+        "engine": "model",
+        "model_version": model_version or f"bundle-{entry.sha256[:12]}",
+        "bundle": str(bundle_dir),
+        "escalation_sha256": entry.sha256,
+        "trained_on": prov.get("data_fingerprint"),
+        "trained_code_version": prov.get("code_version"),
+        "horizon_days": prov.get("horizon_days"),
+    }
+    return Scored(day, frame, names, points, "model", probability, model, scorer)
+
+
+def rules_levels(points: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The scoring rules' verdict per household: the worst scenario's level (None below blue) and its name."""
+    scenarios = load_scenarios()
+    names = list(scenarios)
+    levels = np.stack([scenarios[s].level(points[s]) for s in names], axis=1)
+    order = np.vectorize(lambda v: LEVELS.index(v) if isinstance(v, str) else len(LEVELS), otypes=[np.int64])(levels)
+    score = order * 1e6 - np.stack([points[s] for s in names], axis=1)  # worst level first, then most points
+    best = np.argmin(score, axis=1)
+    rows = np.arange(len(best))
+    level = levels[rows, best]
+    scenario = np.where(order[rows, best] < len(LEVELS), np.array(names, dtype=object)[best], None)
+    return level, scenario
+
+
+def level_table(scored: Scored, config: RankConfig) -> pd.DataFrame:
+    """Levels by threshold and by capacity, rank in station; the rules' levels when the model is unavailable."""
+    rules_level, rules_scenario = rules_levels(scored.points)
+    station = scored.frame["station_id"].astype(str).to_numpy()
+    eligible = scored.frame["in_scope"].to_numpy(bool)
+    if scored.engine == "model":
+        # Isotonic calibration gives many households the same probability: the rules' points break the tie.
+        earned = threshold_levels(scored.probability, config.thresholds)
+        priority = scored.probability + 1e-9 * scored.points["max"]
+    else:
+        earned, priority = rules_level, scored.points["max"]
+    table = assign_levels(earned, priority, station, eligible, config.capacity)
+    table["rules_level"] = rules_level
+    table["rules_scenario"] = rules_scenario
+    table["rules_points"] = scored.points["max"].astype(np.float64).round(2)
+    return table
+
+
+def model_reasons(scored: Scored, rows: np.ndarray, n: int) -> list[list[str]]:
+    """The factors that raised each warned household's score most, from the served ONNX model."""
+    if scored.scorer is None or len(rows) == 0:
+        return [[] for _ in rows]
+    X = scored.frame[scored.feature_names].to_numpy(np.float32)[rows]
+
+    def raw(x: np.ndarray) -> np.ndarray:
+        return scored.scorer.predict_batched(ESCALATION, x, workers=2)[:, 1]
+
+    contributions = occlusion_contributions(raw, X, scored.feature_names)
+    return top_reasons(contributions, X, scored.feature_names, n=n)
+
+
+def rule_reasons(prepared: Prepared, households: np.ndarray, day: pd.Timestamp) -> dict[str, list[str]]:
+    """The scoring rules' reasons (积分预警) for each household, as of the morning of ``day``."""
+    calls = prepared.calls[prepared.calls["household_id"].isin(set(households))]
+    calls = calls[calls["received_at"] < day]
+    if calls.empty:
+        return {}
+    graded = score_warnings(calls, day - pd.Timedelta(microseconds=1), key="household_id")
+    return dict(zip(graded["household_id"], graded["reasons"], strict=True))
+
+
+def matched_terms(
+    prepared: Prepared, households: np.ndarray, day: pd.Timestamp, limit: int, days: int = 90
+) -> dict[str, list[str]]:
+    """Lexicon terms found in each household's dispute calls of the last ``days``, most frequent first."""
+    calls = prepared.calls
+    mask = (
+        calls["household_id"].isin(set(households))
+        & calls["is_dispute"].astype(bool)
+        & (calls["received_at"] >= day - pd.Timedelta(days=days))
+        & (calls["received_at"] < day)
+    )
+    out: dict[str, Counter[str]] = {}
+    narratives = prepared.incidents["narrative"]
+    for i in np.flatnonzero(mask.to_numpy()):
+        result = score_text(narratives.iloc[i])
+        counter = out.setdefault(calls["household_id"].iloc[i], Counter())
+        counter.update({t["term"] for t in result.matched_terms if t["kind"] != "negation" and not t["negated"]})
+    return {h: [t for t, _ in c.most_common(limit)] for h, c in out.items()}
+
+
+def dominant_category(frame: pd.DataFrame) -> np.ndarray:
+    """The dispute category a household called about most in the last year (None without one)."""
+    from features.schema import CATEGORIES
+
+    counts = frame[[f"cat_{c}_365d" for c in CATEGORIES]].to_numpy()
+    best = np.argmax(counts, axis=1)
+    return np.where(counts.max(axis=1) > 0, np.array(CATEGORIES, dtype=object)[best], None)
+
+
+def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.DataFrame:
+    """One row per household: where, levels, probability, and the reasons of the model and the rules side by side."""
+    frame = scored.frame
+    levels = level_table(scored, config)
+    addresses = prepared.tables["addresses"].set_index("address_id")
+    address_of = prepared.tables["households"].set_index("household_id")["address_id"]
+    address_id = address_of.reindex(frame["household_id"]).to_numpy()
+    place = addresses.reindex(address_id)
+    warned = np.flatnonzero(pd.notna(levels["level"]).to_numpy())
+    warned_ids = frame["household_id"].to_numpy()[warned]
+    model = model_reasons(scored, warned, config.reasons_per_household)
+    rules = rule_reasons(prepared, warned_ids, scored.day)
+    terms = matched_terms(prepared, warned_ids, scored.day, config.terms_per_household)
+    empty: list[list[str]] = [[] for _ in range(len(frame))]
+    model_col, rules_col, terms_col = list(empty), [[] for _ in frame.index], [[] for _ in frame.index]
+    for i, row in enumerate(warned):
+        model_col[row] = model[i]
+        rules_col[row] = rules.get(warned_ids[i]) or [NO_RULE_POINTS]
+        terms_col[row] = terms.get(warned_ids[i], [])
+    last_call = frame["days_since_last_call"].to_numpy(np.float64)
+    last_date = [
+        None if d >= 730 else f"{(scored.day - pd.Timedelta(days=float(d))):%Y-%m-%d}" for d in np.round(last_call, 6)
+    ]
+    return pd.DataFrame(
+        {
+            "date": f"{scored.day:%Y-%m-%d}",
+            "household_id": frame["household_id"].astype(str).to_numpy(),
+            "address_id": address_id.astype(str),
+            "station_id": frame["station_id"].astype(str).to_numpy(),
+            "station_name": place["station_name"].astype(str).to_numpy(),
+            "county_code": frame["county_code"].astype(str).to_numpy(),
+            "county_name": place["county_name"].astype(str).to_numpy(),
+            "community": place["community"].astype(str).to_numpy(),
+            "in_scope": frame["in_scope"].to_numpy(bool),
+            "probability": scored.probability.astype(np.float64),
+            "level": levels["level"].to_numpy(object),
+            "threshold_level": levels["threshold_level"].to_numpy(object),
+            "rank_in_station": levels["rank_in_station"].to_numpy(np.int64),
+            "category": dominant_category(frame),
+            "rules_points": levels["rules_points"].to_numpy(),
+            "rules_level": levels["rules_level"].to_numpy(object),
+            "rules_scenario": levels["rules_scenario"].to_numpy(object),
+            "rules_reasons": rules_col,
+            "model_reasons": model_col,
+            "matched_terms": terms_col,
+            "calls_90d": frame["calls_90d"].to_numpy().astype(np.int64),
+            "disputes_90d": frame["disputes_90d"].to_numpy().astype(np.int64),
+            "last_call_date": last_date,
+            "engine": scored.engine,
+            "model_version": scored.model.get("model_version"),
+        }
+    )
+
+
+def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dict[str, pd.DataFrame]:
+    """What the online service needs to update a household's risk with a new call (features/online.py).
+
+    ``features``: the features that do not come from calls, as of the date;
+    ``calls``: each linked call of the last ``history_days`` as the features
+    see it (rule outputs and caller keys, no text); ``context``: where each
+    household is and its first dispute call; ``person_households``: which
+    household a caller key belongs to.
+    """
+    frame = scored.frame
+    from_calls = set(call_feature_names()) | {n for n in scored.feature_names if n.startswith("points_")}
+    static = [n for n in scored.feature_names if n not in from_calls]
+    features = frame[["household_id", *static]].copy()
+    features["probability"] = scored.probability.astype(np.float32)
+
+    tables = prepared.tables
+    codes = household_codes(tables["households"])
+    linked = prepared.calls[prepared.calls["household_id"].notna()].reset_index(drop=True)
+    entity = linked["household_id"].map(codes).fillna(-1).astype(np.int64).to_numpy()
+    linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
+    seconds = to_seconds(linked["received_at"])
+    third_party, distinct_start = caller_flags(linked, tables["persons"], codes, entity, seconds)
+    day_sec = int(to_seconds(pd.Series([scored.day]))[0])
+    dispute = linked["is_dispute"].astype(bool).to_numpy()
+    first_dispute = (
+        pd.Series(seconds[dispute & (seconds < day_sec)], dtype=np.float64)
+        .groupby(linked["household_id"].to_numpy()[dispute & (seconds < day_sec)])
+        .min()
+    )
+    keep = (seconds < day_sec) & (seconds >= day_sec - history_days * 86_400)
+    calls = linked.loc[keep].assign(
+        received_sec=seconds[keep], third_party=third_party[keep], distinct_start=distinct_start[keep]
+    )
+    calls = calls[["household_id", *CALL_COLUMNS]].sort_values(["household_id", "received_sec"], kind="stable")
+    context = pd.DataFrame(
+        {
+            "household_id": frame["household_id"].astype(str).to_numpy(),
+            "station_id": frame["station_id"].astype(str).to_numpy(),
+            "county_code": frame["county_code"].astype(str).to_numpy(),
+            "address_id": tables["households"]
+            .set_index("household_id")["address_id"]
+            .reindex(frame["household_id"])
+            .astype(str)
+            .to_numpy(),
+            "first_dispute_sec": first_dispute.reindex(frame["household_id"]).to_numpy(np.float64),
+        }
+    )
+    persons = tables["persons"][["person_id", "household_id"]].reset_index(drop=True)
+    return {
+        "features": features.reset_index(drop=True),
+        "calls": calls.reset_index(drop=True),
+        "context": context,
+        "person_households": persons,
+    }
+
+
+def warnings_rows(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The warned households as the warnings table takes them (models/warning_store.py)."""
+    warned = ranking[ranking["level"].notna()].copy()
+    warned["reasons"] = [
+        {"model": list(m), "rules": list(r), "terms": list(t)}
+        for m, r, t in zip(warned["model_reasons"], warned["rules_reasons"], warned["matched_terms"], strict=True)
+    ]
+    columns = [
+        "household_id",
+        "station_id",
+        "county_code",
+        "level",
+        "probability",
+        "rank_in_station",
+        "category",
+        "engine",
+        "model_version",
+        "reasons",
+    ]
+    return warned[columns].reset_index(drop=True)
+
+
+def manifest_for(prepared: Prepared, scored: Scored, ranking: pd.DataFrame, config: RankConfig) -> dict[str, Any]:
+    """Which code, data, lexicon, model and parameters made this ranking, and what it holds."""
+    from features.lexicon import default_lexicon
+
+    warned = ranking[ranking["level"].notna()]
+    return {
+        "date": f"{scored.day:%Y-%m-%d}",
+        "engine": scored.engine,
+        "model": scored.model,
+        "model_version": scored.model.get("model_version"),
+        "code_version": code_version(),
+        "data_fingerprint": prepared.fingerprint,
+        "lexicon_version": default_lexicon().version,
+        "params": asdict(config),
+        "feature_names": scored.feature_names,
+        "households": len(ranking),
+        "in_scope": int(ranking["in_scope"].sum()),
+        "warnings": {level: int((warned["level"] == level).sum()) for level in LEVELS},
+        "stations_with_warnings": int(warned["station_id"].nunique()),
+    }
+
+
+@dataclass
+class RankResult:
+    """What a ranking run wrote where, with its counts and step times."""
+
+    date: str
+    folder: Path
+    engine: str
+    households: int
+    in_scope: int
+    warnings: dict[str, int]
+    database: dict[str, int]
+    timings: dict[str, float]
+    top: pd.DataFrame
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-plain summary (the Prefect flow's return value; no personal data: ids, levels, phrases)."""
+        return {
+            "date": self.date,
+            "folder": str(self.folder),
+            "engine": self.engine,
+            "households": self.households,
+            "in_scope": self.in_scope,
+            "warnings": self.warnings,
+            "database": self.database,
+            "timings": self.timings,
+            "top": json.loads(self.top.to_json(orient="records", force_ascii=False)),
+        }
+
+
+def top_warnings(ranking: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The city's ``n`` most urgent warnings: worst level first, then highest probability (or points)."""
+    warned = ranking[ranking["level"].notna()].copy()
+    warned["_level"] = warned["level"].map(LEVELS.index)
+    warned["_p"] = warned["probability"].fillna(-1.0)
+    ordered = warned.sort_values(["_level", "_p", "rules_points", "household_id"], ascending=[True, False, False, True])
+    return ordered.drop(columns=["_level", "_p"]).head(n).reset_index(drop=True)
+
+
+def run_ranking(
+    data_dir: Path,
+    date: str | None,
+    out_root: Path,
+    store_url: str,
+    bundle_dir: Path | None,
+    model_version: str | None,
+    config: RankConfig,
+    progress: Callable[[str], None] | None = None,
+    step: Callable[[Callable[..., Any], str], Callable[..., Any]] | None = None,
+    prepared: Prepared | None = None,
+) -> RankResult:
+    """The whole daily job; the Prefect flow runs this same function with ``step`` making tasks."""
+    from models.warning_store import WarningStore
+    from pipelines.outputs import discard, publish, stage_outputs
+
+    say = progress or (lambda _msg: None)
+    wrap = step or (lambda function, _name: function)
+    timings: dict[str, float] = {}
+
+    def run(name: str, function: Callable[..., Any], *args: Any) -> Any:
+        say(name)
+        started = time.perf_counter()
+        out = wrap(function, name)(*args)
+        timings[name] = round(time.perf_counter() - started, 2)
+        return out
+
+    if prepared is None:
+        prepared = run("load, validate, score and link", prepare, Path(data_dir))
+    day = ranking_day(prepared.incidents, date)
+    scored = run("features as of the date and scoring", score_households, prepared, day, bundle_dir, model_version)
+    if scored.engine == "rules":
+        say(f"warning: the rules rank today ({scored.model['why']})")
+    ranking = run("levels and reasons", ranking_table, prepared, scored, config)
+    tables = run("tables for the online service", serving_tables, prepared, scored, config.history_days)
+    manifest = manifest_for(prepared, scored, ranking, config)
+    staged = run("write outputs", stage_outputs, ranking, Path(out_root), manifest["date"], manifest, tables)
+    try:
+        store = WarningStore(store_url)
+        try:
+            counts = run(
+                "write warnings to the database", store.replace_date, manifest["date"], warnings_rows(ranking), manifest
+            )
+        finally:
+            store.dispose()
+    except BaseException:
+        discard(staged)
+        raise
+    folder = run("publish", publish, staged)
+    return RankResult(
+        date=manifest["date"],
+        folder=folder,
+        engine=scored.engine,
+        households=manifest["households"],
+        in_scope=manifest["in_scope"],
+        warnings=manifest["warnings"],
+        database=counts,
+        timings=timings,
+        top=top_warnings(ranking),
+    )

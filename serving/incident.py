@@ -1,0 +1,240 @@
+"""Score one incident online: classify it, then update its household's escalation risk with it.
+
+An :class:`Engine` is everything a request is scored with: the dispute model
+and the escalation model of the champion bundle (ONNX), the households'
+stored history (serving/history.py), the warning thresholds and the scoring
+rules. It is immutable; the service swaps in a new one when a new champion or
+a new ranking appears (serving/state.py), and a request in flight finishes on
+the engine it started with.
+
+Without a usable bundle the engine is *degraded*: the rules classify and the
+scoring rules (积分预警) grade the household, and every answer says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from features.online import Call, call_features, new_call_flags
+from features.snapshots import DAY
+from models.classify import fused_answer, rules_answer
+from models.levels import LEVELS, threshold_levels
+from models.reasons import occlusion_contributions, top_reasons
+from models.rules import RuleResult, score_text
+from models.warning import Scenario, household_points, load_scenarios
+from serving.history import Household, HouseholdHistory
+from serving.scorer import OnnxScorer
+
+LOCAL_TIME = ZoneInfo("Asia/Shanghai")
+"""Incident times in the data are local wall-clock times; an aware time is converted to this zone."""
+STALE_AFTER_DAYS = 2.0
+ESCALATION = "escalation"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The models, history and rules one request is scored with."""
+
+    dispute: Any | None  # serving.dispute.BundleDisputeModel
+    escalation: OnnxScorer | None
+    history: HouseholdHistory | None
+    thresholds: Mapping[str, float]
+    versions: dict[str, Any]
+    problems: tuple[str, ...] = ()
+    scenarios: dict[str, Scenario] = field(default_factory=load_scenarios)
+    lexicon_version: str = ""
+
+    @property
+    def degraded(self) -> bool:
+        """True when a model is missing: the rules answer in its place."""
+        return self.dispute is None or self.escalation is None
+
+
+class HouseholdNotFound(LookupError):
+    """The incident names a household (or caller, or address) the stored history does not know."""
+
+
+def incident_time(value: datetime | str | None, now: datetime | None = None) -> pd.Timestamp:
+    """The incident's local wall-clock time (naive, like the data); now when not given."""
+    stamp = pd.Timestamp(value if value is not None else (now or datetime.now(LOCAL_TIME)))
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert(LOCAL_TIME).tz_localize(None)
+    return stamp
+
+
+def _seconds(stamp: pd.Timestamp) -> int:
+    return int(stamp.value // 1_000_000_000)
+
+
+def resolve_household(engine: Engine, incident: Mapping[str, Any]) -> Household | None:
+    """The incident's household: named directly, else the caller's, else the only one at the address."""
+    history = engine.history
+    named = incident.get("household_id")
+    caller = incident.get("caller_person_id")
+    if history is None:
+        return None
+    if named:
+        found = history.get(str(named))
+        if found is None:
+            raise HouseholdNotFound("household_id is not in the stored registry")
+        return found
+    if caller:
+        household = history.household_of_person(str(caller))
+        if household is None:
+            raise HouseholdNotFound("caller_person_id is not in the stored registry")
+        return history.get(household)
+    address = incident.get("address_id")
+    if address:
+        household = history.household_at(str(address))
+        if household is None:
+            raise HouseholdNotFound("address_id matches no single household in the stored registry")
+        return history.get(household)
+    return None
+
+
+def new_call(
+    result: RuleResult, household: Household, person_id: str | None, caller_household: str | None, received_sec: int
+) -> Call:
+    """The incident as one more call of its household, with the rules' verdict (as in training)."""
+    third_party, distinct = new_call_flags(
+        household.calls, person_id, caller_household, household.household_id, received_sec
+    )
+    return Call(
+        received_sec=received_sec,
+        is_dispute=result.is_dispute,
+        category=result.category,
+        dispute_score=result.dispute_score,
+        n_deescalation=sum(1 for t in result.matched_terms if t["kind"] == "negation" and t["group"] == "deescalation"),
+        cues=frozenset(result.cues),
+        third_party=third_party,
+        distinct_start=distinct,
+        person_id=person_id,
+    )
+
+
+def household_row(
+    feature_names: list[str],
+    household: Household,
+    calls: tuple[Call, ...],
+    end_sec: int,
+    scenarios: dict[str, Scenario],
+) -> tuple[np.ndarray, dict[str, float]]:
+    """The household's feature row at ``end_sec`` in the model's order, and its scoring-rule points."""
+    values = dict(household.static)
+    values.update(call_features(calls, end_sec, household.first_dispute_sec))
+    points = household_points(calls, end_sec, scenarios)
+    values.update({f"points_{k}": v for k, v in points.items()})
+    missing = [n for n in feature_names if n not in values]
+    if missing:
+        raise KeyError(f"the stored history lacks features {missing[:3]}: re-run yujing rank with this model")
+    return np.array([[values[n] for n in feature_names]], dtype=np.float32), points
+
+
+def rules_grade(points: Mapping[str, float], scenarios: dict[str, Scenario]) -> dict[str, Any]:
+    """The scoring rules' verdict: the worst scenario's level, its points and label."""
+    best: tuple[int, float, str] | None = None
+    for name, scenario in scenarios.items():
+        level = scenario.level(np.array([points[name]]))[0]
+        rank = LEVELS.index(level) if isinstance(level, str) else len(LEVELS)
+        key = (rank, -points[name], name)
+        if best is None or key < best:
+            best = key
+    assert best is not None
+    rank, neg_points, name = best
+    return {
+        "level": LEVELS[rank] if rank < len(LEVELS) else None,
+        "points": round(-neg_points, 2),
+        "scenario": name if rank < len(LEVELS) else None,
+        "label": scenarios[name].label if rank < len(LEVELS) else None,
+    }
+
+
+def household_risk(
+    engine: Engine,
+    household: Household,
+    result: RuleResult,
+    incident: Mapping[str, Any],
+    when: pd.Timestamp,
+    explain: bool = True,
+) -> dict[str, Any]:
+    """The household's risk with this incident on top of its stored history."""
+    history = engine.history
+    assert history is not None
+    caller = incident.get("caller_person_id")
+    caller_household = history.household_of_person(str(caller)) if caller else None
+    received = _seconds(when)
+    call = new_call(result, household, str(caller) if caller else None, caller_household, received)
+    calls = (*household.calls, call)
+    end = received + 1  # the incident itself counts: it happened before "now"
+    names = list(engine.escalation.feature_names(ESCALATION)) if engine.escalation else history.feature_names
+    X, points = household_row(names, household, calls, end, engine.scenarios)
+    in_scope = bool(X[0, names.index("disputes_365d")] > 0)
+    rules = rules_grade(points, engine.scenarios)
+    out: dict[str, Any] = {
+        "household_id": household.household_id,
+        "station_id": household.station_id,
+        "county_code": household.county_code,
+        "in_scope": in_scope,
+        "history_as_of": history.date,
+        "stale_history": (received - history.day_sec) / float(DAY) > STALE_AFTER_DAYS,
+        "probability_before": household.probability,
+        "rules": rules,
+    }
+    if engine.escalation is None:
+        out.update({"probability": None, "level": rules["level"] if in_scope else None, "engine": "rules"})
+        out["reasons"] = {"model": [], "rules": _rule_phrases(rules)}
+        return out
+    scorer = engine.escalation
+    probability = float(scorer.predict_calibrated(ESCALATION, X)[0])
+    level = threshold_levels(np.array([probability]), engine.thresholds)[0] if in_scope else None
+
+    def raw(x: np.ndarray) -> np.ndarray:
+        return scorer.predict(ESCALATION, x)[:, 1]
+
+    reasons = top_reasons(occlusion_contributions(raw, X, names), X, names)[0] if explain else []
+    out.update({"probability": round(probability, 6), "level": level, "engine": "model"})
+    out["reasons"] = {"model": reasons, "rules": _rule_phrases(rules)}
+    return out
+
+
+def _rule_phrases(rules: Mapping[str, Any]) -> list[str]:
+    if rules["level"] is None:
+        return [f"积分预警{rules['points']:g}分，未达预警"]
+    return [f"[{rules['label']}] {rules['points']:g}分"]
+
+
+def score_incident(
+    engine: Engine, incident: Mapping[str, Any], now: datetime | None = None, explain: bool = True
+) -> dict[str, Any]:
+    """The answer for one incident: classify fields, household risk, level, reasons, model versions.
+
+    ``explain=False`` skips the model's reasons (one extra batch of ONNX rows,
+    about a third of the time) for callers that only need the numbers.
+
+    Raises :class:`HouseholdNotFound` when the incident names a household the
+    history does not hold (the endpoint turns it into a 404). Nothing of the
+    narrative is returned.
+    """
+    narrative = incident["narrative"]
+    when = incident_time(incident.get("received_at"), now)
+    result = score_text(narrative)
+    answer = rules_answer(incident.get("id"), result, engine.lexicon_version)
+    if engine.dispute is not None:
+        predicted = engine.dispute.predict_one(narrative, when.to_pydatetime())
+        answer = fused_answer(answer, predicted, engine.versions.get("dispute"))
+    answer.pop("model_data_fingerprint", None)
+    household = resolve_household(engine, incident)
+    answer["received_at"] = when.isoformat()
+    answer["household"] = (
+        None if household is None else household_risk(engine, household, result, incident, when, explain)
+    )
+    answer["degraded"] = engine.degraded
+    answer["models"] = dict(engine.versions)
+    return answer

@@ -1,0 +1,301 @@
+"""pipelines/outputs.py: the files of one date's ranking and their atomic publication."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import outputs
+from pipelines.outputs import discard, publish, published, render_center_page, render_station_page, stage_outputs
+
+DATE = "2024-05-01"
+XSS = "<script>alert(1)</script>"
+MANIFEST = {"engine": "model", "model_version": "7", "data_fingerprint": "fp-abc", "code_version": "deadbeef0000"}
+
+# station -> (name, county code, county name, levels of its warnings in rank order)
+STATIONS = {
+    "S001": ("明仁派出所", "150502", "科尔沁区", ["red", "orange", "orange", "yellow", "blue"]),
+    "S002": ("西门派出所", "150502", "科尔沁区", ["orange", "yellow", "blue", "blue"]),
+    "S003": ("保康派出所", "150521", "科左中旗", []),
+}
+CATS = ["debt", "family", "neighbor", "land", "labor", "medical_school", "property", "other", None]
+
+
+def make_ranking(engine: str = "model") -> pd.DataFrame:
+    """30 households over 3 stations and 2 counties; 9 warned; input rows deliberately out of order."""
+    rows = []
+    n = 0
+    for station, (name, ccode, cname, levels) in STATIONS.items():
+        for i in range(10):
+            n += 1
+            level = levels[i] if i < len(levels) else None
+            prob = math.nan if engine == "rules" else round(0.9 - 0.02 * n, 4)
+            rows.append(
+                {
+                    "date": DATE,
+                    "household_id": f"H{n:08d}",
+                    "address_id": f"A{n:08d}",
+                    "station_id": station,
+                    "station_name": name,
+                    "county_code": ccode,
+                    "county_name": cname,
+                    "community": XSS if n == 2 else f"幸福{n % 4}小区",
+                    "in_scope": n % 3 != 0,
+                    "probability": prob,
+                    "level": level,
+                    "threshold_level": "red" if (station, i) == ("S001", 1) else level,
+                    "rank_in_station": i + 1 if level else 0,
+                    "category": CATS[n % len(CATS)],
+                    "rules_points": float(40 - n) + 0.5 * (n % 2),
+                    "rules_level": level if n % 2 else None,
+                    "rules_scenario": "family" if n % 2 else None,
+                    "rules_reasons": ["[涉家庭纠纷警情积分预警]", f"近30天报警{n % 5}次"] if n % 2 else [],
+                    "model_reasons": [] if engine == "rules" else [f"近90天纠纷报警{n % 7}次", "出现持械表述"],
+                    "matched_terms": ["打人", "=HYPERLINK(1)"] if n == 3 else ["吵架"],
+                    "calls_90d": n % 6,
+                    "disputes_90d": n % 4,
+                    "last_call_date": "2024-04-28" if n % 5 else None,
+                    "engine": engine,
+                    "model_version": None if engine == "rules" else "7",
+                }
+            )
+    frame = pd.DataFrame(rows)
+    return frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+@pytest.fixture
+def ranking() -> pd.DataFrame:
+    return make_ranking()
+
+
+def stage_and_publish(ranking: pd.DataFrame, root: Path, manifest: dict | None = None) -> Path:
+    staged = stage_outputs(ranking, root, DATE, manifest or MANIFEST, {"features": pd.DataFrame({"x": [1, 2]})})
+    return publish(staged)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def warned_ids(ranking: pd.DataFrame) -> list[str]:
+    w = ranking[ranking["level"].notna()].sort_values(["station_id", "rank_in_station"])
+    return w["household_id"].tolist()
+
+
+def test_csv_is_excel_utf8_with_bom_and_only_warned_rows(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    path = outputs.write_csv(ranking, tmp_path / "w.csv")
+    raw = path.read_bytes()
+    assert raw[:3] == b"\xef\xbb\xbf"
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    for header in ("日期", "户编号", "地址编号", "派出所", "派出所名称", "旗县区", "社区/村", "预警等级", "风险概率"):
+        assert header in rows[0]
+    for header in ("站内排名", "纠纷类别", "模型因素", "积分预警", "积分", "匹配词", "近90天报警", "最近报警日期"):
+        assert header in rows[0]
+    assert [r["户编号"] for r in rows] == warned_ids(ranking)
+    first = rows[0]  # S001 rank 1: household 1
+    assert first["预警等级"] == "红色预警" and first["站内排名"] == "1"
+    assert first["风险概率"] == "88.0%"
+    assert first["模型因素"] == "近90天纠纷报警1次；出现持械表述"
+    assert first["积分场景"] == "涉家庭纠纷警情积分预警"
+    assert rows[1]["阈值等级"] == "红色预警" and rows[1]["预警等级"] == "橙色预警"
+    assert {r["纠纷类别"] for r in rows} <= {*outputs.CATEGORY_NAMES.values(), ""}
+    third = next(r for r in rows if r["户编号"] == "H00000003")
+    assert third["匹配词"] == "打人；=HYPERLINK(1)"  # inside the cell, not at its start: harmless
+    assert not any(v.startswith("=") for r in rows for v in r.values())
+
+
+def test_csv_guards_formula_cells(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    ranking.loc[ranking["household_id"] == "H00000001", "community"] = "=cmd|' /C calc'!A0"
+    rows = list(csv.DictReader(io.StringIO(outputs.write_csv(ranking, tmp_path / "w.csv").read_text("utf-8-sig"))))
+    assert rows[0]["社区/村"] == "'=cmd|' /C calc'!A0"
+
+
+def test_staged_files_parquet_pages_and_manifest(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    final = stage_and_publish(ranking, tmp_path)
+    folder = published(tmp_path, DATE)
+    assert final == tmp_path / DATE and folder is not None and folder.name.startswith(f".{DATE}-")
+    assert sorted(tree(folder)) == [
+        "features.parquet",
+        "index.html",
+        "manifest.json",
+        "ranking.parquet",
+        "stations/S001.html",
+        "stations/S002.html",
+        "warnings.csv",
+    ]
+
+    back = pq.read_table(folder / "ranking.parquet").to_pandas()
+    assert list(back.columns) == list(outputs.REQUIRED_COLUMNS)
+    assert sorted(back["household_id"]) == sorted(ranking["household_id"])
+    merged = back.merge(ranking, on="household_id", suffixes=("", "_in"))
+    assert len(merged) == len(ranking)
+    for col in ("level", "station_id", "community", "last_call_date"):
+        a, b = merged[col].astype(object), merged[f"{col}_in"].astype(object)
+        assert all((pd.isna(x) and pd.isna(y)) or x == y for x, y in zip(a, b, strict=True)), col
+    assert (merged["rank_in_station"] == merged["rank_in_station_in"]).all()
+    assert [list(v) for v in merged["matched_terms"]] == list(merged["matched_terms_in"])
+    assert pq.read_schema(folder / "ranking.parquet").field("rules_reasons").type.value_type == "string"
+
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    assert manifest["data_fingerprint"] == "fp-abc" and manifest["date"] == DATE
+    assert manifest["counts"]["warnings"] == 9 and manifest["counts"]["by_level"]["blue"] == 3
+    for name, meta in manifest["files"].items():
+        data = (folder / name).read_bytes()
+        assert meta == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert pd.read_parquet(folder / "features.parquet")["x"].tolist() == [1, 2]
+
+
+def test_station_pages_hold_their_warnings_in_rank_order(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    stage_and_publish(ranking, tmp_path)
+    folder = published(tmp_path, DATE)
+    assert folder is not None
+    page = (folder / "stations" / "S001.html").read_text("utf-8")
+    positions = [page.index(h) for h in ["H00000001", "H00000002", "H00000003", "H00000004", "H00000005"]]
+    assert positions == sorted(positions)
+    assert "H00000006" not in page and "H00000011" not in page  # unwarned and other station
+    assert 'href="../index.html"' in page and '<html lang="zh-CN">' in page and '<meta charset="utf-8">' in page
+    assert "近90天纠纷报警1次" in page and "涉家庭纠纷警情积分预警" in page and "按警力容量调整" in page
+    assert page == render_station_page(ranking, "S001", {**MANIFEST, "date": DATE})
+
+    center = (folder / "index.html").read_text("utf-8")
+    assert "预警日报 2024-05-01" in center and "fp-abc" in center and "deadbeef0000" in center
+    assert 'href="stations/S001.html"' in center and 'href="stations/S002.html"' in center
+    assert "stations/S003.html" not in center and "无预警" in center
+    assert "科尔沁区" in center and "科左中旗" in center and "经济债务" in center
+    assert "降级：规则引擎" not in center
+    assert center == render_center_page(ranking, {**MANIFEST, "date": DATE})
+
+
+def test_values_are_escaped(ranking: pd.DataFrame) -> None:
+    for page in (render_center_page(ranking, MANIFEST), render_station_page(ranking, "S001", MANIFEST)):
+        assert XSS not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert "<script" not in page
+
+
+def test_rules_engine_banner(tmp_path: Path) -> None:
+    ranking = make_ranking("rules")
+    manifest = {**MANIFEST, "engine": "rules", "model_version": None}
+    stage_and_publish(ranking, tmp_path, manifest)
+    folder = published(tmp_path, DATE)
+    assert folder is not None
+    for page in ("index.html", "stations/S001.html", "stations/S002.html"):
+        assert "降级：规则引擎" in (folder / page).read_text("utf-8")
+    rows = list(csv.DictReader(io.StringIO((folder / "warnings.csv").read_text("utf-8-sig"))))
+    assert {r["风险概率"] for r in rows} == {""} and {r["引擎"] for r in rows} == {"rules"}
+
+
+def test_publishing_twice_is_identical_and_swaps_the_symlink(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    stage_and_publish(ranking, tmp_path)
+    first = published(tmp_path, DATE)
+    assert first is not None
+    files = tree(first)
+
+    shuffled = ranking.sample(frac=1.0, random_state=11)  # same rows, another order: same bytes
+    stage_and_publish(shuffled, tmp_path)
+    second = published(tmp_path, DATE)
+    assert second is not None and second != first
+    assert (tmp_path / DATE).is_symlink() and os.readlink(tmp_path / DATE) == second.name
+    assert tree(second) == files
+    assert not first.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == sorted([DATE, second.name])
+
+
+def test_failed_staging_leaves_the_previous_publication(
+    ranking: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage_and_publish(ranking, tmp_path)
+    before = published(tmp_path, DATE)
+    assert before is not None
+    files = tree(before)
+    entries = sorted(os.listdir(tmp_path))
+
+    def boom(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("renderer failed")
+
+    monkeypatch.setattr(outputs, "_station_html", boom)  # the renderer stage_outputs uses
+    with pytest.raises(RuntimeError, match="renderer failed"):
+        stage_outputs(ranking, tmp_path, DATE, MANIFEST)
+    assert published(tmp_path, DATE) == before and tree(before) == files
+    assert sorted(os.listdir(tmp_path)) == entries  # no visible nor hidden leftover
+
+
+def test_discard_and_stale_leftovers(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    staged = stage_outputs(ranking, tmp_path, DATE, MANIFEST)
+    discard(staged)
+    assert not staged.path.exists() and published(tmp_path, DATE) is None
+
+    host = outputs._host()
+    crashed = tmp_path / f".{DATE}-{1:020d}-{host}-{2**22 + 7}-abcd1234"  # an old run of a process that is gone
+    crashed.mkdir()
+    other_date = tmp_path / f".2024-05-02-{1:020d}-{host}-{2**22 + 7}-abcd1234"
+    other_date.mkdir()
+    final = publish(stage_outputs(ranking, tmp_path, DATE, MANIFEST))
+    assert not crashed.exists() and other_date.exists()
+    discard(outputs.Staged(DATE, final.resolve(), final))  # discarding the published folder is a no-op
+    assert published(tmp_path, DATE) == final.resolve()
+
+
+def test_legacy_directory_is_replaced(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    legacy = tmp_path / DATE
+    legacy.mkdir()
+    (legacy / "old.txt").write_text("old")
+    assert published(tmp_path, DATE) == legacy
+    stage_and_publish(ranking, tmp_path)
+    assert (tmp_path / DATE).is_symlink()
+    folder = published(tmp_path, DATE)
+    assert folder is not None and not (folder / "old.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink()] == [folder.name]
+
+
+def test_published_unknown_date_and_bad_input(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    assert published(tmp_path, "2023-01-01") is None
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        published(tmp_path, "../etc")
+    with pytest.raises(ValueError) as err:
+        stage_outputs(ranking.drop(columns=["community", "level"]), tmp_path, DATE, MANIFEST)
+    assert "community" in str(err.value) and "level" in str(err.value)
+    bad = ranking.copy()
+    bad.loc[0, "level"] = "紫色" + XSS
+    with pytest.raises(ValueError) as err:
+        stage_outputs(bad, tmp_path, DATE, MANIFEST)
+    assert "level" in str(err.value) and "紫色" not in str(err.value)
+    with pytest.raises(ValueError, match="date"):
+        stage_outputs(ranking, tmp_path, "2024-05-02", MANIFEST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staging_is_invisible_until_published(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    stage_and_publish(ranking, tmp_path)
+    before = published(tmp_path, DATE)
+    staged = stage_outputs(ranking.head(20), tmp_path, DATE, MANIFEST)
+    assert staged.path.name.startswith(".") and published(tmp_path, DATE) == before
+    assert publish(staged) == tmp_path / DATE and published(tmp_path, DATE) == staged.path.resolve()
+
+
+def test_unwritable_extra_table_fails_without_values(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    secret = "张三13800000000"
+    bad = pd.DataFrame({"x": [1, secret]})  # mixed types: Arrow's own message would quote the value
+    with pytest.raises(ValueError) as err:
+        stage_outputs(ranking, tmp_path, DATE, MANIFEST, {"calls": bad})
+    assert "calls" in str(err.value) and secret not in str(err.value)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_relative_out_root(ranking: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    legacy = tmp_path / "out" / DATE
+    legacy.mkdir(parents=True)
+    for _ in range(2):
+        assert publish(stage_outputs(ranking, Path("out"), DATE, MANIFEST)) == Path("out") / DATE
+    dirs = [p for p in (tmp_path / "out").iterdir() if p.is_dir() and not p.is_symlink()]
+    assert dirs == [published(Path("out"), DATE)]

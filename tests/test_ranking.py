@@ -1,0 +1,205 @@
+"""The daily ranking: levels and capacity, reasons side by side, outputs, database, idempotence, atomicity."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from models.warning_store import WarningStore
+from pipelines import ranking
+from pipelines.outputs import published
+from pipelines.ranking import RankConfig, RankingError, run_ranking
+
+pytestmark = pytest.mark.xdist_group("trained")
+
+
+def _digest(folder: Path, name: str) -> str:
+    return hashlib.sha256((folder / name).read_bytes()).hexdigest()
+
+
+def test_every_household_is_scored_and_only_in_scope_ones_are_warned(ranked: dict) -> None:
+    result = ranked["result"]
+    folder = published(ranked["rankings"], result.date)
+    assert folder is not None and folder == result.folder.resolve()
+    table = pd.read_parquet(folder / "ranking.parquet")
+    households = pd.read_parquet(ranked["city"] / "households.parquet")
+    assert len(table) == len(households) == result.households
+    assert result.engine == "model" and table["probability"].notna().all()
+    warned = table[table["level"].notna()]
+    assert len(warned) > 0 and warned["in_scope"].all()
+    assert result.warnings == {lvl: int((warned["level"] == lvl).sum()) for lvl in ("red", "orange", "yellow", "blue")}
+    # A level is earned by threshold first; capacity only ever lowers it.
+    order = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
+    assert all(order[a] >= order[b] for a, b in zip(warned["level"], warned["threshold_level"], strict=True))
+    capacity = RankConfig().capacity
+    per_station = warned.groupby(["station_id", "level"]).size()
+    for (station, level), count in per_station.items():
+        assert count <= capacity.get(level, 10**9), (station, level)
+    # Ranks are 1..n inside each station, worst level first.
+    for _, rows in warned.groupby("station_id"):
+        assert sorted(rows["rank_in_station"]) == list(range(1, len(rows) + 1))
+        by_rank = rows.sort_values("rank_in_station")
+        assert list(by_rank["level"].map(order)) == sorted(by_rank["level"].map(order))
+
+
+def test_reasons_from_the_model_and_the_rules_sit_side_by_side(ranked: dict) -> None:
+    table = pd.read_parquet(ranked["result"].folder / "ranking.parquet")
+    warned = table[table["level"].notna()]
+    assert (warned["model_reasons"].map(len) > 0).mean() > 0.9
+    assert (warned["rules_reasons"].map(len) > 0).all()
+    recent = warned[warned["disputes_90d"] > 0]
+    assert len(recent) and (recent["matched_terms"].map(len) > 0).mean() > 0.8
+    top = ranked["result"].top
+    assert len(top) == min(10, len(warned)) and top["level"].notna().all()
+
+
+def test_outputs_carry_their_provenance(ranked: dict) -> None:
+    folder = ranked["result"].folder
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for key in ("code_version", "data_fingerprint", "lexicon_version", "model_version", "params", "feature_names"):
+        assert manifest[key], key
+    assert manifest["model"]["escalation_sha256"] and manifest["model_version"] == "test v1"
+    assert (folder / "warnings.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert (folder / "index.html").is_file() and any((folder / "stations").glob("*.html"))
+    for name in ("features", "calls", "context", "person_households"):
+        assert (folder / f"{name}.parquet").is_file()
+    calls = pd.read_parquet(folder / "calls.parquet")
+    assert "narrative" not in calls.columns  # no text leaves the job in the online tables
+
+
+def test_the_database_holds_the_warnings_with_status_pushed(ranked: dict) -> None:
+    store = WarningStore(ranked["store"])
+    try:
+        rows = store.warnings_for(ranked["result"].date)
+        assert len(rows) == sum(ranked["result"].warnings.values())
+        assert {r["status"] for r in rows} == {"pushed"}
+        assert all(r["reasons"]["rules"] for r in rows)
+        assert store.run_info(ranked["result"].date)["info"]["data_fingerprint"]
+    finally:
+        store.dispose()
+
+
+def test_rerunning_a_date_is_idempotent_and_keeps_what_stations_did(ranked: dict, tmp_path: Path) -> None:
+    rankings, store_url = tmp_path / "rankings", f"sqlite:///{tmp_path / 'w.db'}"
+    city = ranked["city"]
+    first = run_ranking(city, None, rankings, store_url, ranked["bundle"], "test v1", RankConfig())
+    store = WarningStore(store_url)
+    try:
+        warning = store.warnings_for(first.date)[0]
+        store.set_status(warning["id"], "acknowledged", actor="S-test")
+        digests = {n: _digest(first.folder, n) for n in ("ranking.parquet", "warnings.csv", "index.html")}
+        first_target = first.folder.resolve()
+        second = run_ranking(city, None, rankings, store_url, ranked["bundle"], "test v1", RankConfig())
+        assert {n: _digest(second.folder, n) for n in digests} == digests
+        assert second.database["inserted"] == 0 and second.database["updated"] == 0
+        assert second.database["unchanged"] == sum(first.warnings.values())
+        assert store.get(warning["id"])["status"] == "acknowledged"
+        assert not first_target.exists() and second.folder.resolve() != first_target  # the old one is gone
+        assert len([p for p in rankings.iterdir() if p.name.startswith(".") and p.is_dir()]) == 1
+    finally:
+        store.dispose()
+
+
+def test_a_failed_run_leaves_the_previous_day_intact(ranked: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    rankings, store_url = tmp_path / "rankings", f"sqlite:///{tmp_path / 'w.db'}"
+    city = ranked["city"]
+    first = run_ranking(city, None, rankings, store_url, ranked["bundle"], "test v1", RankConfig())
+    before = _digest(first.folder, "ranking.parquet")
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(WarningStore, "replace_date", broken)
+    tighter = dataclasses.replace(RankConfig(), thresholds={"red": 0.5, "orange": 0.4, "yellow": 0.3, "blue": 0.2})
+    with pytest.raises(RuntimeError, match="database went away"):
+        run_ranking(city, None, rankings, store_url, ranked["bundle"], "test v1", tighter)
+    assert published(rankings, first.date) == first.folder.resolve()
+    assert _digest(first.folder, "ranking.parquet") == before
+    hidden = [p for p in rankings.iterdir() if p.name.startswith(".") and p.is_dir()]
+    assert hidden == [first.folder.resolve()]  # the staged folder was removed
+
+
+def test_without_a_model_the_rules_rank_and_say_so(ranked: dict, tmp_path: Path) -> None:
+    city = ranked["city"]
+    result = run_ranking(city, None, tmp_path / "r", f"sqlite:///{tmp_path / 'w.db'}", None, None, RankConfig())
+    assert result.engine == "rules"
+    table = pd.read_parquet(result.folder / "ranking.parquet")
+    warned = table[table["level"].notna()]
+    assert table["probability"].isna().all() and len(warned) > 0
+    assert (warned["threshold_level"] == warned["rules_level"]).all()
+    assert "降级" in (result.folder / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_corrupt_bundle_falls_back_to_the_rules(ranked: dict, tmp_path: Path) -> None:
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ranked["bundle"], bundle)
+    (bundle / "escalation.onnx").write_bytes(b"not a model")
+    scorer, why = ranking.load_scorer(bundle, ranked["result"].top.columns.tolist())
+    assert scorer is None and "unusable" in why
+
+
+def test_dates_are_checked(ranked: dict) -> None:
+    incidents = pd.DataFrame({"received_at": pd.to_datetime(["2023-01-01 08:00", "2024-12-30 20:00"])})
+    assert ranking.ranking_day(incidents, None) == pd.Timestamp("2024-12-31")
+    assert ranking.ranking_day(incidents, "2024-06-01") == pd.Timestamp("2024-06-01")
+    for bad in ("2022-05-01", "not-a-date", "2024-06-01T10:00"):
+        with pytest.raises(RankingError):
+            ranking.ranking_day(incidents, bad)
+
+
+def test_the_cli_ranks_and_prints_the_top_ten(ranked: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from conf import get_settings
+    from pipelines.cli import app
+
+    monkeypatch.setenv("YUJING_HOME", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    city = ranked["city"]
+    out = CliRunner().invoke(
+        app, ["rank", "--data", str(city), "--bundle", str(ranked["bundle"]), "--no-prefect", "--top", "10"]
+    )
+    get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert out.output.count("模型因素") == min(10, sum(ranked["result"].warnings.values()))
+    assert "warnings.csv" in out.output and "scored by model" in out.output
+    assert published(tmp_path / "var" / "outputs" / "rankings", ranked["result"].date) is not None
+    bad = CliRunner().invoke(app, ["rank", "--data", str(city), "--date", "1999-01-01", "--no-prefect"])
+    assert bad.exit_code == 2 and "before the data starts" in bad.output
+
+
+@pytest.mark.slow
+def test_the_prefect_flow_gives_the_same_ranking(ranked: dict, tmp_path: Path, prefect_harness: None) -> None:
+    from pipelines.flows import build_rank_flow
+
+    city = ranked["city"]
+    summary = build_rank_flow()(
+        data_dir=str(city),
+        out_root=str(tmp_path / "rankings"),
+        store_url=f"sqlite:///{tmp_path / 'w.db'}",
+        bundle_dir=str(ranked["bundle"]),
+        config=dataclasses.asdict(RankConfig()),
+    )
+    assert summary["warnings"] == ranked["result"].warnings
+    flow_table = pd.read_parquet(Path(summary["folder"]) / "ranking.parquet")
+    plain_table = pd.read_parquet(ranked["result"].folder / "ranking.parquet")
+    assert np.allclose(flow_table["probability"], plain_table["probability"])
+
+
+def test_the_daily_deployment_runs_on_the_configured_cron(tmp_path: Path) -> None:
+    from conf import Settings
+    from pipelines.flows import daily_deployment
+
+    settings = Settings(home=tmp_path / "var", schedule_cron="30 5 * * *")
+    deployment = daily_deployment(settings)
+    assert deployment.name == "yujing-daily-rank"
+    assert deployment.schedules[0].schedule.cron == "30 5 * * *"
+    assert deployment.parameters["date"] is None  # each run ranks its own today
+    assert deployment.parameters["tracking_uri"] == settings.mlflow_tracking_uri

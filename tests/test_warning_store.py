@@ -1,0 +1,498 @@
+"""The warnings database: idempotent, atomic daily rankings and the forward-only closed loop.
+
+Every test runs on SQLite and, when ``YUJING_TEST_POSTGRES_URL`` is set (``eval "$(.ci/postgres.sh)"``),
+on PostgreSQL too, each PostgreSQL test in its own throw-away schema.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+import models.warning_store as ws
+from models.warning_store import OUTCOMES, STATUSES, WarningStore, WarningStoreError
+
+PG_URL = os.environ.get("YUJING_TEST_POSTGRES_URL")
+PG_SKIP = (
+    "YUJING_TEST_POSTGRES_URL is not set, so the PostgreSQL variant is skipped; "
+    'run eval "$(.ci/postgres.sh)" (root, Debian) to start a local PostgreSQL and set it'
+)
+ID_NUMBER = "150502198803154321"
+PHONE = "13912345678"
+D1, D2, D3 = "2024-04-10", "2024-04-11", "2024-04-12"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP))])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file in a not-yet-existing folder, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'warnings.db'}"
+        return
+    assert PG_URL
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[WarningStore]:
+    s = WarningStore(db_url)
+    yield s
+    s.dispose()
+
+
+def ranking(n: int = 6, stations: int = 2, county: str = "150502", **overrides: Any) -> pd.DataFrame:
+    """A ranking of ``n`` households spread over ``stations`` stations, as ``yujing rank`` hands it over."""
+    levels = ["red", "orange", "yellow", "blue"]
+    station = [f"S{(i % stations) + 1:03d}" for i in range(n)]
+    frame = pd.DataFrame(
+        {
+            "household_id": [f"H{i:05d}" for i in range(n)],
+            "station_id": station,
+            "county_code": [county] * n,
+            "level": [levels[i % 4] for i in range(n)],
+            "probability": [round(0.9 / (1 + i), 4) for i in range(n)],
+            "rank_in_station": [i // stations + 1 for i in range(n)],
+            "category": ["family" if i % 2 else "neighbour" for i in range(n)],
+            "engine": ["model"] * n,
+            "model_version": ["7"] * n,
+            "reasons": [{"model": ["酒后", "反复报警"], "rules": ["动手"], "terms": ["打", f"t{i}"]} for i in range(n)],
+        }
+    )
+    for column, value in overrides.items():
+        frame[column] = value
+    return frame
+
+
+RUN_INFO = {"engine": "model", "model_version": "7", "households_scored": np.int64(812), "params": {"top": 50}}
+
+
+def by_household(store: WarningStore, day: str, active_only: bool = False) -> dict[str, dict[str, Any]]:
+    return {w["household_id"]: w for w in store.warnings_for(day, active_only=active_only)}
+
+
+def zero(**counts: int) -> dict[str, int]:
+    out = {"inserted": 0, "updated": 0, "unchanged": 0, "withdrawn": 0, "deleted": 0}
+    out.update(counts)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# replace_date
+# --------------------------------------------------------------------------------------------------
+
+
+def test_first_run_inserts_pushed_warnings_with_one_event_each(store: WarningStore) -> None:
+    frame = ranking(6)
+    frame.loc[5, ["probability", "engine", "model_version", "category"]] = [np.nan, "rules", None, None]
+    assert store.replace_date(D1, frame, RUN_INFO) == zero(inserted=6)
+
+    rows = by_household(store, D1)
+    assert sorted(rows) == [f"H{i:05d}" for i in range(6)]
+    assert {w["status"] for w in rows.values()} == {"pushed"}
+    assert all(w["active"] and w["outcome"] is None for w in rows.values())
+    assert rows["H00000"]["probability"] == pytest.approx(0.9)
+    assert rows["H00005"]["probability"] is None and rows["H00005"]["engine"] == "rules"
+    assert rows["H00005"]["model_version"] is None and rows["H00005"]["category"] is None
+    assert rows["H00003"]["reasons"] == {"model": ["酒后", "反复报警"], "rules": ["动手"], "terms": ["打", "t3"]}
+    assert rows["H00000"]["created_at"].endswith("+00:00")  # UTC ISO strings on both backends
+    for w in rows.values():
+        (event,) = store.history(w["id"])
+        assert (event["from_status"], event["to_status"], event["actor"]) == (None, "pushed", "yujing-rank")
+
+    info = store.run_info(D1)
+    assert info is not None and info["warning_count"] == 6
+    assert info["info"] == {"engine": "model", "model_version": "7", "households_scored": 812, "params": {"top": 50}}
+    assert store.run_info(D2) is None
+
+
+def test_identical_rerun_changes_no_row(store: WarningStore) -> None:
+    frame = ranking(8)
+    frame.loc[2, "probability"] = np.nan
+    store.replace_date(D1, frame, RUN_INFO)
+    before = by_household(store, D1)
+    run_before = store.run_info(D1)
+
+    assert store.replace_date(D1, frame.copy(), dict(RUN_INFO)) == zero(unchanged=8)
+    assert by_household(store, D1) == before  # updated_at included: not a single row was touched
+    assert store.run_info(D1) == run_before
+
+
+def test_rerun_updates_only_changed_rows_and_keeps_their_status(store: WarningStore) -> None:
+    store.replace_date(D1, ranking(6), RUN_INFO)
+    before = by_household(store, D1)
+    acked = store.set_status(before["H00001"]["id"], "acknowledged", "officer-1")
+
+    frame = ranking(6)
+    frame.loc[1, "level"] = "red"  # the acknowledged household got worse
+    frame.at[4, "reasons"] = {"model": ["持械"], "rules": [], "terms": []}
+    assert store.replace_date(D1, frame, {**RUN_INFO, "model_version": "8"}) == zero(updated=2, unchanged=4)
+
+    after = by_household(store, D1)
+    assert after["H00001"]["level"] == "red"
+    assert after["H00001"]["status"] == "acknowledged"  # a station's acknowledgement survives the re-run
+    assert after["H00001"]["status_at"] == acked["status_at"]
+    assert after["H00004"]["reasons"] == {"model": ["持械"], "rules": [], "terms": []}
+    changed = {h for h in after if after[h]["updated_at"] != before[h]["updated_at"]}
+    assert changed == {"H00001", "H00004"}
+    assert [e["to_status"] for e in store.history(after["H00001"]["id"])] == ["pushed", "acknowledged"]
+    assert store.run_info(D1)["info"]["model_version"] == "8"  # type: ignore[index]
+
+
+def test_dropped_households_are_deleted_if_pushed_and_withdrawn_otherwise(store: WarningStore) -> None:
+    store.replace_date(D1, ranking(6), RUN_INFO)
+    before = by_household(store, D1)
+    store.set_status(before["H00005"]["id"], "handled", "officer-2")
+    top_id = max(w["id"] for w in before.values())
+
+    kept = ranking(6).iloc[:4]  # H00004 (still pushed) and H00005 (handled) drop out
+    assert store.replace_date(D1, kept, RUN_INFO) == zero(unchanged=4, withdrawn=1, deleted=1)
+    assert store.get(before["H00004"]["id"]) is None
+    assert store.history(before["H00004"]["id"]) == []  # its events went with it
+    withdrawn = store.get(before["H00005"]["id"])
+    assert withdrawn is not None and withdrawn["active"] is False and withdrawn["status"] == "handled"
+    assert sorted(by_household(store, D1, active_only=True)) == ["H00000", "H00001", "H00002", "H00003"]
+    assert len(store.warnings_for(D1, active_only=False)) == 5
+    assert store.run_info(D1)["warning_count"] == 4  # type: ignore[index]
+
+    # Dropping them again changes nothing; bringing them back re-activates and re-inserts.
+    assert store.replace_date(D1, kept, RUN_INFO) == zero(unchanged=4)
+    assert store.replace_date(D1, ranking(6), RUN_INFO) == zero(inserted=1, updated=1, unchanged=4)
+    back = by_household(store, D1)
+    assert back["H00005"]["id"] == before["H00005"]["id"] and back["H00005"]["active"] is True
+    assert back["H00005"]["status"] == "handled"
+    assert back["H00004"]["id"] > top_id  # a deleted warning's id is never handed out again
+
+
+def test_large_ranking_round_trip_in_batches(store: WarningStore) -> None:
+    n = 1_300  # more than one IN (...) chunk
+    frame = ranking(n, stations=40)
+    assert store.replace_date(D1, frame, RUN_INFO) == zero(inserted=n)
+    assert store.replace_date(D1, frame, RUN_INFO) == zero(unchanged=n)
+    assert len(store.warnings_for(D1, station_id="S007")) == len(frame[frame.station_id == "S007"])
+    assert store.replace_date(D1, frame.iloc[:0], RUN_INFO) == zero(deleted=n)
+    assert store.warnings_for(D1, active_only=False) == []
+
+
+def test_failed_run_leaves_everything_as_it_was(store: WarningStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.replace_date(D1, ranking(4), RUN_INFO)
+    store.replace_date(D2, ranking(6), RUN_INFO)
+    store.set_status(by_household(store, D2)["H00002"]["id"], "acknowledged", "officer-1")
+    snapshot = {d: by_household(store, d) for d in (D1, D2)}
+    runs = {d: store.run_info(d) for d in (D1, D2)}
+    events = {w["id"]: store.history(w["id"]) for d in snapshot for w in snapshot[d].values()}
+
+    # The new ranking of D2 updates two rows, drops H00005 (pushed: deleted) and adds 3 households;
+    # the third insert violates the status CHECK constraint after the updates and the delete ran.
+    calls = {"n": 0}
+    original = ws._new_row
+
+    def broken(score: dict[str, Any], day: str, now: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        row = original(score, day, now)
+        return {**row, "status": "bogus"} if calls["n"] == 3 else row
+
+    monkeypatch.setattr(ws, "_new_row", broken)
+    frame = pd.concat([ranking(5), ranking(9).iloc[6:]], ignore_index=True)
+    frame.loc[0, "level"] = "blue"
+    frame.loc[2, "probability"] = 0.01
+    with pytest.raises(WarningStoreError, match=f"ranking of {D2} failed and nothing was written"):
+        store.replace_date(D2, frame, {"engine": "rules"})
+    assert calls["n"] == 3
+
+    assert {d: by_household(store, d) for d in (D1, D2)} == snapshot
+    assert {d: store.run_info(d) for d in (D1, D2)} == runs
+    assert {i: store.history(i) for i in events} == events
+    monkeypatch.undo()
+    assert store.replace_date(D2, frame, {"engine": "rules"}) == zero(inserted=3, updated=2, unchanged=3, deleted=1)
+
+
+@pytest.mark.parametrize("column", ["household_id", "level", "probability", "reasons", "model_version"])
+def test_missing_column_is_named(store: WarningStore, column: str) -> None:
+    with pytest.raises(WarningStoreError, match=f"lacks column\\(s\\) {column};"):
+        store.replace_date(D1, ranking(3).drop(columns=[column]), RUN_INFO)
+    assert store.dates() == []
+
+
+def test_bad_values_are_refused_before_anything_is_written(store: WarningStore) -> None:
+    with pytest.raises(WarningStoreError, match="unknown value\\(s\\) purple; a level is one of red, orange"):
+        store.replace_date(D1, ranking(3, level=["red", "purple", "blue"]), RUN_INFO)
+    dup = ranking(4)
+    dup.loc[3, "household_id"] = dup.loc[1, "household_id"]
+    with pytest.raises(WarningStoreError, match="duplicate household for the date at row\\(s\\) 3 \\(1 in all\\)"):
+        store.replace_date(D1, dup, RUN_INFO)
+    with pytest.raises(WarningStoreError, match="column probability: not a number in \\[0, 1\\] at row\\(s\\) 1 "):
+        store.replace_date(D1, ranking(3, probability=[0.5, 1.5, np.nan]), RUN_INFO)
+    with pytest.raises(WarningStoreError, match="column rank_in_station: not a positive integer at row\\(s\\) 0"):
+        store.replace_date(D1, ranking(3, rank_in_station=[0, 1, 2]), RUN_INFO)
+    with pytest.raises(WarningStoreError, match="column engine"):
+        store.replace_date(D1, ranking(2, engine=["model", "magic"]), RUN_INFO)
+    with pytest.raises(WarningStoreError, match="is not a calendar date; pass it as YYYY-MM-DD"):
+        store.replace_date("2024-13-01", ranking(2), RUN_INFO)
+    with pytest.raises(WarningStoreError, match=r"run_info\.params\.when holds a value of type object"):
+        store.replace_date(D1, ranking(2), {"params": {"when": object()}})
+    assert store.dates() == []
+    assert store.warnings_for(D1, active_only=False) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# set_status
+# --------------------------------------------------------------------------------------------------
+
+
+def test_status_moves_forward_only(store: WarningStore) -> None:
+    store.replace_date(D1, ranking(2), RUN_INFO)
+    wid = by_household(store, D1)["H00000"]["id"]
+
+    assert store.set_status(wid, "acknowledged", "officer-1")["status"] == "acknowledged"
+    for status in ("acknowledged", "pushed"):
+        with pytest.raises(WarningStoreError, match=f"already acknowledged; .* so {status} is not allowed"):
+            store.set_status(wid, status, "officer-1")
+    done = store.set_status(wid, "fed_back", "officer-1", outcome="escalated")  # skipping handled is allowed
+    assert (done["status"], done["outcome"]) == ("fed_back", "escalated")
+    with pytest.raises(WarningStoreError, match="already fed_back"):
+        store.set_status(wid, "handled", "officer-1")
+
+    moves = [(e["from_status"], e["to_status"], e["actor"], e["outcome"]) for e in store.history(wid)]
+    assert moves == [
+        (None, "pushed", "yujing-rank", None),
+        ("pushed", "acknowledged", "officer-1", None),
+        ("acknowledged", "fed_back", "officer-1", "escalated"),
+    ]
+    other = by_household(store, D1)["H00001"]
+    assert other["status"] == "pushed" and len(store.history(other["id"])) == 1
+
+
+def test_status_errors(store: WarningStore) -> None:
+    store.replace_date(D1, ranking(1), RUN_INFO)
+    wid = by_household(store, D1)["H00000"]["id"]
+    with pytest.raises(WarningStoreError, match="fed_back needs an outcome; pass outcome= one of resolved, ongoing"):
+        store.set_status(wid, "fed_back", "officer-1")
+    with pytest.raises(WarningStoreError, match=r"fed_back needs an outcome.*\(got fixed\)"):
+        store.set_status(wid, "fed_back", "officer-1", outcome="fixed")
+    with pytest.raises(WarningStoreError, match="only reported with fed_back, not with handled"):
+        store.set_status(wid, "handled", "officer-1", outcome="resolved")
+    with pytest.raises(WarningStoreError, match="status closed is unknown; use one of pushed, acknowledged"):
+        store.set_status(wid, "closed", "officer-1")
+    with pytest.raises(WarningStoreError, match=f"warning {wid + 1000} does not exist"):
+        store.set_status(wid + 1000, "handled", "officer-1")
+    with pytest.raises(WarningStoreError, match="actor must be a non-empty string"):
+        store.set_status(wid, "handled", " ")
+    with pytest.raises(WarningStoreError, match="warning id must be an integer, got str"):
+        store.set_status(str(wid), "handled", "officer-1")  # type: ignore[arg-type]
+    assert store.get(wid)["status"] == "pushed"  # type: ignore[index]
+    assert len(store.history(wid)) == 1
+    assert set(OUTCOMES) == {"resolved", "ongoing", "escalated", "false_alarm"}
+    assert STATUSES == ("pushed", "acknowledged", "handled", "fed_back")
+
+
+def test_notes_are_masked_and_never_in_errors(store: WarningStore, db_url: str) -> None:
+    store.replace_date(D1, ranking(1), RUN_INFO)
+    wid = by_household(store, D1)["H00000"]["id"]
+    note = f"当事人身份证{ID_NUMBER}，电话{PHONE}，已上门调解"
+
+    wrong_calls = (
+        {"status": "pushed"},
+        {"status": "fed_back"},
+        {"status": "fed_back", "outcome": note},  # the note passed where the outcome belongs
+        {"status": note},
+    )
+    for kwargs in wrong_calls:
+        with pytest.raises(WarningStoreError) as err:
+            store.set_status(wid, actor="officer-1", note=note, **kwargs)  # type: ignore[arg-type]
+        assert ID_NUMBER not in str(err.value) and PHONE not in str(err.value)
+        assert "已上门调解" not in str(err.value)
+
+    store.set_status(wid, "handled", "officer-1", note=note)
+    event = store.history(wid)[-1]
+    assert event["note"] == "当事人身份证<ID>，电话<PHONE>，已上门调解"
+
+    # Nowhere in the database, whatever table or column.
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        for table in ("warnings", "warning_events", "ranking_runs"):
+            for row in conn.execute(text(f"SELECT * FROM {table}")):
+                flat = " ".join(str(v) for v in row)
+                assert ID_NUMBER not in flat and PHONE not in flat
+    engine.dispose()
+    if db_url.startswith("sqlite"):  # and not in the file or its write-ahead log either
+        path = Path(make_url(db_url).database or "")
+        raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+        assert ID_NUMBER.encode() not in raw and PHONE.encode() not in raw
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+
+def test_filters_and_order(store: WarningStore) -> None:
+    frame = pd.concat([ranking(8, stations=2), ranking(4, stations=1, county="150521")], ignore_index=True)
+    frame.loc[8:, "household_id"] = [f"K{i}" for i in range(4)]
+    frame.loc[8:, "station_id"] = "S900"
+    store.replace_date(D1, frame, RUN_INFO)
+
+    s1 = store.warnings_for(D1, station_id="S001")
+    assert [w["household_id"] for w in s1] == ["H00000", "H00002", "H00004", "H00006"]
+    assert [w["rank_in_station"] for w in s1] == [1, 2, 3, 4]
+    assert [w["household_id"] for w in store.warnings_for(D1, county_code="150521")] == ["K0", "K1", "K2", "K3"]
+    assert len(store.warnings_for(D1, county_code="150502")) == 8
+    red = store.warnings_for(D1, level="red")
+    assert sorted(w["household_id"] for w in red) == ["H00000", "H00004", "K0"]
+    assert [w["household_id"] for w in store.warnings_for(D1, station_id="S002", level="orange")] == [
+        "H00001",
+        "H00005",
+    ]
+    assert store.warnings_for(D1, station_id="S404") == []
+    assert store.warnings_for(D2) == []
+    with pytest.raises(WarningStoreError, match="level green is unknown"):
+        store.warnings_for(D1, level="green")
+
+
+def test_dates_newest_first(store: WarningStore) -> None:
+    assert store.dates() == []
+    for day in (D2, D3, D1):
+        store.replace_date(day, ranking(2), RUN_INFO)
+    store.replace_date(D2, ranking(2), RUN_INFO)
+    assert store.dates() == [D3, D2, D1]
+
+
+def test_latest_for_household(store: WarningStore) -> None:
+    for day in (D1, D2, D3):
+        store.replace_date(day, ranking(3), RUN_INFO)
+    assert store.latest_for_household("H00001")["date"] == D3  # type: ignore[index]
+
+    newest = by_household(store, D3)["H00001"]
+    store.set_status(newest["id"], "acknowledged", "officer-1")
+    store.replace_date(D3, ranking(3).iloc[[0, 2]], RUN_INFO)  # withdrawn on D3 (kept, inactive)
+    latest = store.latest_for_household("H00001")
+    assert latest is not None and latest["date"] == D2 and latest["active"] is True
+    assert store.latest_for_household("H99999") is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Connection handling
+# --------------------------------------------------------------------------------------------------
+
+
+def test_sqlite_file_folder_wal_and_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "warnings.db"
+    store = WarningStore(f"sqlite:///{path}")
+    try:
+        assert path.exists()
+        assert store.url_for_display == f"sqlite:///{path}"
+        with store._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        store.dispose()
+    again = WarningStore(f"sqlite:///{path}")  # tables already there: opening again is fine
+    assert again.dates() == []
+    again.dispose()
+
+
+def test_unreachable_postgres_error_hides_the_password() -> None:
+    with pytest.raises(WarningStoreError) as err:
+        WarningStore("postgresql+psycopg://someone:s3cr3t-pw@127.0.0.1:1/nowhere?connect_timeout=2")
+    message = str(err.value)
+    assert "s3cr3t-pw" not in message
+    assert "postgresql+psycopg://someone:***@127.0.0.1:1/nowhere" in message
+    assert "check that the server runs" in message
+    with pytest.raises(WarningStoreError, match="backend 'mysql' is not supported"):
+        WarningStore("mysql://u:p@localhost/db")
+
+
+def test_url_for_display_masks_password(store: WarningStore, db_url: str) -> None:
+    password = make_url(db_url).password
+    shown = store.url_for_display
+    if password:
+        assert f":{password}@" not in shown and ":***@" in shown
+    assert shown.startswith(("sqlite:///", "postgresql+psycopg://"))
+
+
+def test_concurrent_writers_queue_instead_of_failing(db_url: str) -> None:
+    WarningStore(db_url).dispose()  # tables exist before the writers race
+    stores = [WarningStore(db_url) for _ in range(3)]
+    barrier = threading.Barrier(len(stores))
+    results: dict[str, Any] = {}
+
+    def write(i: int, s: WarningStore) -> None:
+        barrier.wait()
+        try:
+            results[f"2024-05-0{i + 1}"] = s.replace_date(f"2024-05-0{i + 1}", ranking(300, stations=5), RUN_INFO)
+        except Exception as exc:  # reported below, with the date
+            results[f"2024-05-0{i + 1}"] = exc
+
+    threads = [threading.Thread(target=write, args=(i, s)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert results == {f"2024-05-0{i}": zero(inserted=300) for i in (1, 2, 3)}
+        assert stores[0].dates() == ["2024-05-03", "2024-05-02", "2024-05-01"]
+    finally:
+        for s in stores:
+            s.dispose()
+
+
+def test_probability_round_trips_exactly(store: WarningStore) -> None:
+    probs = [1 / 3, 0.1 + 0.2, 5e-324, 1.0, math.nextafter(0.5, 1.0)]
+    frame = ranking(5, probability=probs)
+    store.replace_date(D1, frame, RUN_INFO)
+    assert [w["probability"] for w in store.warnings_for(D1, station_id="S001")] == probs[0::2]
+    assert store.replace_date(D1, frame, RUN_INFO) == zero(unchanged=5)
+
+
+def test_concurrent_reruns_of_one_date_serialise(db_url: str) -> None:
+    first = WarningStore(db_url)
+    # D1 holds 300 warnings, 3 of them for households of the new ranking. The run row (info, count)
+    # does not change, so only the lock on it keeps the two re-runs below from both inserting.
+    before = ranking(300, stations=5)
+    before.loc[3:, "household_id"] = [f"X{i:05d}" for i in range(297)]
+    first.replace_date(D1, before, RUN_INFO)
+    stores = [first, WarningStore(db_url)]
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def write(s: WarningStore) -> None:
+        barrier.wait()
+        try:
+            results.append(s.replace_date(D1, ranking(300, stations=5), RUN_INFO))
+        except Exception as exc:  # reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        # One of them replaced the 297 households; the other found everything in place.
+        assert sorted(results, key=lambda r: str(r)) == [
+            zero(inserted=0, unchanged=300),
+            zero(inserted=297, unchanged=3, deleted=297),
+        ]
+        assert len(first.warnings_for(D1)) == 300
+        assert all(len(first.history(w["id"])) == 1 for w in first.warnings_for(D1, station_id="S001"))
+    finally:
+        for s in stores:
+            s.dispose()
