@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: the main job end to end on the embedded defaults: simulate, validate, train, register, export.
+## run: the main job end to end on the embedded defaults: simulate, validate, train, register, export,
+## rank "today" (the day after the city's last call) and print the top ten warnings with reasons.
 run: install
 	$(VENV)/bin/yujing simulate --persons $(PERSONS) --out var/data/city
 	$(VENV)/bin/yujing validate --data var/data/city --strict
 	$(VENV)/bin/yujing train --data var/data/city --out var/runs/latest
+	$(VENV)/bin/yujing rank --data var/data/city --top 10
 
 ## test: the whole test suite (two workers on two cores).
 test: install

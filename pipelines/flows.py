@@ -105,12 +105,17 @@ def rank_parameters(settings: Settings, data_dir: Path | None = None, date: str 
 
 
 def daily_deployment(settings: Settings, cron: str | None = None, data_dir: Path | None = None):  # type: ignore[no-untyped-def]
-    """The ranking flow as a deployment on a daily cron; ``date`` is left empty so each run ranks its own today."""
-    flow = build_rank_flow()
-    return flow.to_deployment(
+    """The ranking flow as a deployment on a daily cron; each run ranks its own today with the champion of the day.
+
+    The deployed flow is ``pipelines/scheduled.py:daily_rank``, a module-level
+    flow (Prefect's runner loads it by entrypoint in a subprocess).
+    """
+    from pipelines.scheduled import daily_rank
+
+    return daily_rank.to_deployment(
         name="yujing-daily-rank",
         cron=cron or settings.schedule_cron,
-        parameters=rank_parameters(settings, data_dir),
+        parameters={"data_dir": str((data_dir or Path(settings.data_dir) / "city").resolve()), "date": None},
         description="预警日报: rank every household each morning with the champion model",
     )
 

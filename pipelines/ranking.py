@@ -241,8 +241,11 @@ def matched_terms(
     for i in np.flatnonzero(mask.to_numpy()):
         result = score_text(narratives.iloc[i])
         counter = out.setdefault(calls["household_id"].iloc[i], Counter())
-        counter.update({t["term"] for t in result.matched_terms if t["kind"] != "negation" and not t["negated"]})
-    return {h: [t for t, _ in c.most_common(limit)] for h, c in out.items()}
+        # Each term once per call, in text order: ties in frequency then keep a reproducible order.
+        counter.update(
+            dict.fromkeys((t["term"] for t in result.matched_terms if t["kind"] != "negation" and not t["negated"]), 1)
+        )
+    return {h: [t for t, _ in sorted(c.items(), key=lambda kv: -kv[1])[:limit]] for h, c in out.items()}
 
 
 def dominant_category(frame: pd.DataFrame) -> np.ndarray:

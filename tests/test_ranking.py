@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from models.warning_store import WarningStore
 from pipelines import ranking
@@ -156,23 +155,34 @@ def test_dates_are_checked(ranked: dict) -> None:
             ranking.ranking_day(incidents, bad)
 
 
-def test_the_cli_ranks_and_prints_the_top_ten(ranked: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from conf import get_settings
-    from pipelines.cli import app
+def test_the_cli_ranks_prints_the_top_ten_and_reruns_identically_in_another_process(
+    ranked: dict, tmp_path: Path
+) -> None:
+    """Two processes with different hash seeds: the second run of the date changes nothing."""
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("YUJING_HOME", str(tmp_path / "var"))
-    get_settings.cache_clear()
-    city = ranked["city"]
-    out = CliRunner().invoke(
-        app, ["rank", "--data", str(city), "--bundle", str(ranked["bundle"]), "--no-prefect", "--top", "10"]
+    yujing = Path(sys.executable).parent / "yujing"
+    args = [str(yujing), "rank", "--data", str(ranked["city"]), "--bundle", str(ranked["bundle"]), "--no-prefect"]
+    outputs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, YUJING_HOME=str(tmp_path / "var"), PYTHONHASHSEED=seed)
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done.stdout)
+    first, second = outputs
+    assert first.count("模型因素") == min(10, sum(ranked["result"].warnings.values()))
+    assert "warnings.csv" in first and "scored by model" in first
+    n = sum(ranked["result"].warnings.values())
+    assert f"database: {n} new, 0 updated" in first
+    assert f"database: 0 new, 0 updated, {n} unchanged" in second
+    assert first.split("database:")[0] == second.split("database:")[0]  # same summary and counts
+    env = dict(os.environ, YUJING_HOME=str(tmp_path / "var"))
+    bad = subprocess.run(
+        [*args[:4], "--date", "1999-01-01", "--no-prefect"], env=env, capture_output=True, text=True, check=False
     )
-    get_settings.cache_clear()
-    assert out.exit_code == 0, out.output
-    assert out.output.count("模型因素") == min(10, sum(ranked["result"].warnings.values()))
-    assert "warnings.csv" in out.output and "scored by model" in out.output
-    assert published(tmp_path / "var" / "outputs" / "rankings", ranked["result"].date) is not None
-    bad = CliRunner().invoke(app, ["rank", "--data", str(city), "--date", "1999-01-01", "--no-prefect"])
-    assert bad.exit_code == 2 and "before the data starts" in bad.output
+    assert bad.returncode == 2 and "before the data starts" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow
@@ -202,4 +212,4 @@ def test_the_daily_deployment_runs_on_the_configured_cron(tmp_path: Path) -> Non
     assert deployment.name == "yujing-daily-rank"
     assert deployment.schedules[0].schedule.cron == "30 5 * * *"
     assert deployment.parameters["date"] is None  # each run ranks its own today
-    assert deployment.parameters["tracking_uri"] == settings.mlflow_tracking_uri
+    assert deployment.entrypoint.endswith("pipelines/scheduled.py:daily_rank")  # loadable by the runner

@@ -305,3 +305,48 @@ def test_a_new_champion_is_picked_up_without_dropping_requests(service: dict, tm
         assert after["models"]["escalation"] != before and after["degraded"] is False
         assert statuses and set(statuses) == {200}
         assert app.state.service.reload() is False  # nothing new: no second swap
+
+
+def test_yujing_serve_answers_over_http(service: dict, tmp_path: Path) -> None:
+    """The real server process: uvicorn on a free loopback port, stopped by its pid."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = service["settings"]
+    env = dict(
+        os.environ,
+        YUJING_HOME=str(tmp_path / "var"),
+        YUJING_API_KEYS=str(settings.api_keys_file),
+        YUJING_RANKINGS_DIR=str(settings.rankings_dir),
+        YUJING_WARNINGS_DB_URL=settings.warnings_db_url,
+    )
+    yujing = Path(sys.executable).parent / "yujing"
+    cmd = [str(yujing), "serve", "--port", str(port), "--bundle", str(service["bundle"])]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"{url}/healthz", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:] if server.stderr else ""
+                time.sleep(0.5)
+        else:
+            pytest.fail("yujing serve did not answer within 120 s")
+        assert health["status"] == "ok"
+        answer = httpx.post(f"{url}/v1/incidents/score", json=_incident(service), headers=_h(), timeout=10)
+        assert answer.status_code == 200 and answer.json()["household"]["engine"] == "model"
+        assert httpx.post(f"{url}/v1/incidents/score", json=_incident(service), timeout=10).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,23 @@
+"""The flow ``yujing schedule`` deploys: rank today with the settings and champion of the moment.
+
+A module-level flow, because Prefect's runner starts each scheduled run in a
+subprocess that imports the flow by its entrypoint. Import this module only
+after ``pipelines.flows.configure_prefect`` (``yujing schedule`` does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from conf import get_settings
+from pipelines.flows import build_rank_flow, rank_parameters
+
+
+@flow(name="yujing-daily-rank", log_prints=False, persist_result=False)
+def daily_rank(data_dir: str | None = None, date: str | None = None) -> dict[str, Any]:
+    """Rank ``date`` (default: the day after the latest call) with the registry's champion, as a subflow."""
+    settings = get_settings()
+    return build_rank_flow()(**rank_parameters(settings, Path(data_dir) if data_dir else None, date))
