@@ -43,6 +43,7 @@ folder to the server's PYTHONPATH):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -132,16 +133,31 @@ class Server:
     def __init__(self, work: Path, bundle: Path, rankings: Path, workers: int, sites: Sequence[Path]) -> None:
         self.port = free_port()
         env = _env(work)
-        env.update({"YUJING_API_KEYS": str(work / "keys.json"), "YUJING_RANKINGS_DIR": str(rankings),
-                    "YUJING_RELOAD_INTERVAL_SECONDS": "0",
-                    # `yujing serve --bundle` alone is not enough with one worker: the CLI reads the settings
-                    # (cached) before it exports YUJING_SERVE_BUNDLE, so that worker serves the registry's champion.
-                    "YUJING_SERVE_BUNDLE": str(bundle)})  # fmt: skip
+        env.update(
+            {
+                "YUJING_API_KEYS": str(work / "keys.json"),
+                "YUJING_RANKINGS_DIR": str(rankings),
+                "YUJING_RELOAD_INTERVAL_SECONDS": "0",
+                # `yujing serve --bundle` alone is not enough with one worker: the CLI reads the settings
+                # (cached) before it exports YUJING_SERVE_BUNDLE, so that worker serves the registry's champion.
+                "YUJING_SERVE_BUNDLE": str(bundle),
+            }
+        )
         if sites:
             env["PYTHONPATH"] = os.pathsep.join([*map(str, sites), env["PYTHONPATH"]])
         exe = Path(sys.executable).with_name("yujing")
-        cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-               "--bundle", str(bundle)]  # fmt: skip
+        cmd = [
+            str(exe),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--bundle",
+            str(bundle),
+        ]
         self.log = open(work / f"serve-{self.port}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -177,15 +193,16 @@ class Server:
         except psutil.NoSuchProcess:
             return []
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
+    def cpu_seconds(self) -> dict[int, float]:
+        """CPU seconds (user + system) so far of the server and each of its worker processes, by pid."""
+        out = {}
         for p in self.processes():
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                out[p.pid] = t.user + t.system
             except psutil.NoSuchProcess:
                 pass
-        return total
+        return out
 
     def stop(self) -> None:
         children = [p.pid for p in self.processes()[1:]]
@@ -197,18 +214,29 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         for pid in children:  # workers the supervisor did not take down with it
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).kill()
-            except psutil.NoSuchProcess:
-                pass
         self.log.close()
 
 
 def wrk(url: str, path: str, bodies: Path, connections: int, seconds: int, timeout: int = 30) -> dict:
     """One wrk run; its done() JSON plus the CPU seconds wrk itself used."""
     threads = 1  # one epoll thread drives thousands of requests/s; a second would only take CPU from the server
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s", "--latency",
-           "-s", str(LUA), url, "--", str(bodies), path, KEY]  # fmt: skip
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={timeout}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(bodies),
+        path,
+        KEY,
+    ]
     before = os.times()
     done = subprocess.run(cmd, capture_output=True, text=True)
     after = os.times()
@@ -216,7 +244,9 @@ def wrk(url: str, path: str, bodies: Path, connections: int, seconds: int, timeo
         raise SystemExit(f"wrk failed: {done.stderr[-2000:]}")
     line = next(ln for ln in reversed(done.stdout.splitlines()) if ln.startswith("{"))
     result = json.loads(line)
-    result["wrk_cpu_s"] = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    result["wrk_cpu_s"] = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
     result["threads"] = threads
     return result
 
@@ -237,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.small:
         args.persons, args.seconds, args.warmup, args.connections = TRAIN_PERSONS, 5, 2, [1, 8, 64]
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install -y wrk")
+        print("skipped: wrk not found (Debian: apt-get install -y wrk)")
+        return 0
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     print(machine())
@@ -247,7 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rankings = ensure_ranking(work, city, bundle)
     (work / "keys.json").write_text(json.dumps({KEY: {"scope": "city"}}), encoding="utf-8")
     single, many = write_bodies(city, rankings, work, args.incidents, args.batch, args.seed)
-    print(f"city {city.name}; {sum(1 for _ in open(single))} distinct incidents; batch bodies of {args.batch}\n")
+    print(
+        f"city {city.name}; {len(single.read_text(encoding='utf-8').splitlines())} distinct incidents; "
+        f"batch bodies of {args.batch}\n"
+    )
 
     nodelay = work / "site-nodelay"
     nodelay.mkdir(exist_ok=True)
@@ -275,8 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             (bx, 2, batch, many, args.batch, "nodelay+uvloop"),
         ]
     if args.small:
-        keep = {("score, explain=false", 1, "installed"), ("score, explain=false", 2, "installed"),
-                ("score, explain=false", 2, "nodelay"), (bx, 2, "nodelay")}  # fmt: skip
+        keep = {
+            ("score, explain=false", 1, "installed"),
+            ("score, explain=false", 2, "installed"),
+            ("score, explain=false", 2, "nodelay"),
+            (bx, 2, "nodelay"),
+        }
         plans = [p for p in plans if (p[0], p[1], p[5]) in keep]
 
     rows = []
@@ -287,22 +325,63 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wrk(server.url, path, bodies, c, args.warmup)
                 cpu0 = server.cpu_seconds()
                 r = wrk(server.url, path, bodies, c, args.seconds)
-                server_cpu = server.cpu_seconds() - cpu0
+                cpu1 = server.cpu_seconds()
+                per_process = sorted((cpu1[p] - cpu0.get(p, 0.0) for p in cpu1), reverse=True)
+                server_cpu = sum(per_process)
                 secs = r["duration_us"] / 1e6
                 rps = r["requests"] / secs
                 errors = r["status_errors"] + r["timeouts"] + r["read_errors"] + r["write_errors"] + r["connect_errors"]
-                rows.append([label, variant, workers, c, f"{rps:,.0f}", f"{rps * per:,.0f}", f"{r['p50_us'] / 1e3:.1f}",
-                             f"{r['p90_us'] / 1e3:.1f}", f"{r['p99_us'] / 1e3:.1f}", f"{r['max_us'] / 1e3:.0f}",
-                             errors, f"{server_cpu / secs:.2f}", f"{r['wrk_cpu_s'] / secs:.2f}"])  # fmt: skip
-                print(f"  {label}, {variant}, {workers} worker(s), {c} conn: {rps:,.0f} req/s, {rps * per:,.0f} incidents/s, "
-                      f"p99 {r['p99_us'] / 1e3:.1f} ms, {errors} errors", file=sys.stderr, flush=True)  # fmt: skip
+                rows.append(
+                    [
+                        label,
+                        variant,
+                        workers,
+                        c,
+                        f"{rps:,.0f}",
+                        f"{rps * per:,.0f}",
+                        f"{r['p50_us'] / 1e3:.1f}",
+                        f"{r['p90_us'] / 1e3:.1f}",
+                        f"{r['p99_us'] / 1e3:.1f}",
+                        f"{r['max_us'] / 1e3:.0f}",
+                        errors,
+                        f"{server_cpu / secs:.2f}"
+                        + (
+                            ""
+                            if workers == 1
+                            else " (" + "+".join(f"{v / secs:.2f}" for v in per_process[:workers]) + ")"
+                        ),
+                        f"{r['wrk_cpu_s'] / secs:.2f}",
+                    ]
+                )
+                print(
+                    f"  {label}, {variant}, {workers} worker(s), {c} conn: {rps:,.0f} req/s, "
+                    f"{rps * per:,.0f} incidents/s, "
+                    f"p99 {r['p99_us'] / 1e3:.1f} ms, {errors} errors",
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             server.stop()
-    print(f"wrk on loopback, {args.seconds} s per run after {args.warmup} s warm-up, closed loop (target >= 1,000 "
-          "incidents/s on 2 cores); CPU columns are cores busy on average (2.00 = both):\n")  # fmt: skip
+    print(
+        f"wrk on loopback, {args.seconds} s per run after {args.warmup} s warm-up, closed loop (target >= 1,000 "
+        "incidents/s on 2 cores); CPU columns are cores busy on average (2.00 = both; per worker in brackets):\n"
+    )
     print_table(
-        ["endpoint", "server", "uvicorn workers", "connections", "requests/s", "incidents/s", "p50 ms", "p90 ms", "p99 ms",
-         "max ms", "errors", "server CPU", "wrk CPU"],  # fmt: skip
+        [
+            "endpoint",
+            "server",
+            "uvicorn workers",
+            "connections",
+            "requests/s",
+            "incidents/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "errors",
+            "server CPU",
+            "wrk CPU",
+        ],
         rows,
     )
     print(json.dumps({"load_average_end": os.getloadavg()}))

@@ -94,8 +94,21 @@ def ensure_ranking(work: Path, city: Path, bundle: Path) -> Path:
     if not any(p.is_dir() and (p / "calls.parquet").is_file() for p in out.glob("????-??-??")):
         shutil.rmtree(out, ignore_errors=True)
         db = f"sqlite:///{work / 'rankings' / (city.name + '.warnings.db')}"
-        _yujing(work, "rank", "--data", str(city), "--bundle", str(bundle), "--out", str(out), "--db", db,
-                "--no-prefect", "--top", "0")  # fmt: skip
+        _yujing(
+            work,
+            "rank",
+            "--data",
+            str(city),
+            "--bundle",
+            str(bundle),
+            "--out",
+            str(out),
+            "--db",
+            db,
+            "--no-prefect",
+            "--top",
+            "0",
+        )
     return out
 
 
@@ -141,8 +154,16 @@ def rank_once(work: Path, city: Path, bundle: Path, profile: Path | None = None)
     """One ranking of ``city`` in a fresh process with fresh outputs; the child's JSON plus the wall time."""
     scratch = Path(tempfile.mkdtemp(prefix="rank-", dir=work))
     try:
-        cmd = [sys.executable, "-c", CHILD, str(city), str(scratch / "out"),
-               f"sqlite:///{scratch / 'warnings.db'}", str(bundle), str(profile or "")]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(city),
+            str(scratch / "out"),
+            f"sqlite:///{scratch / 'warnings.db'}",
+            str(bundle),
+            str(profile or ""),
+        ]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, cwd=REPO, env=_env(work), capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -156,17 +177,28 @@ def rank_once(work: Path, city: Path, bundle: Path, profile: Path | None = None)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def print_profile(path: Path, top: int = 30) -> None:
-    """The functions with the most cumulative and own time in a cProfile dump."""
+def print_profile(path: Path, top: int = 40) -> None:
+    """The project's functions by cumulative time, then any module's by own time, from a cProfile dump."""
     import io
     import pstats
 
-    for key in ("cumulative", "tottime"):
-        buf = io.StringIO()
-        pstats.Stats(str(path), stream=buf).strip_dirs().sort_stats(key).print_stats(top)
-        text = buf.getvalue()
-        start = text.find("   ncalls")
-        print(f"cProfile, top {top} by {key}:\n\n```\n{text[start:].rstrip()}\n```\n")
+    stats = pstats.Stats(str(path))
+    ours = []
+    for (file, line, func), (_cc, calls, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rel = Path(file).resolve()
+        if REPO in rel.parents and ".venv" not in rel.parts:
+            ours.append((ct, tt, calls, f"{rel.relative_to(REPO)}:{line}({func})"))
+    ours.sort(reverse=True)
+    print(f"cProfile, the project's functions by cumulative time (top {top}):\n\n```")
+    print(f"{'calls':>9} {'cumulative s':>12} {'own s':>7}  function")
+    for ct, tt, calls, where in ours[:top]:
+        print(f"{calls:>9} {ct:>12.1f} {tt:>7.1f}  {where}")
+    print("```\n")
+    buf = io.StringIO()
+    pstats.Stats(str(path), stream=buf).strip_dirs().sort_stats("tottime").print_stats(25)
+    text = buf.getvalue()
+    own = text[text.find("   ncalls") :].rstrip()
+    print(f"cProfile, any module's functions by own time (top 25):\n\n```\n{own}\n```\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,8 +215,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--work {work} is inside the repository; pick a scratch folder")
     work.mkdir(parents=True, exist_ok=True)
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"python {platform.python_version()}, {os.cpu_count()} cpus ({cpu}); work folder {work}")
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} cpus ({cpu}); work folder {work}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     bundle = ensure_bundle(work)
     cities = {p: ensure_city(work, p, TRAIN_SEED if p == TRAIN_PERSONS else CITY_SEED) for p in sizes}
 
@@ -196,8 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  ranked {persons:,} persons: {r['households']:,} households in {r['wall_s']:.1f} s", file=sys.stderr)
 
     print(f"\nDaily ranking with bundle {bundle} (`run_ranking`, fresh process, outputs and SQLite database):\n")
-    print("| city persons | households | in scope | wall s (process) | run_ranking s | imports s | CPU s | "
-          "peak RSS MiB | warnings r/o/y/b |")  # fmt: skip
+    print(
+        "| city persons | households | in scope | wall s (process) | run_ranking s | imports s | CPU s | "
+        "peak RSS MiB | warnings r/o/y/b |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for persons, r in results.items():
         w = r["warnings"]
@@ -223,9 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         persons = max(cities)
         prof = work / f"rank-p{persons}.prof"
         r = rank_once(work, cities[persons], bundle, profile=prof)
-        print(f"Profiled ranking of {persons:,} persons ({r['households']:,} households): "
-              f"run_ranking {r['run_s']:.1f} s under cProfile\n")  # fmt: skip
+        print(
+            f"Profiled ranking of {persons:,} persons ({r['households']:,} households): "
+            f"run_ranking {r['run_s']:.1f} s under cProfile\n"
+        )
         print_profile(prof)
+    print(json.dumps({"load_average_end": os.getloadavg()}))
     return 0
 
 

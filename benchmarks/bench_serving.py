@@ -101,7 +101,14 @@ def alternate(fns: dict[str, Callable[[int], object]], n: int, blocks: int = 10,
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
     return (
         f"python {platform.python_version()}, {os.cpu_count()} cpus ({cpu}), onnxruntime {version('onnxruntime')}, "
         f"lightgbm {version('lightgbm')}, numpy {version('numpy')}, load average {os.getloadavg()[0]:.2f}"
@@ -126,18 +133,29 @@ def incidents_for(city: Path, history, n: int, seed: int) -> list[dict]:
     ]
 
 
-def profile_table(fn: Callable[[int], object], n: int, top: int) -> str:
+def profile_table(fn: Callable[[int], object], n: int, top: int) -> tuple[str, str, str]:
+    """cProfile ``n`` calls: a header, the top functions by own time, and the project's functions by cumulative time."""
     prof = cProfile.Profile()
     prof.enable()
     for i in range(n):
         fn(i)
     prof.disable()
+    stats = pstats.Stats(prof)
+    head = f"{stats.total_tt * 1e6 / n:.0f} µs per call under cProfile"
     buf = io.StringIO()
-    stats = pstats.Stats(prof, stream=buf).strip_dirs()
-    total = stats.total_tt
-    stats.sort_stats("tottime").print_stats(top)
+    pstats.Stats(prof, stream=buf).strip_dirs().sort_stats("tottime").print_stats(top)
     text = buf.getvalue()
-    return f"total {total * 1e6 / n:.0f} µs per call under cProfile\n" + text[text.find("   ncalls") :].rstrip()
+    own = text[text.find("   ncalls") :].rstrip()
+    ours = []
+    for (file, line, func), (_cc, calls, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rel = Path(file).resolve()
+        if REPO in rel.parents and rel.parts[len(REPO.parts)] in ("serving", "features", "models"):
+            where = f"{rel.relative_to(REPO)}:{line}({func})"
+            ours.append((ct, tt, calls, where))
+    ours.sort(reverse=True)
+    lines = [f"{'per incident: calls':>20} {'cumulative µs':>14} {'own µs':>8}  function"]
+    lines += [f"{c / n:>20.1f} {ct * 1e6 / n:>14.1f} {tt * 1e6 / n:>8.1f}  {w}" for ct, tt, c, w in ours[:top]]
+    return head, own, "\n".join(lines)
 
 
 def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Namespace) -> None:
@@ -165,7 +183,7 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
     households = [history.get(x["household_id"]) for x in incidents]
     n_calls = np.array([len(h.calls) for h in households])
     print(
-        f"service: {len(history._ids):,} households in the history of {history.date} "  # noqa: SLF001
+        f"service: {len(history._ids):,} households in the history of {history.date} "
         f"(engine built in {load_s:.1f} s); {n:,} incidents, their households hold "
         f"{n_calls.mean():.1f} stored calls on average (max {n_calls.max()})\n"
     )
@@ -175,7 +193,7 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
     names = list(engine.escalation.feature_names(ESCALATION))
     end = int(when.value // 1_000_000_000) + 1
     rows = []
-    for x, h, r in zip(incidents, households, results, strict=True):
+    for h, r in zip(households, results, strict=True):
         call = new_call(r, h, None, None, end - 1)
         rows.append(household_row(names, h, (*h.calls, call), end, engine.scenarios)[0])
     scorer = engine.escalation
@@ -221,8 +239,16 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
     print_table(
         ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
         [
-            [k, v["n"], f"{v['mean']:.0f}", f"{v['p50']:.0f}", f"{v['p90']:.0f}", f"{v['p99']:.0f}",
-             f"{v['p99.9']:.0f}", f"{v['max']:.0f}"]  # fmt: skip
+            [
+                k,
+                v["n"],
+                f"{v['mean']:.0f}",
+                f"{v['p50']:.0f}",
+                f"{v['p90']:.0f}",
+                f"{v['p99']:.0f}",
+                f"{v['p99.9']:.0f}",
+                f"{v['max']:.0f}",
+            ]
             for k, v in res.items()
         ],
     )
@@ -239,16 +265,26 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
     print_table(
         ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
         [
-            [k, v["n"], f"{v['mean']:.0f}", f"{v['p50']:.0f}", f"{v['p90']:.0f}", f"{v['p99']:.0f}",
-             f"{v['p99.9']:.0f}", f"{v['max']:.0f}"]  # fmt: skip
+            [
+                k,
+                v["n"],
+                f"{v['mean']:.0f}",
+                f"{v['p50']:.0f}",
+                f"{v['p90']:.0f}",
+                f"{v['p99']:.0f}",
+                f"{v['p99.9']:.0f}",
+                f"{v['max']:.0f}",
+            ]
             for k, v in nogc.items()
         ],
     )
     if args.profile:
         for name, fn in whole.items():
-            head, body = profile_table(fn, n, args.top).split("\n", 1)
-            print(f"cProfile of {name}, {n:,} calls, top {args.top} by own time ({head}):\n")
-            print("```\n" + body + "\n```\n")
+            head, own, ours = profile_table(fn, n, args.top)
+            print(f"cProfile of {name}, {n:,} calls ({head}); the project's functions by cumulative time:\n")
+            print("```\n" + ours + "\n```\n")
+            print(f"and the top {args.top} functions of any module by own time:\n")
+            print("```\n" + own + "\n```\n")
     state.close()
 
 
@@ -292,9 +328,18 @@ def part_models(work: Path, train_city: Path, bundle: Path, args: argparse.Names
         entry = s1.entry(name)
         reps = -(-args.rows // len(X))
         batch = np.ascontiguousarray(np.tile(X, (reps, 1))[: args.rows])
-        parity = float(np.max(np.abs(booster.predict(batch[:20_000]).reshape(len(batch[:20_000]), -1)
-                                     - (s1.predict(name, batch[:20_000])[:, 1:] if len(entry.classes) == 2
-                                        else s1.predict(name, batch[:20_000])))))  # fmt: skip
+        parity = float(
+            np.max(
+                np.abs(
+                    booster.predict(batch[:20_000]).reshape(len(batch[:20_000]), -1)
+                    - (
+                        s1.predict(name, batch[:20_000])[:, 1:]
+                        if len(entry.classes) == 2
+                        else s1.predict(name, batch[:20_000])
+                    )
+                )
+            )
+        )
         default = ort.InferenceSession(
             Path(entry.path).read_bytes(), providers=["CPUExecutionProvider"]
         )  # SessionOptions() defaults: one spinning intra-op thread per core
@@ -304,7 +349,7 @@ def part_models(work: Path, train_city: Path, bundle: Path, args: argparse.Names
             "onnx t1": lambda x, n=name: s1.predict(n, x),
             "native t2": lambda x, b=booster: b.predict(x, num_threads=2),
             "onnx t2 (intra-op 2)": lambda x, n=name: s2.predict(n, x),
-            "onnx SessionOptions() defaults": lambda x, d=default: d.run([out], {inp: x}),
+            "onnx SessionOptions() defaults": lambda x, d=default, o=out, i=inp: d.run([o], {i: x}),
         }
         many = {
             "native t1": single["native t1"],
@@ -315,8 +360,9 @@ def part_models(work: Path, train_city: Path, bundle: Path, args: argparse.Names
             "onnx SessionOptions() defaults": single["onnx SessionOptions() defaults"],
         }
         one_rows = [batch[i : i + 1] for i in range(min(len(batch), args.calls))]
-        lat = alternate({k: (lambda i, f=f: f(one_rows[i % len(one_rows)])) for k, f in single.items()},
-                        args.calls, blocks=5)  # fmt: skip
+        lat = alternate(
+            {k: (lambda i, f=f, r=one_rows: f(r[i % len(r)])) for k, f in single.items()}, args.calls, blocks=5
+        )
         thr = throughput(many, batch, args.reps)
         trees = booster.num_trees() // max(1, len(entry.classes) if len(entry.classes) > 2 else 1)
         for k in many:
@@ -329,7 +375,9 @@ def part_models(work: Path, train_city: Path, bundle: Path, args: argparse.Names
                     "" if l1 is None else f"{l1['p50']:.1f}",
                     "" if l1 is None else f"{l1['p99']:.1f}",
                     f"{thr[k]:,.0f}",
-                    "" if k.startswith("native") or l1 is None or "defaults" in k else f"{lat[ref]['p50'] / l1['p50']:.2f}x",
+                    ""
+                    if k.startswith("native") or l1 is None or "defaults" in k
+                    else f"{lat[ref]['p50'] / l1['p50']:.2f}x",
                     "" if k.startswith("native") or "defaults" in k else f"{thr[k] / thr[ref]:.2f}x",
                     f"{parity:.1e}" if k == "onnx t1" else "",
                 ]
@@ -340,8 +388,16 @@ def part_models(work: Path, train_city: Path, bundle: Path, args: argparse.Names
         f"{args.calls:,} calls; batch: {args.rows:,} rows, best of {args.reps}:\n"
     )
     print_table(
-        ["model", "runtime", "single p50 µs", "p99 µs", "batch rows/s", "single speed-up", "batch speed-up",
-         "max |Δp| vs native"],  # fmt: skip
+        [
+            "model",
+            "runtime",
+            "single p50 µs",
+            "p99 µs",
+            "batch rows/s",
+            "single speed-up",
+            "batch speed-up",
+            "max |Δp| vs native",
+        ],
         table,
     )
 

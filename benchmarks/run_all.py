@@ -1,7 +1,8 @@
 """Every benchmark, one after another, each printing its own table.
 
-    .venv/bin/python benchmarks/run_all.py          # text, matching, simulator, linking, training, scoring
-    .venv/bin/python benchmarks/run_all.py --full   # the full-size variants (2.87 M city, 1M snapshots)
+    .venv/bin/python benchmarks/run_all.py          # text, matching, simulator, linking, training, scoring, serving,
+                                                    # HTTP (needs wrk), ranking (small variants)
+    .venv/bin/python benchmarks/run_all.py --full   # full-size variants (2.87 M city, 1M snapshots, 1.15M households)
 
 Speed and memory targets live here, not in unit tests: these machines are
 shared and noisy, so each benchmark compares alternatives side by side in
@@ -29,6 +30,9 @@ def main() -> None:
         ["bench_linking.py"],
         ["bench_training.py", *([] if args.full else ["--persons", "300000", "--sizes", "100000"])],
         ["bench_scoring.py"],
+        ["bench_serving.py", *([] if args.full else ["--small"])],
+        ["bench_http.py", *([] if args.full else ["--small"])],
+        ["bench_ranking.py", *([] if args.full else ["--small"])],
     ]
     for script, *extra in runs:
         print(f"\n## {script} {' '.join(extra)}\n", flush=True)

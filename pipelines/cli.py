@@ -336,9 +336,10 @@ def serve(
 
     from serving.auth import KeyFileError, KeyRing
 
-    settings = get_settings()
     if bundle is not None:
-        os.environ["YUJING_SERVE_BUNDLE"] = str(bundle.resolve())  # the workers read their settings from env
+        os.environ["YUJING_SERVE_BUNDLE"] = str(bundle.resolve())  # the app (and each worker) reads settings from env
+        get_settings.cache_clear()
+    settings = get_settings()
     try:
         keys = KeyRing.from_file(settings.api_keys_file)
     except KeyFileError as exc:

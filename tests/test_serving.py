@@ -343,7 +343,7 @@ def test_yujing_serve_answers_over_http(service: dict, tmp_path: Path) -> None:
                 time.sleep(0.5)
         else:
             pytest.fail("yujing serve did not answer within 120 s")
-        assert health["status"] == "ok"
+        assert health["status"] == "ok", health["problems"]
         answer = httpx.post(f"{url}/v1/incidents/score", json=_incident(service), headers=_h(), timeout=10)
         assert answer.status_code == 200 and answer.json()["household"]["engine"] == "model"
         assert httpx.post(f"{url}/v1/incidents/score", json=_incident(service), timeout=10).status_code == 401
