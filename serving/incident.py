@@ -141,7 +141,7 @@ def rules_grade(points: Mapping[str, float], scenarios: dict[str, Scenario]) -> 
     """The scoring rules' verdict: the worst scenario's level, its points and label."""
     best: tuple[int, float, str] | None = None
     for name, scenario in scenarios.items():
-        level = scenario.level(np.array([points[name]]))[0]
+        level = scenario.level_of(points[name])
         rank = LEVELS.index(level) if isinstance(level, str) else len(LEVELS)
         key = (rank, -points[name], name)
         if best is None or key < best:
