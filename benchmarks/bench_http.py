@@ -138,8 +138,8 @@ class Server:
                 "YUJING_API_KEYS": str(work / "keys.json"),
                 "YUJING_RANKINGS_DIR": str(rankings),
                 "YUJING_RELOAD_INTERVAL_SECONDS": "0",
-                # `yujing serve --bundle` alone is not enough with one worker: the CLI reads the settings
-                # (cached) before it exports YUJING_SERVE_BUNDLE, so that worker serves the registry's champion.
+                # Belt and braces: older `yujing serve --bundle` served the registry's champion with one worker
+                # (settings cached before it exported this); /healthz is checked to name the bundle as well.
                 "YUJING_SERVE_BUNDLE": str(bundle),
             }
         )

@@ -21,7 +21,10 @@ alike; the garbage collector stays on (as in the service). Then each part
 alone on the same incidents: the keyword rules (parse, segment, match), the
 dispute model (featurise + ONNX), the household's features and rule points,
 the escalation model on one row, and the occlusion reasons; and a cProfile of
-each mode (top functions by own time).
+each mode (the project's functions by cumulative time, any module's by own
+time). When ``rjieba`` is installed (a dev extra), a what-if table swaps the
+dispute featurizer's segmenter to the rjieba engine in this process (same
+tokens; checked on 300 incidents) to show what that would save.
 
 Part 2, the real models of the bundle (escalation: binary, 82 features;
 dispute: 9 classes, 340 features) on onnxruntime (``OnnxScorer`` of the
@@ -30,6 +33,14 @@ per call (p50/p99) and a batch (best of ``--reps``). The native boosters are
 retrained with the training pipeline's own functions on the same city and
 seed (cached) and checked against the bundle (max |Δp|). The synthetic
 300-tree reference models are benchmarks/bench_scoring.py's.
+
+Part 3, the FastAPI app in process: the same incidents sent through
+``serving.app.create_app`` as raw ASGI calls (no socket, no HTTP parser, no
+uvicorn), one request at a time on one event loop, against
+``score_incident`` alone. The difference is what the app (middlewares, body
+reading and validation, the thread-pool hop of the sync endpoint, response
+serialisation, the audit log) adds per request; bench_http.py measures what
+the HTTP server adds on top.
 """
 
 from __future__ import annotations
@@ -278,6 +289,63 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
             for k, v in nogc.items()
         ],
     )
+    # What-if: the dispute featurizer on the rjieba engine (same tokens as jieba, tested in tests/test_text.py).
+    # Benchmark-only: swaps the featurizer's segmenter in this process; the service is not changed.
+    try:
+        from features.text import Segmenter
+
+        fast = Segmenter(engine="rjieba")
+    except ImportError:
+        fast = None
+    if fast is not None:
+        slow = featurizer.segmenter
+        same = True
+        for x in incidents[:300]:
+            a = score_incident(engine, x, explain=True)
+            featurizer._segmenter = fast
+            same &= a == score_incident(engine, x, explain=True)
+            featurizer._segmenter = slow
+
+        def swapped(explain: bool, seg: object) -> Callable[[int], object]:
+            def fn(i: int) -> object:
+                featurizer._segmenter = seg
+                try:
+                    return score_incident(engine, incidents[i], explain=explain)
+                finally:
+                    featurizer._segmenter = slow
+
+            return fn
+
+        whatif = alternate(
+            {
+                "explain=False, jieba (as served)": swapped(False, slow),
+                "explain=False, rjieba": swapped(False, fast),
+                "explain=True, jieba (as served)": swapped(True, slow),
+                "explain=True, rjieba": swapped(True, fast),
+            },
+            n,
+            blocks=args.blocks,
+        )
+        print(
+            "What-if, score_incident with the dispute featurizer on the rjieba segmenter (benchmark-only swap; "
+            f"answers identical on 300 incidents: {same}), µs:\n"
+        )
+        print_table(
+            ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
+            [
+                [
+                    k,
+                    v["n"],
+                    f"{v['mean']:.0f}",
+                    f"{v['p50']:.0f}",
+                    f"{v['p90']:.0f}",
+                    f"{v['p99']:.0f}",
+                    f"{v['p99.9']:.0f}",
+                    f"{v['max']:.0f}",
+                ]
+                for k, v in whatif.items()
+            ],
+        )
     if args.profile:
         for name, fn in whole.items():
             head, own, ours = profile_table(fn, n, args.top)
@@ -402,6 +470,169 @@ def part_models(work: Path, train_city: Path, bundle: Path, args: argparse.Names
     )
 
 
+# -- part 3: the ASGI app in process ------------------------------------------------------------------------
+
+
+def part_app(city: Path, rankings: Path, bundle: Path, work: Path, args: argparse.Namespace) -> None:
+    import asyncio
+
+    from conf import Settings, get_settings
+    from serving.app import create_app
+    from serving.incident import score_incident
+    from serving.state import ServiceState
+
+    key = "bench-key-0123456789abcdef"
+    keys = work / "keys.json"
+    keys.write_text(json.dumps({key: {"scope": "city"}}), encoding="utf-8")
+    settings = Settings(home=work / "var", api_keys_file=keys, rankings_dir=rankings, serve_bundle=bundle)
+    state = ServiceState(rankings_dir=rankings, thresholds=get_settings().level_thresholds, bundle=bundle)
+    app = create_app(settings, state)
+    incidents = incidents_for(city, state.engine.history, args.incidents, args.seed)
+    n = len(incidents)
+    bodies = [json.dumps(x, ensure_ascii=False).encode() for x in incidents]
+    k = 50
+    batches = [
+        json.dumps({"incidents": [incidents[(i + j) % n] for j in range(k)]}, ensure_ascii=False).encode()
+        for i in range(0, n, k)
+    ]
+
+    async def call(path: str, query: bytes, body: bytes, method: str = "POST", target: object = app) -> int:
+        done = asyncio.Event()
+        sent = False
+        status = 0
+
+        async def receive() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif not message.get("more_body", False):
+                done.set()
+
+        headers = [(b"host", b"bench"), (b"x-api-key", key.encode())]
+        if method == "POST":
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "headers": headers,
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {},
+        }  # fmt: skip
+        await target(scope, receive, send)  # type: ignore[operator]
+        return status
+
+    async def run() -> dict[str, dict]:
+        when = {"direct": [], "asgi": [], "asgi_explain": [], "healthz": []}
+        for i in range(min(50, n)):  # warm-up
+            assert await call("/v1/incidents/score", b"explain=false", bodies[i]) == 200
+        for b in range(args.blocks):
+            for i in range(b * -(-n // args.blocks), min(n, (b + 1) * -(-n // args.blocks))):
+                j, m = (i + n // 3) % n, (i + 2 * n // 3) % n  # a different incident for each contender
+                t0 = time.perf_counter_ns()
+                score_incident(state.engine, incidents[i], explain=False)
+                t1 = time.perf_counter_ns()
+                status = await call("/v1/incidents/score", b"explain=false", bodies[j])
+                t2 = time.perf_counter_ns()
+                await call("/v1/incidents/score", b"", bodies[m])
+                t3 = time.perf_counter_ns()
+                await call("/healthz", b"", b"", method="GET")
+                t4 = time.perf_counter_ns()
+                assert status == 200, status
+                when["direct"].append(t1 - t0)
+                when["asgi"].append(t2 - t1)
+                when["asgi_explain"].append(t3 - t2)
+                when["healthz"].append(t4 - t3)
+        per_batch = []
+        for _ in range(2):
+            for body in batches:
+                t0 = time.perf_counter_ns()
+                assert await call("/v1/incidents/score-batch", b"explain=false", body) == 200
+                per_batch.append((time.perf_counter_ns() - t0) / k)
+        refs = {}
+        for label, bare in bare_apps().items():
+            for _ in range(200):
+                await call("/x", b"", b"", "GET", bare)
+            ts = []
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                await call("/x", b"", b"", "GET", bare)
+                ts.append(time.perf_counter_ns() - t0)
+            refs[label] = percentiles(ts)
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            await anyio.to_thread.run_sync(lambda: None)
+            ts.append(time.perf_counter_ns() - t0)
+        refs["reference: anyio.to_thread.run_sync(no-op), the hop of a sync route or dependency"] = percentiles(ts)
+        out = {
+            "score_incident(explain=False), direct": percentiles(when["direct"]),
+            "POST /v1/incidents/score?explain=false through the app": percentiles(when["asgi"]),
+            "POST /v1/incidents/score (explain) through the app": percentiles(when["asgi_explain"]),
+            "GET /healthz through the app": percentiles(when["healthz"]),
+            f"POST score-batch x{k} explain=false, per incident": percentiles(per_batch),
+            **refs,
+        }
+        return out
+
+    import anyio.to_thread
+
+    def bare_apps() -> dict[str, object]:
+        """Minimal FastAPI apps with one GET route: what the framework's parts cost without our code."""
+        from fastapi import FastAPI, Request
+
+        out = {}
+        for sync in (False, True):
+            for middleware in (False, True):
+                bare = FastAPI()
+                if middleware:
+
+                    @bare.middleware("http")
+                    async def passthrough(request: Request, call_next):  # type: ignore[no-untyped-def]
+                        return await call_next(request)
+
+                if sync:
+
+                    @bare.get("/x")
+                    def route_sync() -> dict:
+                        return {"ok": True}
+                else:
+
+                    @bare.get("/x")
+                    async def route_async() -> dict:
+                        return {"ok": True}
+
+                kind = "def (thread pool)" if sync else "async def"
+                extra = " + one @app.middleware('http')" if middleware else ""
+                out[f"reference: bare FastAPI GET, {kind} route{extra}"] = bare
+        return out
+
+    res = asyncio.run(run())
+    print(f"The FastAPI app in process (raw ASGI calls, no socket or HTTP server), {n:,} incidents, µs:\n")
+    print_table(
+        ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
+        [
+            [
+                k,
+                v["n"],
+                f"{v['mean']:.0f}",
+                f"{v['p50']:.0f}",
+                f"{v['p90']:.0f}",
+                f"{v['p99']:.0f}",
+                f"{v['p99.9']:.0f}",
+                f"{v['max']:.0f}",
+            ]
+            for k, v in res.items()
+        ],
+    )
+    state.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache shared with bench_ranking.py")
@@ -413,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--top", type=int, default=25, help="cProfile rows")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument("--only", choices=["incidents", "models"], help="run one part only")
+    parser.add_argument("--only", choices=["incidents", "models", "app"], help="run one part only")
     parser.add_argument("--small", action="store_true", help="training city, fewer incidents, rows and reps")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
@@ -425,11 +656,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(machine())
     bundle = ensure_bundle(work)
     train_city = ensure_city(work, TRAIN_PERSONS, TRAIN_SEED)
-    if args.only in (None, "incidents"):
+    if args.only in (None, "incidents", "app"):
         city = ensure_city(work, args.persons, TRAIN_SEED if args.persons == TRAIN_PERSONS else CITY_SEED)
         rankings = ensure_ranking(work, city, bundle)
         print(f"city {city.name}, bundle {bundle}\n")
-        part_incidents(city, rankings, bundle, args)
+        if args.only in (None, "incidents"):
+            part_incidents(city, rankings, bundle, args)
+        if args.only in (None, "app"):
+            part_app(city, rankings, bundle, work, args)
     if args.only in (None, "models"):
         part_models(work, train_city, bundle, args)
     print(json.dumps({"load_average_end": os.getloadavg()}))

@@ -36,6 +36,28 @@ from serving.incident import HouseholdNotFound, score_incident
 from serving.state import ServiceState, ranking_folder
 
 API_VERSION = "v1"
+
+
+def _tcp_nodelay_for_all_tcp_sockets() -> None:
+    """Turn Nagle off on every accepted TCP connection, also under ``uvicorn --workers N``.
+
+    uvicorn's multi-worker listener is created without ``IPPROTO_TCP``
+    (Kludex/uvicorn#3149), and asyncio sets ``TCP_NODELAY`` only when the
+    socket's ``proto`` says TCP, so every keep-alive response waited ~40 ms
+    for the client's delayed ACK (docs/performance.md). uvloop, used when
+    installed, sets it itself.
+    """
+    import asyncio.base_events
+    import socket
+
+    def set_nodelay(sock: socket.socket) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    asyncio.base_events._set_nodelay = set_nodelay  # type: ignore[attr-defined]
+
+
+_tcp_nodelay_for_all_tcp_sockets()
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 
 
@@ -403,8 +425,11 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     return app
 
 
-def principal_of(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Principal:
-    """The key's principal; 401 without a known key. Remembered on the request for the audit log."""
+async def principal_of(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Principal:
+    """The key's principal; 401 without a known key. Remembered on the request for the audit log.
+
+    ``async``: a constant-time lookup needs no worker thread (a sync dependency costs a thread-pool hop).
+    """
     principal = request.app.state.keys.lookup(x_api_key)
     if principal is None:
         raise HTTPException(401, "missing or unknown API key (send it in the X-API-Key header)")
