@@ -170,6 +170,16 @@ def rule_features(texts: Sequence[str], matcher: KeywordMatcher | None = None) -
     :func:`score_text` for the same text. ``df.attrs["lexicon_version"]``
     records the library the features came from.
     """
+    return _rule_table(texts, matcher)[0]
+
+
+def _rule_table(texts: Sequence[str], matcher: KeywordMatcher | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`rule_features` and each text's category verdict (None: not a dispute).
+
+    The verdicts are returned beside the frame, not in ``df.attrs``: pandas
+    deep-copies ``attrs`` into every frame derived from it, which for a city's
+    600k incidents cost seconds per copy.
+    """
     m = matcher if matcher is not None else get_matcher()
     rows: list[tuple[float, ...]] = []
     verdicts: list[str | None] = []
@@ -190,8 +200,7 @@ def rule_features(texts: Sequence[str], matcher: KeywordMatcher | None = None) -
     columns["n_deescalation"] = arr[:, n_cat + 3].astype(np.int32)
     df = pd.DataFrame(columns, index=texts.index if isinstance(texts, pd.Series) else None)
     df.attrs["lexicon_version"] = m.version
-    df.attrs["category"] = np.array(verdicts, dtype=object)
-    return df
+    return df, np.array(verdicts, dtype=object)
 
 
 def rule_verdicts(texts: Sequence[str], matcher: KeywordMatcher | None = None) -> pd.DataFrame:
@@ -200,8 +209,7 @@ def rule_verdicts(texts: Sequence[str], matcher: KeywordMatcher | None = None) -
     The table the pipeline keeps per incident; models take only the
     :func:`rule_feature_names` columns from it.
     """
-    df = rule_features(texts, matcher)
-    category = df.attrs["category"]
+    df, category = _rule_table(texts, matcher)
     df["category"] = category
     df["is_dispute"] = pd.notna(category)
     return df

@@ -126,6 +126,48 @@ class BodyLimit:
             await _send_json(send, 413, {"detail": f"body larger than {self.limit} bytes"})
 
 
+class AuditLog:
+    """ASGI middleware: one JSON line per request, who read what (a pure ASGI layer: no per-request task).
+
+    Handlers add what they read to ``request.state.audit``; the key check puts
+    the principal on ``request.state.principal``. Bodies are never logged.
+    """
+
+    def __init__(self, app: ASGIApp, logger: logging.Logger) -> None:
+        self.app, self.logger = app, logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = scope.setdefault("state", {})
+        state.update(audit={}, principal=None)
+        status = 500
+
+        async def send_and_see(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_see)
+        finally:
+            principal: Principal | None = state.get("principal")
+            route = scope.get("route")
+            line = {
+                "at": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+                "who": principal.describe() if principal else None,
+                "method": scope.get("method"),
+                "route": getattr(route, "path", "(unmatched)"),
+                "status": status,
+                "read": state.get("audit", {}),
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            self.logger.info(json.dumps(line, ensure_ascii=False))
+
+
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -208,6 +250,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         app.state.service.watch(settings.reload_interval_seconds)
     app.state.keys = keys
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(AuditLog, logger=audit)
     stores: dict[str, Any] = {}
 
     def warning_store() -> Any:
@@ -233,30 +276,6 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _clean_errors(list(exc.errors()))}, status_code=422)
-
-    @app.middleware("http")
-    async def audit_requests(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        started = time.perf_counter()
-        request.state.audit = {}
-        request.state.principal = None
-        response = await call_next(request)
-        route = request.scope.get("route")
-        principal: Principal | None = request.state.principal
-        audit.info(
-            json.dumps(
-                {
-                    "at": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-                    "who": principal.describe() if principal else None,
-                    "method": request.method,
-                    "route": getattr(route, "path", "(unmatched)"),
-                    "status": response.status_code,
-                    "read": request.state.audit,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-                ensure_ascii=False,
-            )
-        )
-        return response
 
     def scored(request: Request, principal: Principal, incident: IncidentIn, explain: bool = True) -> dict[str, Any]:
         engine = request.app.state.service.engine
