@@ -17,7 +17,7 @@ to the registry, cases and visits since the ranking date.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from features.schema import CATEGORIES
@@ -52,23 +52,6 @@ class Call:
     third_party: bool
     distinct_start: bool
     person_id: str | None = None
-
-    @classmethod
-    def from_mapping(cls, row: Mapping[str, object]) -> Call:
-        """A call from a stored row or a scored incident (keys as in :data:`CALL_COLUMNS`)."""
-        category = row.get("category")
-        person = row.get("person_id")
-        return cls(
-            received_sec=int(row["received_sec"]),  # type: ignore[call-overload]
-            is_dispute=bool(row["is_dispute"]),
-            category=category if isinstance(category, str) else None,
-            dispute_score=float(row["dispute_score"]),  # type: ignore[arg-type]
-            n_deescalation=int(row["n_deescalation"]),  # type: ignore[call-overload]
-            cues=frozenset(g for g in CUE_GROUPS if row.get(f"cue_{g}")),
-            third_party=bool(row.get("third_party", False)),
-            distinct_start=bool(row.get("distinct_start", False)),
-            person_id=person if isinstance(person, str) and person else None,
-        )
 
 
 def call_feature_names() -> list[str]:
