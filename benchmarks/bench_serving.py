@@ -80,6 +80,15 @@ from bench_ranking import (  # noqa: E402
 from bench_scoring import print_table, throughput  # noqa: E402
 
 
+def print_latencies(results: dict[str, dict[str, float]]) -> None:
+    """One row per contender: calls, mean and percentiles in µs."""
+    columns = ("mean", "p50", "p90", "p99", "p99.9", "max")
+    print_table(
+        ["what", "calls", *columns],
+        [[k, v["n"], *(f"{v[c]:.0f}" for c in columns)] for k, v in results.items()],
+    )
+
+
 def percentiles(ns: Sequence[int]) -> dict[str, float]:
     """Latency summary in microseconds."""
     a = np.asarray(ns, dtype=np.float64) / 1e3
@@ -247,22 +256,7 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
     res = alternate(whole, n, blocks=args.blocks)
     res.update(alternate(parts, n, blocks=args.blocks))
     print(f"Single incident in process, {n:,} real incidents per row, µs (target: p99 <= 1,000 µs):\n")
-    print_table(
-        ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
-        [
-            [
-                k,
-                v["n"],
-                f"{v['mean']:.0f}",
-                f"{v['p50']:.0f}",
-                f"{v['p90']:.0f}",
-                f"{v['p99']:.0f}",
-                f"{v['p99.9']:.0f}",
-                f"{v['max']:.0f}",
-            ]
-            for k, v in res.items()
-        ],
-    )
+    print_latencies(res)
     # The same with the collector held off, to show what the tail owes to gc pauses.
     gc.collect()
     gc.freeze()
@@ -273,22 +267,7 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
         gc.enable()
         gc.unfreeze()
     print("The same two, garbage collector disabled during the measurement (gc.freeze + gc.disable), µs:\n")
-    print_table(
-        ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
-        [
-            [
-                k,
-                v["n"],
-                f"{v['mean']:.0f}",
-                f"{v['p50']:.0f}",
-                f"{v['p90']:.0f}",
-                f"{v['p99']:.0f}",
-                f"{v['p99.9']:.0f}",
-                f"{v['max']:.0f}",
-            ]
-            for k, v in nogc.items()
-        ],
-    )
+    print_latencies(nogc)
     # What-if: the dispute featurizer on the rjieba engine (same tokens as jieba, tested in tests/test_text.py).
     # Benchmark-only: swaps the featurizer's segmenter in this process; the service is not changed.
     try:
@@ -330,22 +309,7 @@ def part_incidents(city: Path, rankings: Path, bundle: Path, args: argparse.Name
             "What-if, score_incident with the dispute featurizer on the rjieba segmenter (benchmark-only swap; "
             f"answers identical on 300 incidents: {same}), µs:\n"
         )
-        print_table(
-            ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
-            [
-                [
-                    k,
-                    v["n"],
-                    f"{v['mean']:.0f}",
-                    f"{v['p50']:.0f}",
-                    f"{v['p90']:.0f}",
-                    f"{v['p99']:.0f}",
-                    f"{v['p99.9']:.0f}",
-                    f"{v['max']:.0f}",
-                ]
-                for k, v in whatif.items()
-            ],
-        )
+        print_latencies(whatif)
     if args.profile:
         for name, fn in whole.items():
             head, own, ours = profile_table(fn, n, args.top)
@@ -614,22 +578,7 @@ def part_app(city: Path, rankings: Path, bundle: Path, work: Path, args: argpars
 
     res = asyncio.run(run())
     print(f"The FastAPI app in process (raw ASGI calls, no socket or HTTP server), {n:,} incidents, µs:\n")
-    print_table(
-        ["what", "calls", "mean", "p50", "p90", "p99", "p99.9", "max"],
-        [
-            [
-                k,
-                v["n"],
-                f"{v['mean']:.0f}",
-                f"{v['p50']:.0f}",
-                f"{v['p90']:.0f}",
-                f"{v['p99']:.0f}",
-                f"{v['p99.9']:.0f}",
-                f"{v['max']:.0f}",
-            ]
-            for k, v in res.items()
-        ],
-    )
+    print_latencies(res)
     state.close()
 
 

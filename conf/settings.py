@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def setting_default(name: str) -> Any:
+    """A setting's built-in default (not the environment's or the TOML file's): dataclass defaults mirror these."""
+    spec = Settings.model_fields[name]
+    return spec.default_factory() if spec.default_factory is not None else spec.default  # type: ignore[call-arg]
+
+
 @lru_cache(maxsize=1)
 def get_settings(**overrides: Any) -> Settings:
     """The process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""

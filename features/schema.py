@@ -30,6 +30,18 @@ CATEGORIES: tuple[str, ...] = (
 )
 """The 8 dispute categories (BRIEF §4), in the order of their share."""
 
+CATEGORY_NAMES: dict[str, str] = {
+    "debt": "经济债务",
+    "family": "婚姻家庭",
+    "neighbor": "邻里",
+    "land": "土地草场",
+    "labor": "劳资",
+    "medical_school": "涉医涉校",
+    "property": "房产物业",
+    "other": "其他",
+}
+"""What a station calls each category (reasons, pages, CSV)."""
+
 ID_NUMBER_PATTERN = r"^\d{17}[\dX]$"
 """An 18-digit resident ID (last character may be X). Registry tables carry it whole."""
 

@@ -15,18 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from features.schema import CATEGORY_NAMES
 from models.warning import CUE_PHRASES
 
-_CATEGORIES = {
-    "debt": "经济债务",
-    "family": "婚姻家庭",
-    "neighbor": "邻里",
-    "land": "土地草场",
-    "labor": "劳资",
-    "medical_school": "涉医涉校",
-    "property": "房产物业",
-    "other": "其他",
-}
 _FIXED = {
     "acceleration": "报警频次上升",
     "days_since_last_dispute": "距上次纠纷报警{v:.0f}天",
@@ -69,7 +60,7 @@ def phrase(feature: str, value: float) -> str:
         kind = "报警" if m[1] == "calls" else "纠纷报警"
         return f"近{m[2]}天{kind}{value:.0f}次"
     if m := _CAT.match(feature):
-        return f"近{m[2]}天{_CATEGORIES.get(m[1], m[1])}纠纷{value:.0f}次"
+        return f"近{m[2]}天{CATEGORY_NAMES.get(m[1], m[1])}纠纷{value:.0f}次"
     if m := _CUE.match(feature):
         return f"近{m[2]}天出现{CUE_PHRASES.get(m[1], m[1])}表述{value:.0f}次"
     if m := _POINTS.match(feature):

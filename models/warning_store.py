@@ -103,17 +103,7 @@ REQUIRED_COLUMNS = (
 )
 # The fields a ranking owns. A re-run compares exactly these (plus ``active``) to decide whether a
 # row changed; status, outcome and the timestamps belong to the closed loop and are never touched.
-_SCORE_FIELDS = (
-    "station_id",
-    "county_code",
-    "level",
-    "probability",
-    "rank_in_station",
-    "category",
-    "engine",
-    "model_version",
-    "reasons",
-)
+_SCORE_FIELDS = tuple(c for c in REQUIRED_COLUMNS if c != "household_id")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CHUNK = 500  # ids per IN (...) list: far under SQLite's and PostgreSQL's parameter limits
 _MAX_ACTOR = 64

@@ -49,7 +49,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.schema import CATEGORIES
+from features.schema import CATEGORIES, CATEGORY_NAMES
 from models.warning import LEVELS, load_scenarios
 
 STRING_COLUMNS = (
@@ -115,16 +115,6 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 LEVEL_COLOURS = {"red": "#d62728", "orange": "#ff7f0e", "yellow": "#e6b800", "blue": "#1f77b4"}
 LEVEL_NAMES = {"red": "红色预警", "orange": "橙色预警", "yellow": "黄色预警", "blue": "蓝色预警"}
 ENGINE_NAMES = {"model": "模型", "rules": "积分规则"}
-CATEGORY_NAMES = {
-    "debt": "经济债务",
-    "family": "婚姻家庭",
-    "neighbor": "邻里",
-    "land": "土地草场",
-    "labor": "劳资",
-    "medical_school": "涉医涉校",
-    "property": "房产物业",
-    "other": "其他",
-}
 assert tuple(CATEGORY_NAMES) == CATEGORIES and tuple(LEVEL_NAMES) == LEVELS
 
 CSV_COLUMNS: dict[str, str] = {

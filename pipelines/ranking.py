@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from conf import Settings
+from conf.settings import setting_default
 from features.online import CALL_COLUMNS, call_feature_names
 from features.snapshots import build_snapshots, caller_flags, household_codes, to_seconds
 from models.levels import LEVELS, assign_levels, threshold_levels
@@ -42,17 +43,12 @@ class RankingError(ValueError):
     """The ranking cannot run as asked; the message names the input and the fix."""
 
 
-def _setting_default(name: str) -> Any:
-    factory = Settings.model_fields[name].default_factory
-    return factory() if factory is not None else Settings.model_fields[name].default  # type: ignore[call-arg]
-
-
 @dataclass(frozen=True)
 class RankConfig:
     """The knobs of a daily ranking; defaults and meanings are the settings object's (conf/settings.py)."""
 
-    thresholds: dict[str, float] = field(default_factory=lambda: _setting_default("level_thresholds"))
-    capacity: dict[str, int] = field(default_factory=lambda: _setting_default("station_capacity"))
+    thresholds: dict[str, float] = field(default_factory=lambda: setting_default("level_thresholds"))
+    capacity: dict[str, int] = field(default_factory=lambda: setting_default("station_capacity"))
     reasons_per_household: int = 3
     terms_per_household: int = 8
     history_days: int = 730
@@ -270,8 +266,9 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
     model = model_reasons(scored, warned, config.reasons_per_household)
     rules = rule_reasons(prepared, warned_ids, scored.day)
     terms = matched_terms(prepared, warned_ids, scored.day, config.terms_per_household)
-    empty: list[list[str]] = [[] for _ in range(len(frame))]
-    model_col, rules_col, terms_col = list(empty), [[] for _ in frame.index], [[] for _ in frame.index]
+    model_col: list[list[str]] = [[] for _ in range(len(frame))]
+    rules_col: list[list[str]] = [[] for _ in range(len(frame))]
+    terms_col: list[list[str]] = [[] for _ in range(len(frame))]
     for i, row in enumerate(warned):
         model_col[row] = model[i]
         rules_col[row] = rules.get(warned_ids[i]) or [NO_RULE_POINTS]
@@ -369,24 +366,14 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
 
 def warnings_rows(ranking: pd.DataFrame) -> pd.DataFrame:
     """The warned households as the warnings table takes them (models/warning_store.py)."""
+    from models.warning_store import REQUIRED_COLUMNS
+
     warned = ranking[ranking["level"].notna()].copy()
     warned["reasons"] = [
         {"model": list(m), "rules": list(r), "terms": list(t)}
         for m, r, t in zip(warned["model_reasons"], warned["rules_reasons"], warned["matched_terms"], strict=True)
     ]
-    columns = [
-        "household_id",
-        "station_id",
-        "county_code",
-        "level",
-        "probability",
-        "rank_in_station",
-        "category",
-        "engine",
-        "model_version",
-        "reasons",
-    ]
-    return warned[columns].reset_index(drop=True)
+    return warned[list(REQUIRED_COLUMNS)].reset_index(drop=True)
 
 
 def manifest_for(prepared: Prepared, scored: Scored, ranking: pd.DataFrame, config: RankConfig) -> dict[str, Any]:

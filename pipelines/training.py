@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from conf import Settings
+from conf.settings import setting_default
 from features.fingerprint import dataset_fingerprint
 from features.labels import dispute_labels_from_codes
 from features.lexicon import default_lexicon
@@ -40,23 +41,20 @@ from models.warning import load_scenarios, points_at_snapshots
 REPO = Path(__file__).resolve().parents[1]
 
 
-_SETTINGS_DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """The knobs of one training run; defaults and meanings are the settings object's (conf/settings.py)."""
 
-    horizon_days: int = _SETTINGS_DEFAULTS["horizon_days"]
-    snapshot_every_days: int = _SETTINGS_DEFAULTS["snapshot_every_days"]
-    split_fractions: tuple[float, float, float] = _SETTINGS_DEFAULTS["split_fractions"]
-    embargo_days: int = _SETTINGS_DEFAULTS["embargo_days"]
-    top_k: int = _SETTINGS_DEFAULTS["top_k"]
-    bootstrap_samples: int = _SETTINGS_DEFAULTS["bootstrap_samples"]
-    promotion_margin: float = _SETTINGS_DEFAULTS["promotion_margin"]
-    promotion_metric: str = _SETTINGS_DEFAULTS["promotion_metric"]
-    parity_rows: int = _SETTINGS_DEFAULTS["parity_rows"]
-    seed: int = _SETTINGS_DEFAULTS["seed"]
+    horizon_days: int = setting_default("horizon_days")
+    snapshot_every_days: int = setting_default("snapshot_every_days")
+    split_fractions: tuple[float, float, float] = setting_default("split_fractions")
+    embargo_days: int = setting_default("embargo_days")
+    top_k: int = setting_default("top_k")
+    bootstrap_samples: int = setting_default("bootstrap_samples")
+    promotion_margin: float = setting_default("promotion_margin")
+    promotion_metric: str = setting_default("promotion_metric")
+    parity_rows: int = setting_default("parity_rows")
+    seed: int = setting_default("seed")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainConfig:

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -328,7 +329,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         p = household.probability
         level = None
         if p is not None:
-            level = threshold_levels(pd.Series([p]).to_numpy(), engine.thresholds)[0]
+            level = threshold_levels(np.array([p]), engine.thresholds)[0]
         warning = from_store("latest_for_household", household_id)
         return {
             "household_id": household_id,
