@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ahocorasick
 
-from features.lexicon import CATEGORIES, CUE_GROUPS, Lexicon, default_lexicon
+from features.lexicon import CATEGORIES, CUE_GROUPS, MATCHER_KINDS, Lexicon, default_lexicon
 from features.text import normalize
 
 NEGATION_WINDOW = 6
@@ -58,6 +59,8 @@ cue in the next thought of a run-on sentence (110 call takers often skip commas)
 """
 SCOPE_BREAKS = frozenset("，。；！？,.;!?、 \n\r\t但却")
 """Characters that end a negation's scope."""
+WEAK_WEIGHT = 0.5
+"""Category terms below this weight name a setting rather than a dispute (see ``summary_normalized(mute=)``)."""
 WEIGHT_CAP = 0.999
 """Weights are capped before ``-ln(1 - w)`` so a weight of 1.0 stays finite and comparable."""
 
@@ -70,7 +73,8 @@ _NEG, _DEESC = 1, 2
 # _P_BLEN is the term's length in UTF-8 bytes (the automaton runs on bytes, see _to_bytes).
 _Payload = tuple[Any, ...]
 _Span = tuple[int, int, _Payload]  # (byte start, byte end, payload)
-_P_TID, _P_BLEN, _P_CAT, _P_EVID, _P_CUE, _P_NEG, _P_SCOPE, _P_ABSORB, _P_ENTRIES, _P_TERM = range(10)
+_P_TID, _P_BLEN, _P_CAT, _P_EVID, _P_CUE, _P_NEG, _P_SCOPE, _P_ABSORB, _P_ENTRIES, _P_TERM, _P_SUBJ = range(11)
+_OTHER = CATEGORIES.index("other")
 
 
 def _to_bytes(text: str) -> str:
@@ -119,6 +123,8 @@ class MatchSummary:
     negated_mask: int
     n_negation: int
     n_deescalation: int
+    other_subject: float = 0.0
+    """The part of ``other``'s evidence from terms that name a subject (交通事故, 消费纠纷), not a conflict."""
 
 
 def cue_groups_of(mask: int) -> list[str]:
@@ -134,7 +140,8 @@ class KeywordMatcher:
         self.version = lexicon.version
         by_term: dict[str, list[tuple[str, str, float]]] = {}
         for e in lexicon.entries:
-            by_term.setdefault(e.term, []).append((e.kind, e.group, e.weight))
+            if e.kind in MATCHER_KINDS:  # role and frame rows are read by features.frames
+                by_term.setdefault(e.term, []).append((e.kind, e.group, e.weight))
 
         # Cue groups contained in each negation term define that negation's scope.
         cue_terms = {t: rows for t, rows in by_term.items() if any(k == "cue" for k, _g, _w in rows)}
@@ -144,6 +151,9 @@ class KeywordMatcher:
         if cue_terms:
             cue_auto.make_automaton()
 
+        conflict_words = [
+            e.term for e in lexicon.entries if e.kind == "frame" and e.group in ("bilateral", "act", "claim")
+        ]
         auto = ahocorasick.Automaton()
         for tid, (term, rows) in enumerate(sorted(by_term.items())):
             cat, evid, cue, neg, scope, absorb = -1, 0.0, 0, 0, 0, 0
@@ -163,7 +173,10 @@ class KeywordMatcher:
                                 absorb |= _CUE_BIT[group]
                 scope = absorb or _ALL_CUES
             key = _to_bytes(term)
-            payload = (tid, len(key), cat, evid, cue, neg, scope, absorb, tuple(rows), term)
+            # an ``other`` term that contains a conflict word (发生纠纷, 吵架) says there is a dispute, not
+            # what it is about; only the rest (交通事故, 消费纠纷, 误工费) name ``other`` as a subject
+            subject = cat == _OTHER and not any(c in term for c in conflict_words)
+            payload = (tid, len(key), cat, evid, cue, neg, scope, absorb, tuple(rows), term, subject)
             auto.add_word(key, payload)
         auto.make_automaton()
         self._auto = auto
@@ -247,19 +260,31 @@ class KeywordMatcher:
         """Fast path for scoring: normalise and summarise without per-match objects."""
         return self.summary_normalized(normalize(text))
 
-    def summary_normalized(self, text: str, start: int = 0) -> MatchSummary:
-        """:meth:`summary` for text already normalised, scanning ``text[start:]``."""
+    def summary_normalized(self, text: str, start: int = 0, mute: Sequence[tuple[int, int]] = ()) -> MatchSummary:
+        """:meth:`summary` for text already normalised, scanning ``text[start:]``.
+
+        ``mute`` lists character ranges (indexing ``text``) whose *weak* category terms
+        (weight below :data:`WEAK_WEIGHT`) count for nothing: the rules pass the relation
+        words that do not stand as the other party of a conflict (``其女儿被人…``), so a
+        daughter who was harmed by a stranger does not vote for ``family``.
+        """
         data = _to_bytes(text[start:] if start else text)
         spans = self._spans(data)
         if not spans:
             return _EMPTY
+        muted = _byte_ranges(text, start, mute) if mute else ()
         evidence = [0.0] * len(CATEGORIES)
+        other_subject = 0.0
         seen: set[int] = set()
         cue_any = n_neg = n_deesc = 0
-        for _s, _e, p in spans:
+        for s, e, p in spans:
             if p[_P_CAT] >= 0 and p[_P_TID] not in seen:
+                if muted and p[_P_EVID] < _WEAK_EVID and any(s < me and e > ms for ms, me in muted):
+                    continue
                 seen.add(p[_P_TID])
                 evidence[p[_P_CAT]] += p[_P_EVID]
+                if p[_P_SUBJ]:
+                    other_subject += p[_P_EVID]
             cue_any |= p[_P_CUE]
             if p[_P_NEG]:
                 if p[_P_NEG] == _NEG:
@@ -267,16 +292,26 @@ class KeywordMatcher:
                 else:
                     n_deesc += 1
         if not n_neg:
-            return MatchSummary(tuple(evidence), cue_any, 0, 0, n_deesc)
+            return MatchSummary(tuple(evidence), cue_any, 0, 0, n_deesc, other_subject)
         negated, cancelled = self._negate(data, spans)
         kept = 0
         for (_s, _e, p), bits in zip(spans, negated, strict=True):
             kept |= p[_P_CUE] & ~bits
             cancelled |= bits
-        return MatchSummary(tuple(evidence), kept, cancelled, n_neg, n_deesc)
+        return MatchSummary(tuple(evidence), kept, cancelled, n_neg, n_deesc, other_subject)
 
 
 _EMPTY = MatchSummary((0.0,) * len(CATEGORIES), 0, 0, 0, 0)
+_WEAK_EVID = -math.log1p(-WEAK_WEIGHT)
+
+
+def _byte_ranges(text: str, start: int, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Character ranges of ``text`` as byte offsets into ``_to_bytes(text[start:])``."""
+    out = []
+    for s, e in ranges:
+        bs = len(text[start:s].encode("utf-8"))
+        out.append((bs, bs + len(text[s:e].encode("utf-8"))))
+    return out
 
 
 _CACHE: dict[str, KeywordMatcher] = {}

@@ -79,11 +79,34 @@ CUE_GROUPS: tuple[str, ...] = (
     "repeat",
 )
 NEGATION_GROUPS: tuple[str, ...] = ("negation", "deescalation")
+CONFLICT_FRAMES: tuple[str, ...] = ("bilateral", "act", "claim")
+"""Frames that make a conflict: a disagreement, an act against another party, a claim on another party."""
+EXCLUSION_FRAMES: tuple[str, ...] = (
+    "excl_theft",
+    "excl_fraud",
+    "excl_robbery",
+    "excl_sexual",
+    "excl_help",
+    "excl_missing",
+    "excl_business",
+    "excl_crash",
+    "excl_fire",
+    "excl_lost",
+    "excl_tip",
+    "excl_consult",
+)
+"""Frames of calls that are not disputes unless a relationship is explicit (docs/dispute-definition.md)."""
+FRAME_GROUPS: tuple[str, ...] = (*CONFLICT_FRAMES, "stranger", *EXCLUSION_FRAMES)
 GROUPS_BY_KIND: dict[str, tuple[str, ...]] = {
     "category": CATEGORIES,
     "cue": CUE_GROUPS,
     "negation": NEGATION_GROUPS,
+    "role": CATEGORIES,
+    "frame": FRAME_GROUPS,
 }
+MATCHER_KINDS: frozenset[str] = frozenset({"category", "cue", "negation"})
+"""Kinds matched by the keyword automaton (features/keywords.py); ``role`` and ``frame`` rows are read
+by the structure reader (features/frames.py), which sees every occurrence, so they hide nothing."""
 MATCH_MODES: tuple[str, ...] = ("substr",)
 HEADER: tuple[str, ...] = ("term", "kind", "group", "weight", "match", "note")
 MIN_CATEGORY_ENTRIES = 2400
@@ -274,7 +297,8 @@ def validate(lexicon: Lexicon) -> list[str]:
                 "Fix: use one match mode for all rows of a term"
             )
 
-    problems.extend(_containment_problems(by_term, at))
+    matched = {t: [e for e in rows if e.kind in MATCHER_KINDS] for t, rows in by_term.items()}
+    problems.extend(_containment_problems({t: rows for t, rows in matched.items() if rows}, at))
     problems.extend(_coverage_problems(lexicon))
     return problems
 

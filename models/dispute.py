@@ -6,11 +6,15 @@ what they flag is a traffic quarrel, a KTV noise complaint or a street fight
 evidence *and* the words around it can learn which flagged calls are not household
 disputes and which setting word really names the type.
 
-* **One multiclass model** over ``CLASSES = ("none", *CATEGORIES)``:
-  ``dispute_score = 1 - P(none)``, ``is_dispute = dispute_score >= threshold``,
-  ``category = argmax`` over the 8 categories (``None`` when not a dispute, as the rules
-  do, so :func:`models.evaluation.dispute_metrics` scores both alike). One model instead
-  of a binary + a category model: one artifact, one ONNX graph, probabilities that add up.
+* **Two boosters.** A binary *gate* ``P(dispute)`` with LightGBM ``monotone_constraints``
+  on the rule evidence (:data:`MONOTONE`): a conflict frame, a named other side, a
+  violence or threat cue, the rules' own verdict can only *raise* P(dispute), an
+  exclusion frame only lower it — so no learned quirk of the simulator can make
+  "beaten by her husband" less of a dispute than "quarrelled with her husband". And a
+  category model over the 8 types, trained on disputes only. ``P(none) = 1 - gate``,
+  ``P(c) = gate x P(c | dispute)``: the 9 probabilities of :data:`CLASSES` still add up.
+  (One multiclass model cannot be monotone in P(dispute): LightGBM applies one constraint
+  to every class's trees.)
 * **Small and deterministic**: 15 leaves, at most 150 rounds (x 9 classes), early
   stopping on the tuning period, ``deterministic=True``, fixed seed, one thread (on the
   2-core machine a second thread made training 5-15x *slower* whenever anything else
@@ -20,11 +24,12 @@ disputes and which setting word really names the type.
 * **Threshold** tuned on the tuning period for F1 (see :func:`tune_threshold` and
   docs/dispute-model.md for why not "recall at the rules' precision"), stored as a
   float32-representable number so an ONNX graph comparing float32 scores agrees.
-* **Fusion** (:func:`fuse`): the model decides on text that looks like what it was
-  trained on; on out-of-distribution text (many content words unknown to the training
-  vocabulary: court prose, a new call-taker's style, another region) the keyword rules
-  decide, because the rules were written from real usage and measured on real text,
-  while the model has only ever seen the simulator's 110 phrasing.
+* **Fusion** (:func:`fuse_one`, :func:`fuse`): the rules answer first; the model can only
+  add to them. On out-of-distribution text (court prose, a new call-taker's style) the
+  rules answer whole. In distribution the model may drop a *weak* rule verdict (no named
+  other side, no named dispute) only when it is confident, may add a dispute the rules
+  missed only when confident and no exclusion frame spoke, and never touches a strong
+  rule verdict (``被丈夫殴打`` stays a family dispute whatever the model says).
 
 Temporal evaluation only (:func:`split_incidents_by_time`): train on the past, tune on
 the next period, test on the latest; no day in two splits.
@@ -53,8 +58,6 @@ CLASSES: tuple[str, ...] = ("none", *CATEGORIES)
 """Model classes; index 0 is "not a dispute"."""
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    "objective": "multiclass",
-    "num_class": len(CLASSES),
     "learning_rate": 0.2,
     "num_leaves": 15,
     "max_depth": 6,
@@ -68,7 +71,26 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_threads": 1,
     "verbosity": -1,
 }
-"""LightGBM parameters; ``num_boost_round``/``early_stopping_rounds`` are read from the same dict."""
+"""LightGBM parameters of both boosters (the objective is set per booster); ``num_boost_round`` and
+``early_stopping_rounds`` are read from the same dict."""
+MONOTONE: dict[str, int] = {
+    "dispute_score": 1,
+    "rule_dispute": 1,
+    "frame_conflict": 1,
+    "frame_bilateral": 1,
+    "frame_counterpart": 1,
+    "frame_counterpart_family": 1,
+    "cue_violence": 1,
+    "cue_threat": 1,
+    "cue_weapon": 1,
+    "frame_exclusion_crime": -1,
+    "frame_exclusion_other": -1,
+}
+"""Direction the gate's P(dispute) must move in for each rule-evidence feature (0 for every other)."""
+VETO_BELOW = 0.05
+"""In distribution, the model drops a weak rule dispute only when its P(dispute) is below this."""
+ADD_ABOVE = 0.95
+"""In distribution, the model adds a dispute the rules missed only when its P(dispute) is above this."""
 NUM_BOOST_ROUND = 150
 EARLY_STOPPING_ROUNDS = 20
 
@@ -156,7 +178,7 @@ def ood_threshold_from(scores: np.ndarray) -> float:
 
 @dataclass
 class DisputeModel:
-    """Booster + featurizer + threshold: everything needed to answer for one incident."""
+    """Gate + category boosters + featurizer + thresholds: everything needed to answer for one incident."""
 
     booster: lgb.Booster
     featurizer: IncidentFeaturizer
@@ -165,18 +187,26 @@ class DisputeModel:
     classes: tuple[str, ...] = CLASSES
     params: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    category_booster: lgb.Booster | None = None
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n x 9) for a feature matrix from :attr:`featurizer`.
+        """Class probabilities (n x 9, :data:`CLASSES` order) for a feature matrix from :attr:`featurizer`.
 
-        Uses the training thread count (1 by default): for one row, waking a second
-        OpenMP thread costs more than the trees (44 us vs ~300 us on a loaded 2-core
-        machine).
+        ``P(none) = 1 - gate``, ``P(c) = gate x P(c | dispute)``. Uses the training thread
+        count (1 by default): for one row, waking a second OpenMP thread costs more than
+        the trees (44 us vs ~300 us on a loaded 2-core machine).
         """
         threads = int(self.params.get("num_threads", 1))
-        return np.asarray(
+        gate = np.asarray(
             self.booster.predict(x, num_iteration=self.booster.best_iteration or None, num_threads=threads)
         )
+        assert self.category_booster is not None, "a dispute model needs its category booster"
+        cats = np.asarray(
+            self.category_booster.predict(
+                x, num_iteration=self.category_booster.best_iteration or None, num_threads=threads
+            )
+        ).reshape(len(x), len(CATEGORIES))
+        return combine(gate, cats)
 
     def predict(self, narratives: Sequence[Any], received_at: Sequence[Any] | None = None) -> pd.DataFrame:
         """One row per narrative.
@@ -231,17 +261,20 @@ class DisputeModel:
         return out
 
     def feature_importance(self, top: int = 20) -> pd.DataFrame:
-        """Total gain per feature, largest first, with its share of all gain."""
-        gain = self.booster.feature_importance(importance_type="gain")
-        split = self.booster.feature_importance(importance_type="split")
+        """Total gain per feature over both boosters, largest first, with its share of all gain."""
+        boosters = [b for b in (self.booster, self.category_booster) if b is not None]
+        gain = sum(b.feature_importance(importance_type="gain") for b in boosters)
+        split = sum(b.feature_importance(importance_type="split") for b in boosters)
         df = pd.DataFrame({"feature": self.booster.feature_name(), "gain": gain, "splits": split})
         df["share"] = df["gain"] / max(float(df["gain"].sum()), 1e-12)
         return df.sort_values(["gain", "feature"], ascending=[False, True]).head(top).reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable artifact (booster text, featurizer state, thresholds, classes)."""
+        """JSON-serialisable artifact (booster texts, featurizer state, thresholds, classes)."""
+        assert self.category_booster is not None
         return {
             "kind": "yujing.dispute_model",
+            "format": 2,
             "classes": list(self.classes),
             "threshold": self.threshold,
             "ood_threshold": self.ood_threshold,
@@ -249,12 +282,13 @@ class DisputeModel:
             "info": self.info,
             "featurizer": self.featurizer.to_dict(),
             "booster": self.booster.model_to_string(),
+            "category_booster": self.category_booster.model_to_string(),
         }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], strict: bool = True) -> DisputeModel:
-        if state.get("kind") != "yujing.dispute_model":
-            raise ValueError("not a dispute model artifact")
+        if state.get("kind") != "yujing.dispute_model" or state.get("format") != 2:
+            raise ValueError("not a dispute model artifact of this version (format 2); retrain it with yujing train")
         return cls(
             booster=lgb.Booster(model_str=state["booster"]),
             featurizer=IncidentFeaturizer.from_dict(state["featurizer"], strict=strict),
@@ -263,7 +297,42 @@ class DisputeModel:
             classes=tuple(state["classes"]),
             params=dict(state["params"]),
             info=dict(state.get("info", {})),
+            category_booster=lgb.Booster(model_str=state["category_booster"]),
         )
+
+
+def combine(gate: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """The 9 class probabilities from the gate's P(dispute) and the 8 P(category | dispute)."""
+    gate = np.asarray(gate, dtype=np.float64).reshape(-1)
+    cats = np.asarray(categories, dtype=np.float64).reshape(len(gate), len(CATEGORIES))
+    return np.column_stack([1.0 - gate, gate[:, None] * cats])
+
+
+def monotone_vector(feature_names: Sequence[str]) -> list[int]:
+    """:data:`MONOTONE` as LightGBM's per-feature list (0 for features without a direction)."""
+    return [MONOTONE.get(name, 0) for name in feature_names]
+
+
+def _fit(
+    params: dict[str, Any],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_tune: np.ndarray,
+    y_tune: np.ndarray,
+    names: list[str],
+    rounds: int,
+    patience: int,
+) -> lgb.Booster:
+    d_train = lgb.Dataset(x_train, y_train, feature_name=names, free_raw_data=True)
+    d_tune = lgb.Dataset(x_tune, y_tune, reference=d_train, feature_name=names)
+    return lgb.train(
+        params,
+        d_train,
+        num_boost_round=rounds,
+        valid_sets=[d_tune],
+        valid_names=["tune"],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    )
 
 
 def train_dispute_model(
@@ -272,11 +341,12 @@ def train_dispute_model(
     params: dict[str, Any] | None = None,
     featurizer: IncidentFeaturizer | None = None,
 ) -> DisputeModel:
-    """Fit the featurizer and booster on ``train_df``; early-stop and set thresholds on ``tune_df``.
+    """Fit the featurizer and both boosters on ``train_df``; early-stop and set thresholds on ``tune_df``.
 
-    Both frames need ``narrative``, ``received_at``, ``is_dispute`` and ``category``
-    (truth). ``params`` override :data:`DEFAULT_PARAMS` (plus ``num_boost_round`` and
-    ``early_stopping_rounds``).
+    Both frames need ``narrative``, ``received_at``, ``is_dispute`` and ``category``.
+    ``params`` override :data:`DEFAULT_PARAMS` (plus ``num_boost_round`` and
+    ``early_stopping_rounds``). The gate is trained with :func:`monotone_vector`
+    constraints; the category model on the disputes of each period only.
     """
     p = {**DEFAULT_PARAMS, "num_boost_round": NUM_BOOST_ROUND, "early_stopping_rounds": EARLY_STOPPING_ROUNDS}
     p.update(params or {})
@@ -287,35 +357,44 @@ def train_dispute_model(
     feats = featurizer if featurizer is not None else IncidentFeaturizer()
     x_train = feats.fit_transform(train_df["narrative"].tolist(), train_df["received_at"].tolist(), y_train)
     x_tune, ood_tune = feats.transform_ood(tune_df["narrative"].tolist(), tune_df["received_at"].tolist())
-    index = {c: j for j, c in enumerate(CLASSES)}
     names = feats.feature_names
-    d_train = lgb.Dataset(x_train, np.array([index[v] for v in y_train]), feature_name=names, free_raw_data=True)
-    d_tune = lgb.Dataset(x_tune, np.array([index[v] for v in y_tune]), reference=d_train, feature_name=names)
-    booster = lgb.train(
-        p,
-        d_train,
-        num_boost_round=rounds,
-        valid_sets=[d_tune],
-        valid_names=["tune"],
-        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    gate_params = {**p, "objective": "binary", "monotone_constraints": monotone_vector(names)}
+    gate = _fit(gate_params, x_train, y_train != "none", x_tune, y_tune != "none", names, rounds, patience)
+    index = {c: j for j, c in enumerate(CATEGORIES)}
+    tr, tu = y_train != "none", y_tune != "none"
+    if tr.sum() == 0 or tu.sum() == 0:
+        raise ValueError("no disputes in the training or tuning period: the category model has nothing to learn")
+    cat_params = {**p, "objective": "multiclass", "num_class": len(CATEGORIES)}
+    cat_booster = _fit(
+        cat_params,
+        x_train[tr],
+        np.array([index[v] for v in y_train[tr]]),
+        x_tune[tu],
+        np.array([index[v] for v in y_tune[tu]]),
+        names,
+        rounds,
+        patience,
     )
-    proba = np.asarray(booster.predict(x_tune, num_iteration=booster.best_iteration or None))
-    threshold = tune_threshold(tune_df["is_dispute"].to_numpy(dtype=bool), 1.0 - proba[:, 0])
+    score = np.asarray(gate.predict(x_tune, num_iteration=gate.best_iteration or None))
+    threshold = tune_threshold(tune_df["is_dispute"].to_numpy(dtype=bool), score)
     info = {
         "n_train": len(train_df),
         "n_tune": len(tune_df),
-        "best_iteration": int(booster.best_iteration or rounds),
-        "n_trees": int(booster.num_trees()),
+        "best_iteration": int(gate.best_iteration or rounds),
+        "category_best_iteration": int(cat_booster.best_iteration or rounds),
+        "n_trees": int(gate.num_trees() + cat_booster.num_trees()),
         "n_features": len(names),
+        "n_monotone": int(sum(1 for v in gate_params["monotone_constraints"] if v)),
         "lexicon_version": feats.lexicon_version,
     }
     return DisputeModel(
-        booster=booster,
+        booster=gate,
         featurizer=feats,
         threshold=threshold,
         ood_threshold=ood_threshold_from(ood_tune),
         params={**p, "num_boost_round": rounds, "early_stopping_rounds": patience},
         info=info,
+        category_booster=cat_booster,
     )
 
 
@@ -325,51 +404,81 @@ def train_dispute_model(
 
 
 def rule_predictions(narratives: Sequence[Any]) -> pd.DataFrame:
-    """The keyword rules' verdict in the shape :func:`fuse` takes: is_dispute, dispute_score, category."""
+    """The keyword rules' verdict in the shape :func:`fuse` takes: is_dispute, dispute_score, category, strong."""
     results = score_many([t if isinstance(t, str) else "" for t in narratives])
     return pd.DataFrame(
         {
             "is_dispute": np.array([r.is_dispute for r in results], dtype=bool),
             "dispute_score": np.array([r.dispute_score for r in results], dtype=np.float64),
             "category": pd.Series([r.category for r in results], dtype=object),
+            "strong": np.array([bool(r.structure.get("strong")) for r in results], dtype=bool),
         }
     )
 
 
-def fuse(model_out: pd.DataFrame, rule_out: pd.DataFrame) -> pd.DataFrame:
-    """The ``model+rules`` answer: the model on familiar text, the rules on out-of-distribution text.
+def fuse_one(
+    rule_is: bool,
+    rule_score: float,
+    rule_category: str | None,
+    rule_strong: bool,
+    model_score: float,
+    model_category: str | None,
+    ood: bool,
+) -> tuple[bool, float, str | None, str]:
+    """The ``model+rules`` answer for one call: ``(is_dispute, dispute_score, category, source)``.
 
-    ``model_out`` is :meth:`DisputeModel.predict` (it carries ``ood``), ``rule_out`` is
-    :func:`rule_predictions` for the same incidents in the same order. Per incident:
+    The rules answer first; the model may only add to them (docs/dispute-model.md):
 
-    * not OOD -> the model's ``is_dispute``, ``dispute_score`` and ``category``. The
-      model already reads every rule score as a feature, and on the held-out simulator
-      it beats the rules on both precision and category (docs/dispute-model.md).
-    * OOD -> the rules' answer, whole. On court prose the model's token block is mostly
-      silent and its rule-feature splits were learned on 60-character calls; the rules
-      were written and checked on real text. Taking the rules whole (not a blend) keeps
-      the fused answer explainable by the terms the rules report.
+    * OOD text -> the rules, whole (``source="rules"``).
+    * A **strong** rule verdict — a dispute with a named other side or a named dispute,
+      or "not a dispute" because an exclusion frame spoke (stranger crime, help request…)
+      — is never overruled. When both call it a dispute, the model may choose the
+      category only if the rules' is the residual ``other``.
+    * A weak rule dispute is dropped only when the model is confident it is not one
+      (P(dispute) < :data:`VETO_BELOW`); a dispute the rules missed (no exclusion) is
+      added only when the model is confident (P(dispute) > :data:`ADD_ABOVE`).
 
-    ``source`` says which side answered.
+    ``source`` is ``rules`` (the rules' answer stands), ``model`` (the model changed the
+    verdict) or ``both`` (same verdict, the model chose the category).
     """
+    if ood:
+        return rule_is, rule_score, rule_category, "rules"
+    if rule_is:
+        if not rule_strong and model_score < VETO_BELOW:
+            return False, model_score, None, "model"
+        if model_category is not None and (rule_category == "other" or not rule_strong):
+            return True, max(rule_score, model_score), model_category, "both"
+        return True, rule_score, rule_category, "rules"
+    if not rule_strong and model_score > ADD_ABOVE and model_category is not None:
+        return True, model_score, model_category, "model"
+    return False, rule_score, None, "rules"
+
+
+def fuse(model_out: pd.DataFrame, rule_out: pd.DataFrame) -> pd.DataFrame:
+    """:func:`fuse_one` for every incident (``model_out`` from :meth:`DisputeModel.predict`, ``rule_out``
+    from :func:`rule_predictions`, same order). A test checks it equals the scalar rule row by row."""
     if len(model_out) != len(rule_out):
         raise ValueError(f"model_out has {len(model_out)} rows, rule_out {len(rule_out)}")
-    ood = model_out["ood"].to_numpy(dtype=bool)
-    is_dispute = np.where(
-        ood, rule_out["is_dispute"].to_numpy(dtype=bool), model_out["is_dispute"].to_numpy(dtype=bool)
-    )
-    score = np.where(
-        ood, rule_out["dispute_score"].to_numpy(dtype=np.float64), model_out["dispute_score"].to_numpy(dtype=np.float64)
-    )
-    category = np.where(ood, rule_out["category"].to_numpy(dtype=object), model_out["category"].to_numpy(dtype=object))
-    category = category.astype(object)
-    category[~is_dispute] = None
+    strong = rule_out["strong"] if "strong" in rule_out else pd.Series(False, index=rule_out.index)
+    rows = [
+        fuse_one(bool(ri), float(rs), rc if isinstance(rc, str) else None, bool(st), float(ms), mc, bool(od))
+        for ri, rs, rc, st, ms, mc, od in zip(
+            rule_out["is_dispute"],
+            rule_out["dispute_score"],
+            rule_out["category"],
+            strong,
+            model_out["dispute_score"],
+            model_out["top_category"],
+            model_out["ood"],
+            strict=True,
+        )
+    ]
     return pd.DataFrame(
         {
-            "is_dispute": is_dispute,
-            "dispute_score": score,
-            "category": pd.Series(category, dtype=object, index=model_out.index),
-            "source": np.where(ood, "rules", "model").astype(object),
+            "is_dispute": np.array([r[0] for r in rows], dtype=bool),
+            "dispute_score": np.array([r[1] for r in rows], dtype=np.float64),
+            "category": pd.Series([r[2] for r in rows], dtype=object, index=model_out.index),
+            "source": np.array([r[3] for r in rows], dtype=object),
         },
         index=model_out.index,
     )

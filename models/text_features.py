@@ -70,7 +70,7 @@ from features.lexicon import CUE_GROUPS
 from features.text import USERDICT_PATH, Segmenter, get_segmenter, mask, parse_header, read_userdict
 from models.rules import RuleResult, rule_feature_names, rule_features, score_text
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PERSON_TOKEN = "<人名>"
 """Stands for any token the dictionaries tag as a person's name (see :func:`person_name_words`)."""
 OOV_PRIOR = 4.0
@@ -127,6 +127,7 @@ def _rule_row(result: RuleResult) -> dict[str, float]:
     negations = [m["group"] for m in result.matched_terms if m["kind"] == "negation"]
     row["n_negation"] = float(negations.count("negation"))
     row["n_deescalation"] = float(negations.count("deescalation"))
+    row.update(result.flags)
     return row
 
 

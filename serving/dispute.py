@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from models.dispute import DisputeModel
+from models.dispute import CLASSES, DisputeModel, combine
 from models.text_features import IncidentFeaturizer
 from serving.scorer import OnnxScorer, ScorerError
 
 MODEL_NAME = "dispute"
+CATEGORY_MODEL_NAME = "dispute_category"
 
 
 @dataclass
@@ -29,9 +30,12 @@ class BundleDisputeModel(DisputeModel):
     provenance: dict[str, Any] | None = None
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """The 9 class probabilities from the gate's and the category model's ONNX graphs."""
         if self.scorer is None:
             raise ScorerError("BundleDisputeModel has no scorer; load it with load_dispute_model()")
-        return self.scorer.predict(MODEL_NAME, np.asarray(x, dtype=np.float32)).astype(np.float64)
+        x32 = np.asarray(x, dtype=np.float32)
+        gate = self.scorer.predict(MODEL_NAME, x32)[:, 1]
+        return combine(gate, self.scorer.predict(CATEGORY_MODEL_NAME, x32))
 
 
 def load_dispute_model(bundle_dir: str | os.PathLike[str]) -> BundleDisputeModel:
@@ -42,14 +46,23 @@ def load_dispute_model(bundle_dir: str | os.PathLike[str]) -> BundleDisputeModel
     if state is None:
         raise ScorerError(f"bundle {bundle_dir} has no featurizer for {MODEL_NAME!r}; re-export it with yujing train")
     featurizer = IncidentFeaturizer.from_dict(state)
-    if list(featurizer.feature_names) != list(entry.feature_names):
+    try:
+        category_entry = scorer.entry(CATEGORY_MODEL_NAME)
+    except ScorerError as exc:
+        raise ScorerError(
+            f"bundle {bundle_dir} has no {CATEGORY_MODEL_NAME!r} model (made before the monotone gate); "
+            "retrain with yujing train"
+        ) from exc
+    if list(featurizer.feature_names) != list(entry.feature_names) or list(entry.feature_names) != list(
+        category_entry.feature_names
+    ):
         raise ScorerError(f"bundle {bundle_dir}: featurizer and ONNX model disagree on the feature list; re-export it")
     return BundleDisputeModel(
         booster=None,  # type: ignore[arg-type]  # the ONNX graph answers instead
         featurizer=featurizer,
         threshold=float(entry.thresholds["dispute"]),
         ood_threshold=float(entry.thresholds["ood"]),
-        classes=tuple(str(c) for c in entry.classes),
+        classes=CLASSES,
         scorer=scorer,
         provenance=dict(scorer.manifest.provenance),
     )

@@ -21,8 +21,10 @@ from features.lexicon import CATEGORIES
 from features.text import mask
 from models.dispute import (
     CLASSES,
+    MONOTONE,
     DisputeModel,
     fuse,
+    fuse_one,
     join_truth,
     labels_of,
     rule_predictions,
@@ -39,9 +41,8 @@ from simulation.config import SimConfig
 REPO = Path(__file__).resolve().parents[1]
 CITY = SimConfig(persons=40_000, days=365, seed=11)
 
-F1_MARGIN = 0.20
-"""Model F1 minus rules F1 on the held-out period. Measured on 40k-person one-year cities, seeds
-1/2/3/11/12: +0.33/+0.32/+0.34/+0.31/+0.29 (model 0.92-0.95, rules 0.59-0.64); 300k persons: +0.33."""
+F1_MARGIN = 0.10
+"""Model F1 minus rules F1 on the held-out period (seed 11: model 0.95, structural rules 0.77)."""
 
 
 @pytest.fixture(scope="module")
@@ -101,16 +102,19 @@ def test_model_beats_rules_on_held_out_period(
     assert mine["precision"] > rules["precision"]
     # category: +0.04 to +0.12 measured; the model must at least not lose it
     assert mine["category_accuracy"] >= rules["category_accuracy"] - 0.02, (mine, rules)
-    # simulated 110 text of a later period is in distribution: the fused answer is the model's
+    # simulated 110 text of a later period is in distribution, so the model may add to the rules there;
+    # the fused answer is never below the rules (issue 9) and keeps their recall
     assert m_out["ood"].mean() < 0.01
-    assert fused["f1"] >= mine["f1"] - 0.01
+    assert fused["f1"] >= rules["f1"] + 0.05, (fused, rules)
+    assert fused["recall"] >= rules["recall"], (fused, rules)
+    assert fused["category_accuracy"] >= rules["category_accuracy"], (fused, rules)
 
 
 def test_threshold_and_artifact_shape(model: DisputeModel) -> None:
     assert 0.0 < model.threshold < 1.0
     assert float(np.float32(model.threshold)) == model.threshold  # ONNX compares float32
     assert model.classes == CLASSES == ("none", *CATEGORIES)
-    assert model.booster.num_trees() <= 150 * len(CLASSES)
+    assert model.booster.num_trees() <= 150 and model.category_booster.num_trees() <= 150 * len(CATEGORIES)
     assert model.featurizer.feature_names == model.booster.feature_name()
 
 
@@ -261,29 +265,69 @@ def test_tune_threshold_maximises_f1() -> None:
     assert float(np.float32(t)) == t
 
 
-def test_fuse_takes_the_rules_on_ood_text_only() -> None:
-    m = pd.DataFrame(
-        {
-            "is_dispute": [True, False, True, False],
-            "dispute_score": [0.9, 0.1, 0.8, 0.2],
-            "category": ["debt", None, "labor", None],
-            "ood": [False, False, True, True],
-        }
-    )
+@pytest.mark.parametrize(
+    ("rules", "model", "expected"),
+    [
+        # (is, score, category, strong), (P(dispute), top category, ood) -> (is, category, source)
+        ((True, 0.9, "family", True), (0.01, "debt", False), (True, "family", "rules")),  # strong: never dropped
+        ((True, 0.6, "other", False), (0.01, "debt", False), (False, None, "model")),  # weak, model sure: dropped
+        ((True, 0.6, "other", False), (0.30, "debt", False), (True, "debt", "both")),  # weak, unsure: kept
+        ((True, 0.9, "other", True), (0.80, "labor", False), (True, "labor", "both")),  # residual category refined
+        ((True, 0.9, "neighbor", True), (0.99, "family", False), (True, "neighbor", "rules")),
+        ((False, 0.3, None, False), (0.99, "debt", False), (True, "debt", "model")),  # missed, model sure: added
+        ((False, 0.3, None, False), (0.90, "debt", False), (False, None, "rules")),  # not sure enough
+        ((False, 0.49, None, True), (0.999, "family", False), (False, None, "rules")),  # an exclusion spoke
+        ((True, 0.6, "other", False), (0.0, "debt", True), (True, "other", "rules")),  # OOD: the rules, whole
+        ((False, 0.2, None, False), (1.0, "debt", True), (False, None, "rules")),
+    ],
+)
+def test_fusion_policy_only_adds_to_the_rules(rules: tuple, model: tuple, expected: tuple) -> None:
+    is_dispute, _score, category, source = fuse_one(*rules, *model)
+    assert (is_dispute, category, source) == expected
+
+
+def test_fuse_equals_fuse_one_row_by_row() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    cats = np.array(CATEGORIES, dtype=object)
+    r_is = rng.random(n) < 0.5
     r = pd.DataFrame(
         {
-            "is_dispute": [False, True, True, True],
-            "dispute_score": [0.2, 0.7, 0.95, 0.6],
-            "category": [None, "family", "family", "neighbor"],
+            "is_dispute": r_is,
+            "dispute_score": np.where(r_is, rng.uniform(0.5, 1, n), rng.uniform(0, 0.49, n)),
+            "category": pd.Series(np.where(r_is, rng.choice(cats, n), None), dtype=object),
+            "strong": rng.random(n) < 0.5,
         }
     )
+    score = rng.choice([0.0, 0.01, 0.04, 0.05, 0.3, 0.95, 0.96, 1.0], n)  # ties at the cut points included
+    m = pd.DataFrame({"dispute_score": score, "top_category": rng.choice(cats, n), "ood": rng.random(n) < 0.2})
     out = fuse(m, r)
-    assert out["is_dispute"].tolist() == [True, False, True, True]
-    assert out["category"].tolist() == ["debt", None, "family", "neighbor"]
-    assert out["source"].tolist() == ["model", "model", "rules", "rules"]
-    assert out["dispute_score"].tolist() == [0.9, 0.1, 0.95, 0.6]
+    for i in range(n):
+        one = fuse_one(
+            bool(r_is[i]), float(r.dispute_score[i]), r.category[i], bool(r.strong[i]),
+            float(score[i]), m.top_category[i], bool(m.ood[i]),
+        )  # fmt: skip
+        assert (out.is_dispute[i], out.dispute_score[i], out.category[i], out.source[i]) == one
     with pytest.raises(ValueError, match="rows"):
         fuse(m, r.head(2))
+
+
+def test_gate_is_monotone_in_rule_evidence(model: DisputeModel, splits: tuple[pd.DataFrame, ...]) -> None:
+    """Raising a conflict/violence/relationship feature never lowers P(dispute); an exclusion never raises it."""
+    _, _, test = splits
+    x = model.featurizer.transform(test["narrative"].tolist()[:300], test["received_at"].tolist()[:300])
+    names = model.featurizer.feature_names
+    base = model.predict_proba(x)[:, 0]  # P(none)
+    for feature, direction in MONOTONE.items():
+        j = names.index(feature)
+        up = x.copy()
+        up[:, j] = up[:, j] + 1.0
+        moved = model.predict_proba(up)[:, 0]
+        if direction > 0:
+            assert (moved <= base + 1e-12).all(), feature
+        else:
+            assert (moved >= base - 1e-12).all(), feature
+    assert model.info["n_monotone"] == len(MONOTONE)
 
 
 def test_labels_of_refuses_a_dispute_without_category() -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from features.keywords import get_matcher
 from features.lexicon import (
     CATEGORIES,
     CUE_GROUPS,
+    FRAME_GROUPS,
     MIN_CATEGORY_ENTRIES,
     NEGATION_GROUPS,
     Entry,
@@ -179,6 +181,8 @@ def test_too_few_category_entries_is_reported(tmp_path: Path) -> None:
     rows = [f"{c}词语,category,{c},0.5,substr," for c in CATEGORIES]
     rows += [f"{g}词语,cue,{g},0.5,substr," for g in CUE_GROUPS]
     rows += [f"{g}词语,negation,{g},0.5,substr," for g in NEGATION_GROUPS]
+    rows += [f"{c}的人,role,{c},0.5,substr," for c in CATEGORIES]
+    rows += [f"{g}框架,frame,{g},1.0,substr," for g in FRAME_GROUPS]
     path, _ = _write(tmp_path, HEADER, rows)
     problems = _error(path).problems
     assert problems == [
@@ -206,3 +210,11 @@ def test_validate_works_on_in_memory_lexicons() -> None:
     problems = validate(lex)
     assert any("duplicate" in p for p in problems)
     assert any("only 2 category entries" in p for p in problems)
+
+
+def test_structure_rows_are_not_matched_as_keywords() -> None:
+    """Role and frame rows feed features/frames.py; the keyword automaton never reports them."""
+    lex = default_lexicon()
+    assert {e.kind for e in lex} == {"category", "cue", "negation", "role", "frame"}
+    kinds = {x.kind for x in get_matcher(lex).match("称其与前夫因彩礼发生纠纷，被前夫打伤，对方扬言报复")}
+    assert kinds and kinds <= {"category", "cue", "negation"}

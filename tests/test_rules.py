@@ -82,7 +82,7 @@ BY_CATEGORY: dict[str, list[str]] = {
         "报警称：与出租车司机因车费发生纠纷。",
         "报警：两车发生剐蹭，双方因赔偿问题协商不成发生争执。",
         "报称：在超市买到过期食品，要求退款商家不同意，发生争吵。",
-        "报警：有人在微信群里造谣辱骂其本人。",
+        "报警：与同事在微信群里因琐事互相辱骂。",
         "报警：在路边与一男子因琐事发生口角。",
     ],
 }
@@ -128,13 +128,16 @@ def test_result_fields_and_formula_are_explainable() -> None:
     assert r.negated_cues == ["weapon"]
     assert r.lexicon_version == get_matcher().version
     assert set(r.matched_terms[0]) == {"term", "kind", "group", "weight", "start", "end", "negated"}
-    # every category score can be recomputed from matched_terms: 1 - prod(1 - w) over distinct terms
+    # every category score can be recomputed by hand: 1 - prod(1 - w) over the distinct category terms,
+    # times (1 - w) of the strongest relation word of that category standing as the other side (丈夫 here)
+    assert [(p["term"], p["position"]) for p in r.structure["parties"]] == [("丈夫", "counterpart")]
+    assert r.structure["reason"] == "conflict+other_side" and r.structure["strong"]
+    sides = {p["category"]: p["weight"] for p in r.structure["parties"] if p["position"] == "counterpart"}
     for code in CATEGORIES:
         weights = {m["term"]: m["weight"] for m in r.matched_terms if m["kind"] == "category" and m["group"] == code}
-        expected = 1 - math.prod(1 - min(w, 0.999) for w in weights.values())
-        if code == "other":  # the violence cue counts as one conflict pseudo-term of 0.5
-            expected = 1 - (1 - expected) * 0.5
+        expected = 1 - math.prod(1 - min(w, 0.999) for w in weights.values()) * (1 - sides.get(code, 0.0))
         assert r.category_scores[code] == pytest.approx(expected), code
+    assert r.dispute_score == max(r.category_scores.values())
 
 
 def test_header_is_skipped_and_offsets_index_the_normalised_text() -> None:
@@ -163,11 +166,37 @@ def test_threshold_and_residual_other() -> None:
     assert r.category == "other" and 0 < r.category_scores["medical_school"] < CATEGORY_MIN
 
 
-def test_conflict_cue_alone_makes_a_dispute() -> None:
-    r = score_text("报警：在路边被人打了，对方已跑")
+def test_a_dispute_needs_a_conflict_and_another_side() -> None:
+    """docs/dispute-definition.md: violence by nobody identified is a public-order call, not a dispute."""
+    r = score_text("报警：在路边因琐事与人发生口角，被对方打了")  # a disagreement with another side
     assert r.is_dispute and r.category == "other" and "violence" in r.cues
-    r = score_text("报警：在路边被人推了一下，未动手打人")
-    assert not r.is_dispute
+    r = score_text("报警：在路边被人打了，对方已跑")  # 对方 says there is one, not who: a stranger's act
+    assert not r.is_dispute and "violence" in r.cues and r.structure["reason"] == "no_other_side"
+    assert not score_text("报警：在路边被人推了一下，未动手打人").is_dispute
+    assert not score_text("称双方未发生争执").is_dispute  # a negated frame is no frame
+    assert not score_text("称某烧烤店深夜噪音扰民").is_dispute  # a complaint with no conflict
+    assert score_text("称楼上噪音扰民，与楼上住户发生争吵").category == "neighbor"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("称其被一男子强奸。", None),  # stranger crime
+        ("称被前夫强奸。", "family"),  # unless the relationship is explicit
+        ("称其女儿被人猥亵。", None),  # the daughter is the victim, not a side
+        ("称其丈夫手机被盗。", None),
+        ("称其母亲走失，至今未归。", None),
+        ("称其丈夫喝多了不让其进门，请求帮助。", "family"),
+        ("称小区门口发生交通事故，双方自行协商。", None),  # a crash without a quarrel
+        ("称两车剐蹭，双方因赔偿问题发生争执。", "other"),
+        ("申请人的儿子驾驶摩托车与被申请人的轿车相撞，双方就赔偿事宜协商不成。", "other"),
+        ("被丈夫殴打。", "family"),
+        ("丈夫酒后拿菜刀威胁要杀她，已被打伤", "family"),
+    ],
+)
+def test_structure_decides_hard_cases(text: str, expected: str | None) -> None:
+    r = score_text(text)
+    assert r.category == expected, r.structure
 
 
 def test_score_many_matches_score_text() -> None:
@@ -241,7 +270,9 @@ def test_real_violent_facts_carry_escalation_cues(realtext: tuple[ModuleType, Pa
     assert rates["故意伤害"].cues["injury"] >= 0.90 and rates["故意伤害"].cues["violence"] >= 0.60
     assert rates["寻衅滋事"].cues["violence"] >= 0.65 and rates["寻衅滋事"].cues["injury"] >= 0.60
     assert rates["故意杀人"].cues["injury"] >= 0.80 and rates["故意杀人"].cues["weapon"] >= 0.60
-    for charge in cov.VIOLENT_CHARGES:
-        assert rates[charge].dispute >= 0.85, charge
+    # facts of assault and homicide mostly describe a conflict between known parties; 寻衅滋事 (picking
+    # quarrels) is mostly violence against strangers, which docs/dispute-definition.md does not call a dispute
+    assert rates["故意伤害"].dispute >= 0.75 and rates["故意杀人"].dispute >= 0.75, rates
+    assert 0.40 <= rates["寻衅滋事"].dispute <= 0.80, rates["寻衅滋事"]
     drugs = rates["[走私、贩卖、运输、制造]毒品"]
     assert drugs.cues["violence"] <= 0.02 and drugs.dispute <= 0.15

@@ -58,7 +58,7 @@ def test_models_are_measured_against_the_rules(trained: dict) -> None:
 def test_bundle_parity_and_scorer(trained: dict) -> None:
     bundle = trained["root"] / "run1" / "bundle"
     manifest = load_manifest(bundle)
-    assert set(manifest.models) == {"escalation", "dispute"}
+    assert set(manifest.models) == {"escalation", "dispute", "dispute_category"}
     prov = manifest.provenance
     assert prov["data_fingerprint"] and prov["lexicon_version"] and prov["code_version"]
     assert "featurizers" in prov and prov["featurizers"]["dispute"]["vocabulary"]

@@ -1,0 +1,313 @@
+"""The structure of a 110 narrative: is there a conflict, between whom, and is it a call of another kind.
+
+Keywords alone flag one real non-dispute call in five: a KTV noise complaint
+names noise, a stranger's sexual assault names violence, a missing child names a
+son. A dispute (docs/dispute-definition.md) needs a **conflict frame** — a
+disagreement, an act of one party against another, or a claim on another party —
+and a **known other side**; calls of another kind (stranger crime, help requests,
+business nuisance, crashes, fires, lost property, tips, consultations) are not
+disputes unless the relationship is explicit. This module reads those pieces
+from the ``role`` and ``frame`` rows of the keyword library
+(``features/resources/lexicon.csv``); :mod:`models.rules` decides with them.
+
+What is read, on the normalised content (the 110 header skipped):
+
+* **Frames**: every occurrence of every ``frame`` term (all occurrences, not
+  longest-match: a frame hides nothing). A conflict term right after a
+  negation (``未发生争执``, ``没有动手``, ``无矛盾``) is *negated* and does not count.
+* **Roles** (relation words: 丈夫, 邻居, 房东 ...), each with the place it
+  stands in, because the word alone does not say who is in conflict with whom:
+
+  - ``counterpart``: the other side of the conflict — after 被/遭 (``被丈夫殴打``),
+    after 与/和/跟/同/对/向/找 (``与邻居发生纠纷``), after 系 (``双方系夫妻关系``),
+    a collective pair (``夫妻``, ``婆媳``, ``两家``), or the subject of a conflict act
+    in the same clause (``丈夫酒后拿菜刀威胁``);
+  - ``victim``: followed by 被/遭 (``其女儿被人猥亵``, ``其丈夫在路上被撞``) — the
+    caller's relative harmed by someone else names no family conflict;
+  - ``mention``: anything else (``申请人的儿子驾车与…相撞``).
+
+Roles are matched longest-first (``前男友`` before ``男友``); a role inside a frame
+term is still read (``被丈夫殴打`` has the role 丈夫 and the act 殴打).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from features.lexicon import CONFLICT_FRAMES, EXCLUSION_FRAMES, Lexicon, default_lexicon
+
+SENTENCE_BREAKS = "。；！？;!?"
+"""Characters that end a sentence: an actor and its act must share one (a comma does not end the
+subject's reach: ``儿子不听话，跟她动手了``)."""
+ACTOR_WINDOW = 16
+"""Most characters between a role word and the conflict act it is the subject of."""
+
+_NEGATED = re.compile(r"(?:未|没|没有|无|并未|未曾|并无|否认|不是|不存在|没发生|未发生|无人)(?:发生|有|再|过|和|与)?$")
+_AGENT_BEFORE = re.compile(r"(?:被|遭|遭到|遭受|受到)(?:其|她|他|我|自己)?(?:的)?$")
+_PARTY_BEFORE = re.compile(r"(?:与|和|跟|同|对|向|找|替)(?:其|她|他|我|自己|本人|报警人|被申请人|申请人)?(?:的)?$")
+_RECIPIENT_BEFORE = re.compile(r"(?:给|帮|陪同|陪|带着|搭载)(?:其|她|他|我|自己)?(?:的)?$")
+_PLACE_BEFORE = re.compile(r"(?:在|到|去|往|从|跑到|躲到|住在)$")
+_RELATION_BEFORE = re.compile(r"(?:系|是|为)$")
+_VICTIM_AFTER = re.compile(r"^[^，。；！？,.;!?]{0,8}?(?:被|遭|让人|叫人)")
+VIOLENT_VERBS = frozenset("打揍踢砍捅掐推砸咬抓扇烫烧踹拽")
+"""The :data:`AGENT_VERBS` that are violence."""
+GENERIC_SIDES = frozenset(["双方", "两人", "二人", "俩人", "对方", "与人", "和人", "跟人", "他人"])
+"""Words that say there is another side without saying who: enough for a disagreement
+(``与他人发生纠纷``), not for an act (``被人推倒，对方跑了`` is a stranger's act)."""
+AGENT_VERBS = frozenset("打揍踢砍捅掐推骂砸咬抓扇烫烧踹撵赶逼拽扯")
+"""One-character verbs of an act against the caller by a named other side (``被老公打了``)."""
+COLLECTIVE_ROLES = frozenset(
+    [
+        "夫妻",
+        "两口子",
+        "小两口",
+        "婆媳",
+        "父子",
+        "母子",
+        "母女",
+        "父女",
+        "兄弟",
+        "姐妹",
+        "兄妹",
+        "姐弟",
+        "妯娌",
+        "夫妻俩",
+        "老两口",
+        "两家",
+        "邻里",
+        "双方",
+        "两人",
+        "二人",
+        "俩人",
+        "对方",
+        "与人",
+        "和人",
+        "跟人",
+        "他人",
+    ]
+)
+"""Role words that name both sides at once (``夫妻``, ``双方``) or the other side itself (``对方``,
+``与人``): wherever they stand, they are a side of the conflict."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHit:
+    """One frame term found; offsets index the normalised text."""
+
+    term: str
+    group: str
+    start: int
+    end: int
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoleHit:
+    """One relation word found, with the place it stands in (``counterpart``, ``victim``, ``mention``)."""
+
+    term: str
+    category: str
+    weight: float
+    start: int
+    end: int
+    position: str
+
+
+@dataclass(frozen=True, slots=True)
+class Structure:
+    """What :func:`read_structure` found in one narrative."""
+
+    frames: tuple[FrameHit, ...]
+    roles: tuple[RoleHit, ...]
+    violent_agent: bool = False
+    """A named other side hit, kicked, pushed… the caller (``被老公打了``): a violence cue."""
+
+    def groups(self, negated: bool = False) -> set[str]:
+        """Frame groups found (un-negated ones by default)."""
+        return {f.group for f in self.frames if f.negated == negated}
+
+    @property
+    def conflict_terms(self) -> list[str]:
+        return [f.term for f in self.frames if f.group in CONFLICT_FRAMES and not f.negated]
+
+    @property
+    def bilateral(self) -> bool:
+        return any(f.group == "bilateral" and not f.negated for f in self.frames)
+
+    @property
+    def conflict(self) -> bool:
+        return any(f.group in CONFLICT_FRAMES and not f.negated for f in self.frames)
+
+    @property
+    def claim(self) -> bool:
+        return any(f.group == "claim" and not f.negated for f in self.frames)
+
+    @property
+    def stranger(self) -> bool:
+        return any(f.group == "stranger" for f in self.frames)
+
+    @property
+    def exclusions(self) -> list[str]:
+        """Exclusion groups found, in :data:`EXCLUSION_FRAMES` order."""
+        found = {f.group for f in self.frames}
+        return [g for g in EXCLUSION_FRAMES if g in found]
+
+    @property
+    def counterparts(self) -> list[RoleHit]:
+        return [r for r in self.roles if r.position == "counterpart"]
+
+    @property
+    def named_counterparts(self) -> list[RoleHit]:
+        """Counterparts that say who the other side is (not :data:`GENERIC_SIDES`)."""
+        return [r for r in self.roles if r.position == "counterpart" and r.term not in GENERIC_SIDES]
+
+    @property
+    def mentions(self) -> list[RoleHit]:
+        return [r for r in self.roles if r.position == "mention"]
+
+    @property
+    def victims(self) -> list[RoleHit]:
+        return [r for r in self.roles if r.position == "victim"]
+
+
+_EMPTY = Structure((), ())
+
+
+def _alternation(terms: list[str]) -> re.Pattern[str]:
+    """One pattern matching any of ``terms``, longest first at each position."""
+    ordered = sorted(set(terms), key=lambda t: (-len(t), t))
+    return re.compile("|".join(re.escape(t) for t in ordered))
+
+
+class StructureReader:
+    """The ``role`` and ``frame`` rows of one lexicon, compiled; read-only, safe to share between threads."""
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        self.version = lexicon.version
+        self._frame_groups: dict[str, list[str]] = {}
+        self._roles: dict[str, tuple[str, float]] = {}
+        for e in lexicon.entries:
+            if e.kind == "frame":
+                self._frame_groups.setdefault(e.term, []).append(e.group)
+            elif e.kind == "role":
+                self._roles[e.term] = (e.group, e.weight)
+        # a lookahead finds a term at every position, so overlapping terms are all seen
+        self._frame_re = re.compile(
+            "(?=(" + "|".join(re.escape(t) for t in sorted(self._frame_groups, key=lambda t: (-len(t), t))) + "))"
+        )
+        self._role_re = _alternation(list(self._roles))
+
+    def read(self, text: str, start: int = 0) -> Structure:
+        """The structure of normalised ``text[start:]`` (offsets index ``text``)."""
+        content = text[start:]
+        if not content:
+            return _EMPTY
+        frames: list[FrameHit] = []
+        seen: set[tuple[int, str]] = set()
+        for m in self._frame_re.finditer(content):
+            s = m.start()
+            for term in self._all_terms_at(content, s, m.group(1)):
+                if (s, term) in seen:
+                    continue
+                seen.add((s, term))
+                groups = self._frame_groups[term]
+                negated = bool(_NEGATED.search(content[max(0, s - 5) : s]))
+                for g in groups:
+                    frames.append(FrameHit(term, g, start + s, start + s + len(term), negated and g in CONFLICT_FRAMES))
+        # a relation word used as a place (在楼下, 到隔壁) is no person: it neither acts nor hides the actor
+        found = [m for m in self._role_re.finditer(content) if not _PLACE_BEFORE.search(content[: m.start()])]
+        for m in found:  # 打奶奶, 骂老人: a one-character verb right before a relation word is an act on them
+            s = m.start()
+            if s and content[s - 1] in VIOLENT_VERBS | {"骂"} and content[max(0, s - 2) : s - 1] != "被":
+                frames.append(FrameHit(content[s - 1 : m.end()], "act", start + s - 1, start + m.end()))
+        acts = [(f.start - start, f.end - start) for f in frames if f.group in CONFLICT_FRAMES and not f.negated]
+        strangers = [f.start - start for f in frames if f.group == "stranger"]
+        nexts = [m.start() for m in found[1:]] + [len(content)] * bool(found)
+        roles = [self._role(content, m, acts, strangers, start, nxt) for m, nxt in zip(found, nexts, strict=True)]
+        violent = False
+        for r in roles:  # 被老公打了, 被儿子推倒: the verb is one character, too short for a library term
+            s, e = r.start - start, r.end - start
+            if r.position == "counterpart" and content[e : e + 1] in AGENT_VERBS and _AGENT_BEFORE.search(content[:s]):
+                frames.append(FrameHit(content[max(0, s - 1) : e + 1], "act", r.start - 1, r.end + 1))
+                violent = violent or content[e] in VIOLENT_VERBS
+        return Structure(tuple(frames), tuple(roles), violent)
+
+    def _all_terms_at(self, content: str, s: int, longest: str) -> list[str]:
+        """Every frame term starting at ``s`` (the lookahead gives only the longest)."""
+        out = [longest]
+        for k in range(len(longest) - 1, 1, -1):
+            t = content[s : s + k]
+            if t in self._frame_groups:
+                out.append(t)
+        return out
+
+    def _role(
+        self,
+        content: str,
+        m: re.Match[str],
+        acts: list[tuple[int, int]],
+        strangers: list[int],
+        offset: int,
+        next_role: int,
+    ) -> RoleHit:
+        term = m.group(0)
+        category, weight = self._roles[term]
+        s, e = m.start(), m.end()
+        before = content[max(0, s - 6) : s]
+        after = content[e : e + 12]
+        if term in COLLECTIVE_ROLES or _AGENT_BEFORE.search(before) or _RELATION_BEFORE.search(before):
+            position = "counterpart"
+        elif self._victim(after, e, acts) or _RECIPIENT_BEFORE.search(before):
+            position = "victim"
+        elif _PARTY_BEFORE.search(before) or self._acts_in_clause(
+            content, e, min(next_role, e + ACTOR_WINDOW), acts, strangers
+        ):
+            position = "counterpart"
+        else:
+            position = "mention"
+        return RoleHit(term, category, weight, offset + s, offset + e, position)
+
+    @staticmethod
+    def _victim(after: str, end: int, acts: list[tuple[int, int]]) -> bool:
+        """A 被/遭 follows within the clause and no act of this person comes first (``其女儿放学路上被…``)."""
+        m = _VICTIM_AFTER.match(after)
+        return bool(m) and not any(end <= a < end + m.end() - 1 for a, _e in acts)
+
+    @staticmethod
+    def _acts_in_clause(
+        content: str, end: int, limit: int, acts: list[tuple[int, int]], strangers: list[int]
+    ) -> bool:
+        """A conflict term starts after ``end`` and before ``limit`` (the window, or the next relation word:
+        the nearest one is the actor), in the same sentence, with no stranger (``有人``) in between."""
+        for a_start, _a_end in acts:
+            if (
+                end <= a_start <= limit
+                and not any(ch in SENTENCE_BREAKS for ch in content[end:a_start])
+                and not any(end <= x < a_start for x in strangers)
+            ):
+                return True
+        return False
+
+
+_CACHE: dict[str, StructureReader] = {}
+_LOCK = threading.Lock()
+
+
+def get_reader(lexicon: Lexicon | None = None) -> StructureReader:
+    """The reader for ``lexicon`` (the packaged one by default), built once per version."""
+    lex = lexicon if lexicon is not None else default_lexicon()
+    reader = _CACHE.get(lex.version)
+    if reader is None:
+        with _LOCK:
+            reader = _CACHE.get(lex.version)
+            if reader is None:
+                reader = StructureReader(lex)
+                _CACHE[lex.version] = reader
+    return reader
+
+
+def read_structure(text: str, start: int = 0, lexicon: Lexicon | None = None) -> Structure:
+    """:meth:`StructureReader.read` with the reader of ``lexicon`` (text already normalised)."""
+    return get_reader(lexicon).read(text, start)
