@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     parity_rows: int = 10_000
     warning_models: Path | None = None
     """The scoring warning models file (default: conf/warning_models.toml)."""
+    dispute_labels_path: Path | None = None
+    """Police codes -> dispute-classifier labels (default: conf/dispute_labels.toml; features/labels.py)."""
 
     # Daily ranking (docs/ranking.md).
     rankings_dir: Path | None = None

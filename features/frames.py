@@ -44,10 +44,24 @@ subject's reach: ``儿子不听话，跟她动手了``)."""
 ACTOR_WINDOW = 16
 """Most characters between a role word and the conflict act it is the subject of."""
 
+_STRIKE = re.compile(
+    r"(?<![没未不别])(?:打|揍|踹|挠|掐|扇|踢|捶|砸|抽|拧|咬|挠)"
+    r"(?=了|我|她|他|其|人|的|伤|得|成|在|过|一顿|两下|几下|头|脸|孩子|老人|媳妇|老婆|老公|[，。！？,.!?]|$)"
+)
+"""A one-character blow with what follows it (``往他后背上打``, ``拿衣架打的``, ``打了``): too short for a library
+term, and ``打`` alone is 打电话, 打工, 打车 — so the next character must say it is a blow."""
+_NOT_A_BLOW = re.compile(r"打(?:了?(?:电话|110|120|车|工|针|官司|款|钱|给|卡|牌|麻将|游戏|听|扫|算|开|包|印|折|球))")
 _NEGATED = re.compile(r"(?:未|没|没有|无|并未|未曾|并无|否认|不是|不存在|没发生|未发生|无人)(?:发生|有|再|过|和|与)?$")
 _AGENT_BEFORE = re.compile(r"(?:被|遭|遭到|遭受|受到)(?:其|她|他|我|自己)?(?:的)?$")
 _PARTY_BEFORE = re.compile(r"(?:与|和|跟|同|对|向|找|替)(?:其|她|他|我|自己|本人|报警人|被申请人|申请人)?(?:的)?$")
 _RECIPIENT_BEFORE = re.compile(r"(?:给|帮|陪同|陪|带着|搭载)(?:其|她|他|我|自己)?(?:的)?$")
+_OTHERS_KIN_BEFORE = re.compile(
+    r"(?:对方|人家|别人家?|他家|对方家|被申请人|老[\u4e00-\u9fff]家?|[\u4e00-\u9fff]某家?)的?$"
+)
+"""A family word after another household's name (``对方儿子``, ``老王媳妇``) is that household's member."""
+_NEIGHBOURS_KIN_BEFORE = re.compile(r"(?:邻居|邻居家|隔壁|隔壁家|对门|楼上|楼下|邻院|前院|后院)的?$")
+WEAK_STRANGER = frozenset({"有人", "被人"})
+"""Stranger markers too common to cut an actor from its act (``怀疑她外面有人，把她手机摔了``)."""
 _PLACE_BEFORE = re.compile(r"(?:在|到|去|往|从|跑到|躲到|住在)$")
 _RELATION_BEFORE = re.compile(r"(?:系|是|为)$")
 _VICTIM_AFTER = re.compile(r"^[^，。；！？,.;!?]{0,8}?(?:被|遭|让人|叫人)")
@@ -122,7 +136,7 @@ class Structure:
     frames: tuple[FrameHit, ...]
     roles: tuple[RoleHit, ...]
     violent_agent: bool = False
-    """A named other side hit, kicked, pushed… the caller (``被老公打了``): a violence cue."""
+    """A blow in one-character words (``被老公打了``, ``拿擀面杖往他后背上打``): a violence cue."""
 
     def groups(self, negated: bool = False) -> set[str]:
         """Frame groups found (un-negated ones by default)."""
@@ -147,6 +161,11 @@ class Structure:
     @property
     def stranger(self) -> bool:
         return any(f.group == "stranger" for f in self.frames)
+
+    @property
+    def named_stranger(self) -> bool:
+        """A stranger or an online contact is named (``陌生男子``, ``网上认识的``), not just ``有人``."""
+        return any(f.group == "stranger" and f.term not in WEAK_STRANGER for f in self.frames)
 
     @property
     def exclusions(self) -> list[str]:
@@ -218,15 +237,18 @@ class StructureReader:
                     frames.append(FrameHit(term, g, start + s, start + s + len(term), negated and g in CONFLICT_FRAMES))
         # a relation word used as a place (在楼下, 到隔壁) is no person: it neither acts nor hides the actor
         found = [m for m in self._role_re.finditer(content) if not _PLACE_BEFORE.search(content[: m.start()])]
+        strikes = [m.start() for m in _STRIKE.finditer(content) if not _NOT_A_BLOW.match(content, m.start())]
+        for s in strikes:
+            frames.append(FrameHit(content[s], "act", start + s, start + s + 1))
         for m in found:  # 打奶奶, 骂老人: a one-character verb right before a relation word is an act on them
             s = m.start()
             if s and content[s - 1] in VIOLENT_VERBS | {"骂"} and content[max(0, s - 2) : s - 1] != "被":
                 frames.append(FrameHit(content[s - 1 : m.end()], "act", start + s - 1, start + m.end()))
         acts = [(f.start - start, f.end - start) for f in frames if f.group in CONFLICT_FRAMES and not f.negated]
-        strangers = [f.start - start for f in frames if f.group == "stranger"]
+        strangers = [f.start - start for f in frames if f.group == "stranger" and f.term not in WEAK_STRANGER]
         nexts = [m.start() for m in found[1:]] + [len(content)] * bool(found)
         roles = [self._role(content, m, acts, strangers, start, nxt) for m, nxt in zip(found, nexts, strict=True)]
-        violent = False
+        violent = bool(strikes)
         for r in roles:  # 被老公打了, 被儿子推倒: the verb is one character, too short for a library term
             s, e = r.start - start, r.end - start
             if r.position == "counterpart" and content[e : e + 1] in AGENT_VERBS and _AGENT_BEFORE.search(content[:s]):
@@ -243,6 +265,17 @@ class StructureReader:
                 out.append(t)
         return out
 
+    @staticmethod
+    def _whose(term: str, category: str, before: str) -> str:
+        """The category a relation word stands for here: another household's kin is not family."""
+        if category != "family" or term in COLLECTIVE_ROLES:  # 楼上两口子: the couple is both sides
+            return category
+        if _NEIGHBOURS_KIN_BEFORE.search(before):
+            return "neighbor"
+        if _OTHERS_KIN_BEFORE.search(before):
+            return "other"
+        return category
+
     def _role(
         self,
         content: str,
@@ -256,6 +289,7 @@ class StructureReader:
         category, weight = self._roles[term]
         s, e = m.start(), m.end()
         before = content[max(0, s - 6) : s]
+        category = self._whose(term, category, before)
         after = content[e : e + 12]
         if term in COLLECTIVE_ROLES or _AGENT_BEFORE.search(before) or _RELATION_BEFORE.search(before):
             position = "counterpart"
@@ -276,9 +310,7 @@ class StructureReader:
         return bool(m) and not any(end <= a < end + m.end() - 1 for a, _e in acts)
 
     @staticmethod
-    def _acts_in_clause(
-        content: str, end: int, limit: int, acts: list[tuple[int, int]], strangers: list[int]
-    ) -> bool:
+    def _acts_in_clause(content: str, end: int, limit: int, acts: list[tuple[int, int]], strangers: list[int]) -> bool:
         """A conflict term starts after ``end`` and before ``limit`` (the window, or the next relation word:
         the nearest one is the actor), in the same sentence, with no stranger (``有人``) in between."""
         for a_start, _a_end in acts:

@@ -62,6 +62,7 @@ def fused_answer(answer: dict[str, Any], predicted: dict[str, Any], model_versio
         float(predicted["dispute_score"]),
         predicted["top_category"],
         bool(predicted["ood"]),
+        float(predicted.get("category_confidence", 1.0)),
     )
     scores = (
         answer["category_scores"]

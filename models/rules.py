@@ -195,7 +195,7 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
         is_dispute, reason = False, "no_conflict"
     elif final:
         is_dispute, reason = False, f"excluded:{final[0]}"
-    elif crime and not family_side:
+    elif crime and not (family_side and not structure.named_stranger):  # 网上认识的男朋友: an online contact
         is_dispute, reason = False, f"excluded:{crime[0]}"
     elif soft and not (named_side or ((bilateral or structure.claim) and (counterparts or structure.mentions))):
         is_dispute, reason = False, f"excluded:{soft[0]}"
@@ -220,6 +220,8 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
         # a setting word of a specific type (医疗费 in a crash, 婚纱照 in a consumer complaint)
         specific = scores[best] >= CATEGORY_MIN and evidence[best] >= summary.other_subject
         category = CATEGORIES[best] if specific else "other"
+        if family_side and summary.cue_mask & _CONFLICT_MASK:
+            category = "family"  # domestic violence is a family dispute, whatever the money or the place
     else:
         dispute, category = min(top, BELOW_THRESHOLD), None
     features = (
@@ -345,9 +347,7 @@ def rule_features(texts: Sequence[str], matcher: KeywordMatcher | None = None) -
     return _rule_table(texts, matcher)[0]
 
 
-def _rule_table(
-    texts: Sequence[str], matcher: KeywordMatcher | None
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def _rule_table(texts: Sequence[str], matcher: KeywordMatcher | None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """:func:`rule_features`, each text's category verdict (None: not a dispute) and whether it is strong.
 
     The verdicts are returned beside the frame, not in ``df.attrs``: pandas

@@ -144,6 +144,130 @@ def classify(
     _run_stream(input, output, lambda source, sink: classify_stream(source, sink, model))
 
 
+def _count_lines(path: Path) -> int:
+    """Lines in a file (for progress), reading it in blocks."""
+    count, last = 0, b"\n"
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    part.write_text(text, encoding="utf-8")
+    part.replace(path)
+
+
+@app.command(name="evaluate-text")
+def evaluate_text(
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input", help="JSON lines with id, narrative, is_dispute, category (null if none); source optional."
+        ),
+    ],
+    bundle: Annotated[Path | None, typer.Option(help="ONNX bundle to use (default: the registered champion).")] = None,
+    rules_only: Annotated[bool, typer.Option("--rules-only", help="Evaluate the keyword rules alone.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", help="Write the report as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write the report as Markdown here.")] = None,
+    encoding: Annotated[str, typer.Option(help="Input encoding: utf-8 or gb18030.")] = "utf-8",
+) -> None:
+    """Measure the rules and the fused model+rules engine on hand-coded calls, side by side."""
+    from models.registry import champion_bundle
+    from models.text_evaluation import (
+        TextEvaluationError,
+        build_report,
+        check_usable,
+        evaluate_lines,
+        normalize_encoding,
+        render_markdown,
+        render_text,
+    )
+
+    try:
+        codec = normalize_encoding(encoding)
+    except TextEvaluationError as exc:
+        raise _fail(str(exc)) from None
+    if not input.is_file():
+        raise _fail(f"{input}: no such file")
+    if bundle is not None and rules_only:
+        raise _fail("--bundle and --rules-only exclude each other; pass one")
+
+    model, path, note = None, None, None
+    if rules_only:
+        note = "model+rules not evaluated: --rules-only"
+    else:
+        settings = get_settings()
+        try:
+            path = bundle or champion_bundle(settings.mlflow_tracking_uri, settings.home / "champion")
+        except Exception as exc:  # a broken registry must not stop the evaluation: the rules still answer
+            note = f"model+rules not evaluated: no model from the registry ({type(exc).__name__})"
+        if path is None and note is None:
+            note = "model+rules not evaluated: no champion in the registry and no --bundle"
+        if path is not None:
+            from serving.dispute import load_dispute_model
+
+            try:
+                model = load_dispute_model(path)
+            except Exception as exc:
+                if bundle is not None:
+                    raise _fail(f"{bundle}: cannot load the dispute model ({exc})") from None
+                note = f"model+rules not evaluated: champion bundle unusable ({type(exc).__name__})"
+                path = None
+    _err(f"engine: {'rules and model+rules (' + str(path) + ')' if model is not None else 'rules'}")
+    if note and not rules_only:
+        _err(f"warning: {note}")
+
+    total = _count_lines(input)
+    shown = [0]
+
+    def progress(done: int) -> None:
+        if total > 5_000 and done - shown[0] >= 10_000:
+            shown[0] = done
+            _err(f"  {done:,} of {total:,} lines")
+
+    with input.open("rb") as handle:
+        evaluation = evaluate_lines(handle, model, codec, progress=progress)
+    if total > 5_000:
+        _err(f"  {total:,} of {total:,} lines")
+    try:
+        check_usable(evaluation, str(input), codec)
+    except TextEvaluationError as exc:
+        raise _fail(str(exc)) from None
+
+    from features.lexicon import default_lexicon
+
+    provenance = (model.provenance or {}) if model is not None else {}
+    meta = {
+        "input": str(input),
+        "encoding": codec,
+        "engine": "model+rules" if model is not None else "rules",
+        "engine_note": note,
+        "lexicon_version": default_lexicon().version,
+        "bundle": None
+        if model is None
+        else {
+            "path": str(path),
+            "data_fingerprint": provenance.get("data_fingerprint"),
+            "code_version": provenance.get("code_version"),
+            "lexicon_version": provenance.get("lexicon_version"),
+        },
+    }
+    report = build_report(evaluation, meta)
+    typer.echo(render_text(report), nl=False)
+    if output is not None:
+        import json
+
+        _write_atomic(output, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        _err(f"wrote {output}")
+    if markdown is not None:
+        _write_atomic(markdown, render_markdown(report))
+        _err(f"wrote {markdown}")
+
+
 @app.command()
 def warn(
     input: Annotated[

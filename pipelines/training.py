@@ -22,7 +22,7 @@ from conf import Settings
 from conf.settings import setting_default
 from features.fingerprint import dataset_fingerprint
 from features.labels import dispute_labels_from_codes
-from features.lexicon import default_lexicon
+from features.lexicon import CATEGORIES, default_lexicon
 from features.linking import LinkResult, link_incidents
 from features.loaders import load_dataset
 from features.snapshots import build_snapshots, escalation_labels, snapshot_dates
@@ -304,7 +304,8 @@ def fit_dispute(prepared: Prepared, config: TrainConfig, truth_dir: Path | None 
     frame = prepared.incidents[["incident_id", "narrative", "received_at"]].copy()
     frame = frame.join(labels_for_dispute_model(prepared.incidents))
     train, tune, test = split_incidents_by_time(frame, config.split_fractions)
-    model = train_dispute_model(train, tune, {"seed": config.seed})
+    # codes the label mapping calls ambiguous (打架斗殴, 其他…) teach neither side: fit and tune without them
+    model = train_dispute_model(train[train["usable"]], tune[tune["usable"]], {"seed": config.seed})
     predicted = model.predict(test["narrative"].tolist(), test["received_at"].tolist())
     rules = prepared.rules.loc[test.index]
     rule_out = pd.DataFrame(
@@ -312,13 +313,21 @@ def fit_dispute(prepared: Prepared, config: TrainConfig, truth_dir: Path | None 
             "is_dispute": rules["is_dispute"].to_numpy(bool),
             "dispute_score": rules["dispute_score"].to_numpy(),
             "category": rules["category"].to_numpy(object),
+            "strong": rules["strong"].to_numpy(bool),
         }
     )
     fused = fuse(predicted.reset_index(drop=True), rule_out)
-    evaluation: dict[str, Any] = {"labels": "police category codes", "test_from": str(test["received_at"].min())}
+    evaluation: dict[str, Any] = {
+        "labels": "police category codes (conf/dispute_labels.toml; ambiguous codes left out)",
+        "test_from": str(test["received_at"].min()),
+        "test_usable_share": round(float(test["usable"].mean()), 4) if len(test) else 0.0,
+    }
     sides = {"model": fused, "rules": rule_out}
+    usable = test["usable"].to_numpy(bool)
     for name, out in sides.items():
-        evaluation[name] = dispute_metrics(test["is_dispute"], out["is_dispute"], test["category"], out["category"])
+        evaluation[name] = dispute_metrics(
+            test["is_dispute"][usable], out["is_dispute"][usable], test["category"][usable], out["category"][usable]
+        )
     truth_path = (truth_dir / "incidents.parquet") if truth_dir else None
     if truth_path is not None and truth_path.is_file():
         truth = pd.read_parquet(truth_path, columns=["incident_id", "is_dispute", "category"])
@@ -354,18 +363,32 @@ def export_bundle(
     esc_onnx = to_onnx(run.model.booster, len(run.feature_names), "yujing-escalation")
     esc_parity = check_parity(run.model.booster, esc_onnx, _parity_rows(X_esc, config.parity_rows, config.seed))
     dm = dispute_run.model
-    dis_onnx = to_onnx(dm.booster, len(dm.featurizer.feature_names), "yujing-dispute")
+    n_dis = len(dm.featurizer.feature_names)
     X_dis = _parity_rows(dispute_run.test_features.astype(np.float32), config.parity_rows, config.seed)
-    dis_parity = check_parity(dm.booster, dis_onnx, X_dis)
+    gate_onnx = to_onnx(dm.booster, n_dis, "yujing-dispute")
+    gate_parity = check_parity(dm.booster, gate_onnx, X_dis)
+    cat_onnx = to_onnx(dm.category_booster, n_dis, "yujing-dispute-category")
+    cat_parity = check_parity(dm.category_booster, cat_onnx, X_dis)
+    dis_parity = {
+        "ok": bool(gate_parity["ok"] and cat_parity["ok"]),
+        "max_abs_diff": max(gate_parity["max_abs_diff"], cat_parity["max_abs_diff"]),
+        "top_k_identical": bool(gate_parity["top_k_identical"] and cat_parity["top_k_identical"]),
+        "gate": gate_parity,
+        "category": cat_parity,
+    }
     models = {
         "escalation": BundleModel(esc_onnx, tuple(run.feature_names), (0, 1), run.model.calibration, {}, esc_parity),
+        # P(dispute): the monotone gate; P(category | dispute): the category model (models/dispute.py)
         "dispute": BundleModel(
-            dis_onnx,
+            gate_onnx,
             tuple(dm.featurizer.feature_names),
-            tuple(dm.classes),
+            (0, 1),
             None,
             {"dispute": float(dm.threshold), "ood": float(dm.ood_threshold)},
-            dis_parity,
+            gate_parity,
+        ),
+        "dispute_category": BundleModel(
+            cat_onnx, tuple(dm.featurizer.feature_names), tuple(CATEGORIES), None, {}, cat_parity
         ),
     }
     prov = provenance(prepared, config) | {

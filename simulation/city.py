@@ -123,6 +123,10 @@ def _export_tables(pop, calls, cases, visits, relations) -> dict[str, pd.DataFra
     return {name: frame[list(TABLES[name].columns)].reset_index(drop=True) for name, frame in tables.items()}
 
 
+CONSUMER_DISPUTE_TYPES: tuple[str, ...] = ("fare_dispute",)
+"""Non-household call types that the dispute definition counts as disputes (category ``other``)."""
+
+
 def _truth_tables(pop, conflicts, calls, escalation_truth) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
     person_ids = pop.persons["person_id"].to_numpy()
     hh_ids = pop.households["household_id"].to_numpy()
@@ -156,8 +160,10 @@ def _truth_tables(pop, conflicts, calls, escalation_truth) -> dict[str, pd.DataF
         {
             "incident_id": calls["incident_id"],
             "call_type": calls["call_type"],
-            "is_dispute": calls["call_type"].eq("dispute"),
-            "category": calls["category"],
+            # docs/dispute-definition.md: a consumer quarrel (taxi fare, restaurant bill) is a dispute of type
+            # ``other``, though it belongs to no household conflict (no conflict_id) and never escalates here
+            "is_dispute": calls["call_type"].isin(CONSUMER_DISPUTE_TYPES + ("dispute",)),
+            "category": calls["category"].where(~calls["call_type"].isin(CONSUMER_DISPUTE_TYPES), "other"),
             "subtype": calls["subtype"],
             "conflict_id": calls["conflict_row"].map(row_to_id),
             "escalation_call": calls["escalation_call"],
@@ -165,6 +171,12 @@ def _truth_tables(pop, conflicts, calls, escalation_truth) -> dict[str, pd.DataF
             "caller_person_id": person_ids[calls["caller_row"].to_numpy()],
             "place_household_id": hh_ids[calls["place_household"].to_numpy()],
             "repeat_n": calls["repeat_n"],
+            "channel": calls["channel"],
+            "duplicate_of": np.where(
+                calls["duplicate_of"].to_numpy() >= 0,
+                calls["incident_id"].to_numpy()[np.maximum(calls["duplicate_of"].to_numpy(), 0)],
+                None,
+            ),
             **{
                 f"true_{c}": calls[c]
                 for c in ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation")

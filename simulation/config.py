@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from features.schema import CATEGORIES  # the contract owns the category codes
 
-SIMULATOR_VERSION = "1.0.0"
+SIMULATOR_VERSION = "1.1.0"
 
 __all__ = ["CATEGORIES", "CATEGORY_SHARE", "COUNTIES", "NON_DISPUTE_SHARE", "County", "SimConfig"]
 
@@ -332,10 +332,38 @@ class SimConfig:
     phone_full: float = 0.55
     phone_masked: float = 0.33  # the rest missing
     phone_not_registered: float = 0.08
-    id_full: float = 0.22
-    id_masked: float = 0.33  # the rest missing
+    id_full: float = 0.2
+    id_masked: float = 0.43  # the rest missing; real exports show a middle-masked ID on about 4 calls in 10
+    no_contact_given: float = 0.05
+    """Callers who leave neither phone nor ID on record (hung up, called from a shop, would not say)."""
+    refused_details: float = 0.02
+    """Callers who refuse to give their name and ID (the record says 不愿透露); their phone may remain."""
+    duplicate_log: float = 0.015
+    """Calls logged twice: a second record with a new incident number a minute or two later, same text."""
+    channel_12345: dict[str, float] = field(
+        default_factory=lambda: {
+            "noise": 0.15, "neighbor": 0.07, "property": 0.12, "labor": 0.08, "debt": 0.03, "consult": 0.08,
+            "land": 0.04, "help": 0.02, "traffic": 0.01,
+        }
+    )  # fmt: skip
+    """Share of calls of a type (dispute category or call type) transferred from the 12345 hotline."""
+    channel_in_person: dict[str, float] = field(
+        default_factory=lambda: {
+            "fraud": 0.15, "lost_property": 0.12, "theft": 0.08, "consult": 0.06, "debt": 0.07, "labor": 0.06,
+            "family": 0.03, "land": 0.05, "property": 0.05, "other": 0.03, "neighbor": 0.02, "traffic": 0.03,
+        }
+    )  # fmt: skip
+    """Share reported in person at a station (报警人到所报称); the station writes the caller's ID in full."""
     dispute_coded_as_dispute: float = 0.62
     """Call takers code a dispute call under 纠纷 this often; otherwise 打架斗殴, 求助, 其他."""
+    family_violence_codes: dict[str, float] = field(
+        default_factory=lambda: {
+            "家庭暴力": 0.56, "虐待": 0.05, "家庭纠纷": 0.2, "打架斗殴": 0.1, "殴打他人": 0.04, "其他": 0.05,
+        }
+    )  # fmt: skip
+    """Level-2 codes of a family dispute call with violence (虐待 three times as often between parent and child)."""
+    family_calm_coded_violence: float = 0.04
+    """A family call without violence still coded 家庭暴力 (the caller said 家暴; the call taker took it down)."""
 
     def __post_init__(self) -> None:
         if self.persons < 100:

@@ -321,6 +321,7 @@ def finish_incidents(
     calls["id_shown"] = np.where(
         u < config.id_full, ids, np.where(u < config.id_full + config.id_masked, mask_id(ids, rng), None)
     )
+    _channels_and_refusals(config, calls, ids, rng)
 
     at_home = _at_home(calls, rng)
     place = calls["place_household"].to_numpy()
@@ -333,11 +334,72 @@ def finish_incidents(
     same_county = addresses["county_code"].to_numpy()[elsewhere] == addr["county_code"].to_numpy()
     calls["station_id"] = np.where(at_home | ~same_county, addr["station_id"].to_numpy(), other_station)
     calls["detail"] = np.clip(rng.beta(4, 2, k) - 0.1 * (calls["caller_role"] == "passerby"), 0, 1).round(3)
+    calls = _log_twice(config, calls, rng)
     calls["category_l1"], calls["category_l2"], calls["disposition"] = _codes(config, calls, rng)
     ymd = calls["received_at"].dt.strftime("%Y%m%d")
     seq = calls.groupby(ymd).cumcount() + 1
     calls["incident_id"] = "J1505" + ymd + seq.astype(str).str.zfill(5)
     return calls
+
+
+def _channels_and_refusals(config: SimConfig, calls: pd.DataFrame, ids: np.ndarray, rng: np.random.Generator) -> None:
+    """How the call reached the police (110, a 12345 transfer, in person) and what the caller left on record.
+
+    Adds ``channel`` and ``refused``. A 12345 transfer carries the hotline's
+    name and phone, rarely an ID; at a station the ID card is read, so the ID
+    is written in full more often; some callers leave no contact at all, and
+    some refuse their name and ID (the record says so).
+    """
+    k = len(calls)
+    key = np.where(calls["call_type"] == "dispute", calls["category"], calls["call_type"]).astype(str)
+    p_hotline = np.array([config.channel_12345.get(x, 0.0) for x in key])
+    p_station = np.array([config.channel_in_person.get(x, 0.0) for x in key])
+    u = rng.random(k)
+    harm = calls[["violence", "weapon", "injury", "threat", "self_harm"]].to_numpy(bool).any(axis=1)
+    urgent = calls["escalation_call"].to_numpy(bool) | harm  # nobody routes a fight through 12345
+    channel = np.where(u < p_hotline, "12345", np.where(u < p_hotline + p_station, "in_person", "110"))
+    channel[urgent & (channel == "12345")] = "110"
+    channel[calls["escalation_call"].to_numpy(bool)] = "110"
+    calls["channel"] = channel
+    hotline, station = channel == "12345", channel == "in_person"
+    id_shown = calls["id_shown"].to_numpy(dtype=object).copy()
+    id_shown[hotline & (rng.random(k) < 0.8)] = None
+    read_card = station & (rng.random(k) < 0.6)
+    id_shown[read_card] = ids[read_card]
+    phone = calls["phone_shown"].to_numpy(dtype=object).copy()
+    u = rng.random(k)
+    nothing = ~station & (u < config.no_contact_given)
+    refused = ~station & ~nothing & (u < config.no_contact_given + config.refused_details)
+    phone[nothing] = None
+    id_shown[nothing | refused] = None
+    name = calls["caller_name"].to_numpy(dtype=object).copy()
+    name[refused] = None
+    calls["phone_shown"], calls["id_shown"], calls["caller_name"] = phone, id_shown, name
+    calls["refused"] = refused
+
+
+def _log_twice(config: SimConfig, calls: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Log a few calls twice: a copy 40-150 seconds later, ``duplicate_of`` = the first record's row.
+
+    The copy is the same call (same caller, place, truth and narrative body;
+    ``render_calls`` copies the body), typed into a second record, so it gets
+    its own incident number and code. Rows are re-sorted by time;
+    ``duplicate_of`` is -1 for records that are not copies.
+    """
+    k = len(calls)
+    calls = calls.assign(_row=np.arange(k), duplicate_of=-1)
+    pick = np.flatnonzero(rng.random(k) < config.duplicate_log)
+    copies = calls.iloc[pick].copy()
+    copies["duplicate_of"] = copies["_row"].to_numpy()
+    copies["_row"] = np.arange(k, k + len(pick))
+    copies["received_at"] = copies["received_at"] + pd.to_timedelta(rng.integers(40, 151, len(pick)), unit="s")
+    calls = pd.concat([calls, copies], ignore_index=True)
+    calls = calls.sort_values(["received_at", "conflict_row", "_row"], kind="stable").reset_index(drop=True)
+    position = np.empty(len(calls), dtype=np.int64)
+    position[calls["_row"].to_numpy()] = np.arange(len(calls))
+    dup = calls["duplicate_of"].to_numpy()
+    calls["duplicate_of"] = np.where(dup >= 0, position[np.maximum(dup, 0)], -1)
+    return calls.drop(columns="_row")
 
 
 def _at_home(calls: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
@@ -454,10 +516,30 @@ def _codes(
     rest = dispute & ~coded
     fight = rest & violent
     l1[fight] = "治安警情"
-    l2[fight] = np.where(family[fight] & (rng.random(int(fight.sum())) < 0.6), "家庭暴力", "打架斗殴")
+    l2[fight] = "打架斗殴"
     calm = rest & ~violent
     l1[calm] = np.where(rng.random(int(calm.sum())) < 0.6, "群众求助", "其他警情")
     l2[calm] = np.where(l1[calm] == "群众求助", "其他求助", "其他")
+    # Family violence: mostly 家庭暴力 (虐待 between parent and child), with the noise of a busy desk.
+    fv = np.flatnonzero(dispute & family & violent)
+    names = np.array(list(config.family_violence_codes))
+    p = np.array(list(config.family_violence_codes.values()), float)
+    abuse = int(np.flatnonzero(names == "虐待")[0]) if "虐待" in config.family_violence_codes else -1
+    parent_child = np.isin(calls["counterpart"].to_numpy(dtype=object)[fv], ["son", "daughter"])
+    p_pc = p.copy()
+    if abuse >= 0:
+        p_pc[abuse] *= 3
+    u = rng.random(len(fv))
+    drawn = np.where(
+        parent_child,
+        np.searchsorted(np.cumsum(p_pc / p_pc.sum()), u, side="right"),
+        np.searchsorted(np.cumsum(p / p.sum()), u, side="right"),
+    )
+    fv_l2 = names[np.minimum(drawn, len(names) - 1)]
+    l2[fv] = fv_l2
+    l1[fv] = np.select([np.isin(fv_l2, ["家庭纠纷"]), fv_l2 == "其他"], ["纠纷警情", "其他警情"], default="治安警情")
+    calm_family = np.flatnonzero(dispute & family & ~violent & (rng.random(k) < config.family_calm_coded_violence))
+    l1[calm_family], l2[calm_family] = "治安警情", "家庭暴力"
     esc = calls["escalation_call"].to_numpy()
     l1[esc] = np.where(rng.random(int(esc.sum())) < 0.7, "刑事警情", "治安警情")
     l2[esc] = np.where(l1[esc] == "刑事警情", "故意伤害", "殴打他人")

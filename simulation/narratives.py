@@ -62,6 +62,7 @@ __all__ = [
     "CALLER_ROLES",
     "CALL_COLUMNS",
     "CUES",
+    "OPTIONAL_COLUMNS",
     "OUTPUT_COLUMNS",
     "RATES",
     "SUBTYPES",
@@ -75,6 +76,10 @@ CALL_COLUMNS: tuple[str, ...] = (
     "caller_name", "phone_shown", "id_shown", "location_text", *CUES, "repeat_n", "mediated_before",
     "detail",
 )  # fmt: skip
+#: Optional input columns: ``channel`` (``110`` / ``12345`` / ``in_person``; default 110), ``refused``
+#: (the caller would not give name and ID; default False) and ``duplicate_of`` (the *position* of the
+#: record this one re-logs, -1 if none: its body is copied from there).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("channel", "refused", "duplicate_of")
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "narrative", "subtype", "mentioned_cues", "template_id", "negated_cues", "mentions_repeat",
     "mentions_mediation",
@@ -99,10 +104,19 @@ class Rates:
     repeat: float = 0.55  # x (0.4 + 0.6 detail), only when repeat_n > 1
     repeat_front: float = 0.3
     mediation: float = 0.5  # x (0.4 + 0.6 detail), only when mediated_before
-    request: float = 0.35
+    request: float = 0.6
     request_terse: float = 0.55  # terse calls: "家里有人吵架" + "请民警到场"
-    nd_detail_1: float = 0.6  # x detail: a non-dispute call gets a detail clause
-    nd_detail_2: float = 0.25  # x detail: ... and a second one
+    nd_detail_1: float = 1.0  # x (0.4 + 0.6 detail): a non-dispute call gets a detail clause
+    nd_detail_2: float = 0.6  # x (0.4 + 0.6 detail): ... and a second one
+    bare: float = 0.2  # a party's dispute with violence written: the body is only the act (被丈夫殴打。)
+    time_word: float = 0.5  # "今晚" / "刚才" in front of the main clause
+    vague_base: float = 0.25  # P(vague note) = vague_base + vague_slope * (1 - detail): 具体情况不详
+    vague_slope: float = 0.35
+    desk_note: float = 0.5  # 报警人情绪激动, 报警人在楼下等候
+    ambulance_injured: float = 0.3  # injury written: 已通知120 / 120已到场
+    ambulance_not_needed: float = 0.15  # violence written, nobody hurt: 不需要120
+    ambulance_care: float = 0.1  # a drunk person or a stranger assault: 已通知120
+    refusal_note: float = 0.6  # a caller who refused details: 报警人不愿透露姓名
     typo_base: float = 0.03  # P(typo) = typo_base + typo_slope * (1 - detail)
     typo_slope: float = 0.05
     drop_punct: float = 0.03
@@ -164,7 +178,7 @@ _ORDERS: tuple[tuple[str, ...], ...] = (
 )
 _STREAMS = (
     "header", "category", "subtype", "counterpart", "voice", "modes", "mention", "fillers", "main",
-    "cues", "negation", "extras", "wrap", "noise", "order", "extras_nd",
+    "cues", "negation", "extras", "wrap", "noise", "order", "extras_nd", "channel",
 )  # fmt: skip
 _ND_CODE: dict[str, int] = {t: i for i, t in enumerate(nds.NON_DISPUTE_TYPES)}
 _SUB_KEYS: dict[tuple[str, str], int] = {
@@ -222,6 +236,12 @@ class _Pools:
     lead_witness: Pool
     wrap: Pool
     wrap_witness: Pool
+    bare: Pool
+    notes_vague: Pool
+    notes_desk: Pool
+    ambulance_injured: Pool
+    ambulance_not_needed: Pool
+    refusals: Pool
 
     def main_pools(self) -> list[Pool]:
         """Pools a call's main clause comes from (each needs a cue-free template)."""
@@ -283,6 +303,12 @@ def _pools() -> _Pools:
         lead_witness=_pool("lead_w", lx.LEADS_WITNESS),
         wrap=_pool("wrap", lx.WRAPS),
         wrap_witness=_pool("wrap_w", lx.WRAPS_WITNESS),
+        bare=_pool("bare", lx.BARE_ACTS),
+        notes_vague=_pool("note.vague", lx.NOTES_VAGUE),
+        notes_desk=_pool("note.desk", lx.NOTES_DESK),
+        ambulance_injured=_pool("ambulance", lx.AMBULANCE_INJURED),
+        ambulance_not_needed=_pool("ambulance_no", lx.AMBULANCE_NOT_NEEDED),
+        refusals=_pool("refusal", lx.REFUSALS),
     )
 
 
@@ -328,6 +354,21 @@ class _Ctx:
         self.counterpart = np.full(n, None, dtype=object)
         self.subtype = np.full(n, None, dtype=object)
         self.fillers: dict[str, np.ndarray] = {}
+        self.channel = (
+            calls["channel"].astype(object).where(calls["channel"].notna(), "110").to_numpy()
+            if "channel" in calls
+            else np.full(n, "110", dtype=object)
+        )
+        self.refused = (
+            calls["refused"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+            if "refused" in calls
+            else np.zeros(n, dtype=bool)
+        )
+        dup = calls["duplicate_of"] if "duplicate_of" in calls else pd.Series(-1, index=calls.index)
+        self.duplicate_of = pd.to_numeric(dup, errors="coerce").fillna(-1).to_numpy(np.int64)
+        if ((self.duplicate_of >= n) | (self.duplicate_of == np.arange(n))).any():
+            raise ValueError("duplicate_of must be -1 or the position of another row")
+        self.bare = np.zeros(n, dtype=bool)
 
     def filler(self, name: str) -> np.ndarray:
         try:
@@ -604,7 +645,7 @@ def _main_clause(ctx: _Ctx, d: _Draft) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """The main clause of every call; returns (text, template id, cues stated, closed, cue-first)."""
     P, n, rmain = _pools(), ctx.n, ctx.rng["main"]
     harm = (d.decided & (BIT["V"] | BIT["K"] | BIT["I"] | BIT["T"])) > 0  # "被打了，起因是..." needs an act
-    cue_first = ctx.is_disp & ~ctx.witness & ~d.terse & harm & (rmain.random(n) < RATES.cue_first)
+    cue_first = ctx.is_disp & ~ctx.witness & ~d.terse & harm & (rmain.random(n) < RATES.cue_first) & ~ctx.bare
     use_generic = rmain.random(n) < RATES.generic
     pools: list[Pool] = []
     index: dict[object, int] = {}
@@ -617,7 +658,9 @@ def _main_clause(ctx: _Ctx, d: _Draft) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
     pidx = np.zeros(n, dtype=np.int64)
     for i in range(n):  # a dict lookup per row to name its pool; no rng here
-        if ctx.is_disp[i]:
+        if ctx.bare[i]:
+            pidx[i] = pool_of("bare", P.bare)
+        elif ctx.is_disp[i]:
             cat, sub = ctx.category[i], ctx.subtype[i]
             if ctx.witness[i]:
                 pidx[i] = pool_of(("w", ctx.role[i], cat), P.witness[(int(ctx.role[i]), cat)])
@@ -641,7 +684,8 @@ def _nd_details(ctx: _Ctx, d: _Draft, closed: np.ndarray) -> _Slot:
     """0-2 detail clauses for a thorough non-dispute call (损失约..., 对方车已开走)."""
     n, rd, detail = ctx.n, ctx.rng["extras_nd"], ctx.detail
     blocked = ctx.is_disp | d.terse | ctx.witness | closed  # a witness cannot tell what was lost
-    count = (rd.random(n) < RATES.nd_detail_1 * detail).astype(int) + (rd.random(n) < RATES.nd_detail_2 * detail)
+    thorough = 0.4 + 0.6 * detail
+    count = (rd.random(n) < RATES.nd_detail_1 * thorough).astype(int) + (rd.random(n) < RATES.nd_detail_2 * thorough)
     count = np.where(blocked, 0, count)
     type_codes = np.array([_ND_CODE.get(t, -1) for t in ctx.ctype], dtype=np.int64)
     slot = _Slot(n)
@@ -689,6 +733,60 @@ def _cue_clauses(ctx: _Ctx, d: _Draft, pending: np.ndarray, cue_first: np.ndarra
             acc_id = acc_id + np.where(piece != "", "+" + slots[name].ids[pos], "")
         text[pos], ids[pos] = acc, acc_id
     return text, ids
+
+
+def _time_word(ctx: _Ctx, main: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``今晚``/``刚才`` in front of the main clause (not when it already says when)."""
+    when = ctx.filler("T")
+    said = np.asarray([t in m for t, m in zip(when, main, strict=True)], dtype=bool)
+    return np.where(rows & ~said, when + main, main).astype(object)
+
+
+@dataclass
+class _Notes:
+    ambulance: np.ndarray
+    desk: np.ndarray
+    vague: np.ndarray
+    refusal: np.ndarray
+
+
+_DESK_TYPES = np.array(
+    ["theft", "fraud", "help", "missing_person", "suspicious", "stranger_assault", "fire", "drunk_person", "noise"],
+    dtype=object,
+)
+
+
+def _notes(ctx: _Ctx, d: _Draft, said_120: np.ndarray) -> _Notes:
+    """The call taker's own notes: the ambulance, the caller and scene, how little is known, a refusal.
+
+    Each comes back with its leading comma (empty where not written). Bare
+    acts (被丈夫殴打。) get none but the ambulance.
+    """
+    P, n, r = _pools(), ctx.n, ctx.rng["channel"]
+    injury_said = (d.decided & BIT["I"]) > 0
+    violence_said = (d.decided & BIT["V"]) > 0
+    hurt_true = (ctx.truth & BIT["I"]) > 0
+    assault = ctx.ctype == "stranger_assault"
+    free = ~said_120
+    injured = free & injury_said & (ctx.is_disp | assault) & (r.random(n) < RATES.ambulance_injured)
+    not_needed = free & ctx.is_disp & violence_said & ~hurt_true & (r.random(n) < RATES.ambulance_not_needed)
+    care = free & np.isin(ctx.ctype, np.array(["drunk_person"], dtype=object)) & (r.random(n) < RATES.ambulance_care)
+    amb = _Slot(n)
+    amb.set(ctx, [P.ambulance_injured], np.zeros(int(injured.sum()), np.int64), np.flatnonzero(injured), d)
+    amb.set(ctx, [P.ambulance_not_needed], np.zeros(int(not_needed.sum()), np.int64), np.flatnonzero(not_needed), d)
+    amb.text[care] = uniform_choice(("已通知120", "已联系120", "需要120"), int(care.sum()), r)
+    plain = ~ctx.bare
+    vague = plain & ~d.terse & (ctx.ctype != "consult")
+    vague &= r.random(n) < RATES.vague_base + RATES.vague_slope * (1 - ctx.detail)
+    desk = plain & (ctx.is_disp | np.isin(ctx.ctype, _DESK_TYPES)) & (r.random(n) < RATES.desk_note)
+    desk &= ctx.channel == "110"  # "waiting downstairs", "crying on the phone": a 110 call, not a visit
+    refusal = ctx.refused & (r.random(n) < RATES.refusal_note)
+    slots = []
+    for pool, rows in ((P.notes_desk, desk), (P.notes_vague, vague), (P.refusals, refusal)):
+        slot = _Slot(n)
+        slot.set(ctx, [pool], np.zeros(int(rows.sum()), np.int64), np.flatnonzero(rows), d)
+        slots.append(_comma(slot.text))
+    return _Notes(_comma(amb.text), *slots)
 
 
 def _with_rng(d: _Draft, rng: np.random.Generator) -> _Draft:
@@ -768,6 +866,10 @@ def render_calls(calls: pd.DataFrame, rng: np.random.Generator, *, with_skeleton
     _build_words(ctx)
     P, d = _pools(), _plan(ctx)
     is_disp, wit = ctx.is_disp, ctx.witness
+    rch = ctx.rng["channel"]
+    violence_said = (d.decided & BIT["V"]) > 0
+    ctx.bare = is_disp & (ctx.role == _PARTY) & violence_said & (rch.random(n) < RATES.bare)
+    bare = ctx.bare
 
     main, template_id, stated, closed, cue_first = _main_clause(ctx, d)
     details = _nd_details(ctx, d, closed)
@@ -778,10 +880,14 @@ def render_calls(calls: pd.DataFrame, rng: np.random.Generator, *, with_skeleton
     main = np.where(cue_first, lead_clauses + "，" + main, main).astype(object)
     clauses = np.where(cue_first, "", clauses).astype(object)
     negs, negated = _negations(ctx, d, closed)
+    negs.text = np.where(bare, "", negs.text).astype(object)  # a bare act carries nothing else
+    negs.ids = np.where(bare, "", negs.ids).astype(object)
+    negated = np.where(bare, 0, negated)
+    main = _time_word(ctx, main, ~bare & (rch.random(n) < RATES.time_word))
 
     rx, xfac = d.rng, 0.4 + 0.6 * ctx.detail
     said_repeat = (ctx.repeat_n > 1) & (rx.random(n) < RATES.repeat * xfac)
-    front = said_repeat & (rx.random(n) < RATES.repeat_front)
+    front = said_repeat & (rx.random(n) < RATES.repeat_front) & (ctx.channel == "110")
     rep_front, rep_back, med, req = _Slot(n), _Slot(n), _Slot(n), _Slot(n)
     rep_front.set(ctx, [P.repeat_front], np.zeros(int(front.sum()), np.int64), np.flatnonzero(front), d)
     back = np.flatnonzero(said_repeat & ~front)
@@ -794,26 +900,43 @@ def render_calls(calls: pd.DataFrame, rng: np.random.Generator, *, with_skeleton
     said_120 = np.asarray(["120" in a or "120" in b for a, b in zip(clauses, main, strict=True)], dtype=bool)
     req.text = np.where(said_120 & (req.text == "不需要120"), "", req.text).astype(object)  # not after "需要120"
 
-    header, verb = render_header(calls, ctx.rng["header"])
+    header, verb = render_header(calls, ctx.rng["header"], ctx.channel, ctx.refused)
     lead = _Slot(n)
     lead.set(ctx, [P.lead_party, P.lead_witness], wit.astype(np.int64), np.arange(n), d)
     lead.text = np.where(np.isin(verb, np.array(["报警称：", "报称："], dtype=object)), "", lead.text).astype(object)
+    opener = np.full(n, "", dtype=object)
+    hotline, station = ctx.channel == "12345", ctx.channel == "in_person"
+    opener[hotline] = uniform_choice(lx.TRANSFER_OPENERS, int(hotline.sum()), rch)
+    lead.text[hotline] = uniform_choice(lx.TRANSFER_LEADS, int(hotline.sum()), rch)
+    lead.text[station] = uniform_choice(lx.IN_PERSON_LEADS, int(station.sum()), rch)
     term = _TERMINATORS[rx.choice(len(_TERMINATORS), size=n, p=_TERMINATOR_P)]
-    tail = concat(clauses, negs.text, _comma(rep_back.text), _comma(med.text), _comma(req.text))
+    said_120 |= np.asarray(["120" in r for r in req.text], dtype=bool)
+    notes = _notes(ctx, d, said_120)
+    tail = concat(
+        clauses, negs.text, _comma(rep_back.text), _comma(med.text), notes.ambulance, notes.desk, notes.vague,
+        _comma(req.text), notes.refusal,
+    )  # fmt: skip
 
     # keyword control: an explicit dispute that names no dispute gets "，双方发生纠纷"
     has_kw = pd.Series(concat(main, tail)).str.contains(lx.KEYWORD_RE, regex=True).to_numpy(dtype=bool)
     wrap = _Slot(n)
-    wrap_rows = np.flatnonzero(is_disp & ~d.implicit & ~has_kw)
+    wrap_rows = np.flatnonzero(is_disp & ~d.implicit & ~has_kw & ~bare)
     kw_mode = _Draft(d.terse, d.implicit, np.full(n, MODE_KW), d.mode_main, d.decided, d.traits, ctx.rng["wrap"])
     wrap.set(ctx, [P.wrap, P.wrap_witness], wit[wrap_rows].astype(np.int64), wrap_rows, kw_mode)
     front_txt = np.where(rep_front.text != "", rep_front.text + "，", "").astype(object)
-    content = concat(front_txt, lead.text, main, _comma(wrap.text), tail, term)
+    content = concat(opener, front_txt, lead.text, main, _comma(wrap.text), tail, term)
 
     content = _apply_noise(content, ctx.detail, ctx.rng["noise"])
     loc = np.asarray(["" if x is None else str(x) for x in _column(calls, "location_text")], dtype=object)
     drop_loc = (ctx.rng["noise"].random(n) < RATES.drop_location) | (loc == "")
     narrative = np.where(drop_loc, header + content, header + loc + "，" + content).astype(object)
+
+    # A call logged twice: the second record has its own header (time, typing) and the first one's body.
+    dup = np.flatnonzero(ctx.duplicate_of >= 0)
+    src = ctx.duplicate_of[dup]
+    narrative[dup] = header[dup] + np.asarray([t[len(h) :] for t, h in zip(narrative[src], header[src], strict=True)])
+    for arr in (ctx.subtype, d.decided, template_id, negated, said_repeat, said_med):
+        arr[dup] = arr[src]
 
     names = _cue_names_table()
     out = pd.DataFrame(

@@ -118,7 +118,8 @@ def build_cases(
     adults = np.flatnonzero(pop.latent["age"].to_numpy() >= 18)
     risk = np.exp(0.6 * pop.latent["temper"].to_numpy()[adults] + 1.0 * pop.persons["prior_record"].to_numpy()[adults])
     for call_type, (p_case, table) in _BACKGROUND_CASES.items():
-        calls = incidents[(incidents["call_type"] == call_type) & (rng.random(len(incidents)) < p_case)]
+        first_record = incidents["duplicate_of"].lt(0) if "duplicate_of" in incidents else True  # not a re-log
+        calls = incidents[(incidents["call_type"] == call_type) & first_record & (rng.random(len(incidents)) < p_case)]
         kc = len(calls)
         charge = _draw_charges(rng, table, kc)
         violent = ~np.isin(charge, ("盗窃", "诈骗"))

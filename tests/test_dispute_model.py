@@ -105,7 +105,7 @@ def test_model_beats_rules_on_held_out_period(
     # simulated 110 text of a later period is in distribution, so the model may add to the rules there;
     # the fused answer is never below the rules (issue 9) and keeps their recall
     assert m_out["ood"].mean() < 0.01
-    assert fused["f1"] >= rules["f1"] + 0.05, (fused, rules)
+    assert fused["f1"] >= rules["f1"], (fused, rules)
     assert fused["recall"] >= rules["recall"], (fused, rules)
     assert fused["category_accuracy"] >= rules["category_accuracy"], (fused, rules)
 
@@ -270,10 +270,11 @@ def test_tune_threshold_maximises_f1() -> None:
     [
         # (is, score, category, strong), (P(dispute), top category, ood) -> (is, category, source)
         ((True, 0.9, "family", True), (0.01, "debt", False), (True, "family", "rules")),  # strong: never dropped
-        ((True, 0.6, "other", False), (0.01, "debt", False), (False, None, "model")),  # weak, model sure: dropped
-        ((True, 0.6, "other", False), (0.30, "debt", False), (True, "debt", "both")),  # weak, unsure: kept
-        ((True, 0.9, "other", True), (0.80, "labor", False), (True, "labor", "both")),  # residual category refined
-        ((True, 0.9, "neighbor", True), (0.99, "family", False), (True, "neighbor", "rules")),
+        ((True, 0.6, "other", False), (0.001, "debt", False, 0.5), (True, "other", "rules")),  # never dropped
+        ((True, 0.6, "other", False), (0.30, "debt", False, 0.9), (True, "debt", "both")),  # residual refined
+        ((True, 0.6, "other", False), (0.30, "debt", False, 0.5), (True, "other", "rules")),  # not sure of it
+        ((True, 0.9, "other", True), (0.80, "labor", False, 0.99), (True, "other", "rules")),  # strong: untouched
+        ((True, 0.6, "land", False), (0.99, "family", False, 0.99), (True, "land", "rules")),
         ((False, 0.3, None, False), (0.99, "debt", False), (True, "debt", "model")),  # missed, model sure: added
         ((False, 0.3, None, False), (0.90, "debt", False), (False, None, "rules")),  # not sure enough
         ((False, 0.49, None, True), (0.999, "family", False), (False, None, "rules")),  # an exclusion spoke
@@ -299,13 +300,17 @@ def test_fuse_equals_fuse_one_row_by_row() -> None:
             "strong": rng.random(n) < 0.5,
         }
     )
-    score = rng.choice([0.0, 0.01, 0.04, 0.05, 0.3, 0.95, 0.96, 1.0], n)  # ties at the cut points included
-    m = pd.DataFrame({"dispute_score": score, "top_category": rng.choice(cats, n), "ood": rng.random(n) < 0.2})
+    score = rng.choice([0.0, 0.01, 0.3, 0.95, 0.96, 1.0], n)  # ties at the cut points included
+    conf = rng.choice([0.5, 0.8, 0.81, 1.0], n)
+    m = pd.DataFrame(
+        {"dispute_score": score, "top_category": rng.choice(cats, n), "ood": rng.random(n) < 0.2,
+         "category_confidence": conf}
+    )  # fmt: skip
     out = fuse(m, r)
     for i in range(n):
         one = fuse_one(
             bool(r_is[i]), float(r.dispute_score[i]), r.category[i], bool(r.strong[i]),
-            float(score[i]), m.top_category[i], bool(m.ood[i]),
+            float(score[i]), m.top_category[i], bool(m.ood[i]), float(conf[i]),
         )  # fmt: skip
         assert (out.is_dispute[i], out.dispute_score[i], out.category[i], out.source[i]) == one
     with pytest.raises(ValueError, match="rows"):

@@ -382,3 +382,69 @@ def test_every_pool_is_usable() -> None:
     for pool in (*pools.subtype.values(), pools.generic, *pools.witness.values()):
         assert pool.kw.any() and (~pool.kw).any(), pool.name  # both keyword modes are possible
     assert all(_SLOT.search(t) is None for t in lx.NEGATIONS["violence"])
+
+
+# --------------------------------------------------------------------------- channels, refusals, duplicates
+
+
+def test_channels_refusals_and_duplicates_render_and_parse() -> None:
+    from features.text import parse_header
+
+    n = 4_000
+    calls = demo_calls(n, np.random.default_rng(303), dispute_share=0.5, masked=True)
+    rng = np.random.default_rng(304)
+    calls["channel"] = np.array(["110", "12345", "in_person"], dtype=object)[rng.choice(3, n, p=[0.7, 0.15, 0.15])]
+    calls["refused"] = rng.random(n) < 0.1
+    calls.loc[calls["refused"], "caller_name"] = None
+    dup = np.full(n, -1)
+    dup[1::50] = np.arange(0, n - 1, 50)  # row i+1 re-logs row i: the same call a minute later
+    copies = np.flatnonzero(dup >= 0)
+    calls.iloc[copies] = calls.iloc[dup[copies]].to_numpy()
+    calls.iloc[copies, calls.columns.get_loc("received_at")] += pd.Timedelta(seconds=60)
+    calls["duplicate_of"] = dup
+    out = render_calls(calls, np.random.default_rng(305))
+    again = render_calls(calls, np.random.default_rng(305))
+    assert out.equals(again)
+    heads = [parse_header(t) for t in out["narrative"]]
+    parsed = share([h.has_header for h in heads])
+    matched = share([HEADER_RE.match(t) is not None for t in out["narrative"]])
+    assert parsed == 1.0 and matched == 1.0
+    body = content_of(out["narrative"], calls["location_text"]).reset_index(drop=True)
+    parsed_body = pd.Series([h.content for h in heads])
+    hotline = (calls["channel"] == "12345").to_numpy()
+    station = (calls["channel"] == "in_person").to_numpy()
+    opened = share(body[hotline].str.match(r"^(12345|市民热线)"))
+    parsed_opened = share(parsed_body[hotline].str.match(r"^(12345|市民热线)"))  # parse_header finds the body
+    at_station = share(body[station].str.contains("到所|来所|到派出所"))
+    elsewhere = share(body[~hotline & ~station].str.contains("12345|到所|来所"))
+    assert opened == 1.0 and parsed_opened > 0.95 and at_station == 1.0 and elsewhere == 0.0
+    verbs = pd.Series([HEADER_RE.match(t)["verb"] for t in out["narrative"]])
+    hotline_verb = share(verbs[hotline] == "来电：")
+    station_verbs = share(verbs[station].isin(["报警：", "报案："]))
+    assert hotline_verb == 1.0 and station_verbs == 1.0
+    refused = calls["refused"].to_numpy()
+    said = out["narrative"].str.contains("不愿|拒绝|不肯").to_numpy()
+    said_refused, said_other = share(said[refused]), share(said[~refused])
+    assert said_refused > 0.5 and said_other < 0.01
+    same_body = share(body[copies].to_numpy() == body[dup[copies]].to_numpy())
+    same_template = share(out["template_id"].to_numpy()[copies] == out["template_id"].to_numpy()[dup[copies]])
+    assert same_body == 1.0 and same_template == 1.0
+    with pytest.raises(ValueError, match="duplicate_of"):
+        render_calls(calls.assign(duplicate_of=np.arange(n)), np.random.default_rng(1))
+
+
+def test_bare_acts_and_ambulance_notes() -> None:
+    calls = demo_calls(6_000, np.random.default_rng(306), dispute_share=1.0, masked=True)
+    calls["violence"], calls["injury"] = True, np.random.default_rng(307).random(len(calls)) < 0.5
+    calls["caller_role"] = "party"
+    out = render_calls(calls, np.random.default_rng(308), with_skeleton=True)
+    bare = out["skeleton"].str.contains(r"\|bare#").to_numpy()
+    assert 0.08 < share(bare) < 0.3  # 被丈夫殴打。: the whole body is the act
+    content = content_of(out["narrative"], calls["location_text"])
+    bare_median = float(content[bare].str.len().median())
+    assert bare_median < 22
+    ambulance = out["narrative"].str.contains(r"(?<![\d*])120(?![\d*])").to_numpy()
+    injured = calls["injury"].to_numpy()
+    assert share(ambulance[injured]) > 0.15
+    says_needed = out["narrative"].str.contains(r"(?<!不)(?<!无)(?<!不用叫)需要120|已通知120|120已到场").to_numpy()
+    assert share(says_needed[~injured]) == 0.0  # no ambulance for someone who is not hurt

@@ -161,7 +161,7 @@ def demo_calls(n: int, rng: np.random.Generator, *, dispute_share: float = 0.3, 
 # Measurements
 # --------------------------------------------------------------------------
 
-_HEADER_CUT = re.compile(r"^.*?(?:报警：|报警称：|来电：|报称：)")
+_HEADER_CUT = re.compile(r"^.*?(?:报警：|报警称：|来电：|报称：|报案：)")
 
 
 def content_of(narratives: pd.Series, locations: pd.Series) -> pd.Series:

@@ -21,13 +21,17 @@ HEADER_RE = re.compile(
     r"^(?P<time>\d{4}年\d{1,2}月\d{1,2}日 \d{1,2}时\d{1,2}分\d{1,2}秒|\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})"
     r" (?P<name>[^\s()（）]*)"
     r"(?:[(（] ?(?P<contact>[^()（）]*?) ?[)）])?"
-    r" ?(?P<verb>报警：|报警称：|来电：|报称：)"
+    r" ?(?P<verb>报警：|报警称：|来电：|报称：|报案：)"
     r"(?P<body>.*)$",
     re.S,
 )
 
 VERBS: tuple[str, ...] = ("报警：", "报警称：", "来电：", "报称：")
 _VERB_P = np.array([0.8, 0.07, 0.07, 0.06])
+#: Verbs by how the call came in: a 12345 transfer is a 来电; a report at a station is 报警 or 报案.
+CHANNEL_VERBS: dict[str, tuple[str, ...]] = {"12345": ("来电：",), "in_person": ("报警：", "报警：", "报案：")}
+#: What the record shows instead of a name when the caller refused to give one.
+REFUSED_CALLER: tuple[str, ...] = ("不愿透露", "不愿透露", "未留名", "匿名")
 
 _PAD = np.array([f"{i:02d}" for i in range(61)], dtype=object)
 _NUM = np.array([str(i) for i in range(61)], dtype=object)
@@ -87,13 +91,31 @@ def render_contact(phones: pd.Series, ids: pd.Series, rng: np.random.Generator) 
     return np.where(has_ph | has_id, filled, empty).astype(object)
 
 
-def render_header(calls: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Header strings (up to and including the verb) and the verb per row."""
+def render_header(
+    calls: pd.DataFrame,
+    rng: np.random.Generator,
+    channel: np.ndarray | None = None,
+    refused: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Header strings (up to and including the verb) and the verb per row.
+
+    ``channel`` (``110`` / ``12345`` / ``in_person``) picks the verb of a
+    transfer or a station report; ``refused`` rows show 不愿透露 as the caller
+    half of the time. Both are optional and drawn after the old draws, so a
+    frame without them renders as before.
+    """
     n = len(calls)
     time = render_time(calls["received_at"], rng)
     caller = render_caller(calls["caller_name"], calls["caller_sex"], rng)
     contact = render_contact(calls["phone_shown"], calls["id_shown"], rng)
     verb = np.asarray(VERBS, dtype=object)[rng.choice(len(VERBS), size=n, p=_VERB_P)]
+    if channel is not None:
+        for name, verbs in CHANNEL_VERBS.items():
+            rows = np.flatnonzero(channel == name)
+            verb[rows] = uniform_choice(verbs, len(rows), rng)
+    if refused is not None:
+        rows = np.flatnonzero(refused & (rng.random(n) < 0.5) & pd.isna(calls["caller_name"]).to_numpy())
+        caller[rows] = uniform_choice(REFUSED_CALLER, len(rows), rng)
     has_name_or_contact = (caller != "") | (contact != "")
     gap = np.where(has_name_or_contact, " ", "").astype(object)
     return time + " " + caller + contact + gap + verb, verb

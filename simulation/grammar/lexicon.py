@@ -1136,8 +1136,12 @@ LEADS_PARTY: tuple[str, ...] = (
     "称",
     "称",
     "称",
+    "称",
+    "称",
+    "称",
     "反映",
     "报称",
+    "",
     "",
     "",
     "报警人称",
@@ -1145,8 +1149,116 @@ LEADS_PARTY: tuple[str, ...] = (
     "其称",
     "报警人反映",
     "电话中称",
+    "来电反映",
+    "报警人报称",
+    "据报警人称",
 )
 LEADS_WITNESS: tuple[str, ...] = ("称", "称", "反映", "", "报警人称", "来电称", "报警人反映")
+
+#: Openings of a call transferred from the 12345 government hotline (the body starts with them).
+TRANSFER_OPENERS: tuple[str, ...] = (
+    "12345转办：",
+    "12345转办：",
+    "市民热线转来：",
+    "12345热线转来：",
+    "12345政务服务热线转办：",
+    "12345转来工单：",
+    "市民热线转办：",
+)
+#: ... and how the hotline's text goes on.
+TRANSFER_LEADS: tuple[str, ...] = ("市民反映", "市民反映", "来电人反映", "反映", "市民称", "", "诉求人反映")
+#: Openings of a report made in person at a station.
+IN_PERSON_LEADS: tuple[str, ...] = (
+    "报警人到所报称",
+    "报警人到所报称",
+    "来所报警称",
+    "报警人到所反映",
+    "报警人来所称",
+    "到所报称",
+    "其到所报称",
+    "报警人到派出所报称",
+)
+#: Verbs in front of an in-person report's location (the header; never 报称： before 到所报称).
+IN_PERSON_VERBS: tuple[str, ...] = ("报警：", "报警：", "报案：")
+
+#: Bare terse forms: the whole body is the act (``被丈夫殴打。``); party voice only.
+BARE_ACTS: tuple[str, ...] = (
+    "V|被{W}殴打",
+    "V|被{W}打了",
+    "V|遭{W}殴打",
+    "V|{W}打人",
+    "V|{W}动手打人",
+    "V|被{W}打",
+    "VI|被{W}打伤",
+    "VI|被{W}打伤了",
+    "VK|{W}持刀伤人",
+    "T|{W}扬言要打人",
+    "T|{W}威胁{O}",
+    "V|{W}又打人",
+)
+
+#: Call-taker notes that say how little is known (vaguer bodies; keyword-free).
+NOTES_VAGUE: tuple[str, ...] = (
+    "具体情况不详",
+    "其余情况不清",
+    "详细情况不清楚",
+    "现场情况不明",
+    "具体原因不详",
+    "报警人未说明具体原因",
+    "报警人说不清楚具体情况",
+    "具体情况未说明",
+    "其他情况不详",
+    "详情不清",
+    "原因不明",
+    "报警人未讲清楚",
+    "电话中未讲明",
+)
+#: Call-taker notes about the caller and the scene (keyword-free).
+NOTES_DESK: tuple[str, ...] = (
+    "报警人情绪激动",
+    "报警人在现场等候",
+    "报警人在楼下等候",
+    "报警人语气很急",
+    "报警人说话含糊",
+    "报警人在门口等民警",
+    "报警人要求民警联系其本人",
+    "报警人电话中情绪低落",
+    "已告知报警人注意安全",
+    "报警人说话有口音",
+    "报警人称现场人较多",
+    "电话里声音嘈杂",
+    "报警人称自己在外面",
+    "报警人要求回电",
+    "报警人要求民警到了给其打电话",
+    "报警人称现场有监控",
+    "报警人要求民警尽快到场",
+    "报警人称其在路口等民警",
+    "报警人称不方便多说",
+    "报警人电话中一直在哭",
+    "报警人反复说了几遍",
+    "报警人称手机快没电了",
+)
+#: Notes on the ambulance when someone is hurt (injury written or true).
+AMBULANCE_INJURED: tuple[str, ...] = (
+    "I|已通知120",
+    "I|120已到场",
+    "I|已联系120",
+    "I|已打120",
+    "I|需要120到场",
+    "I|已转120",
+    "I|120正在赶来",
+)
+#: ... and when nobody is hurt enough for one.
+AMBULANCE_NOT_NEEDED: tuple[str, ...] = ("不需要120", "不需要120", "无需120", "称不用叫120", "暂不需要120")
+#: A caller who would not say who they are (the rest of the record is blank).
+REFUSALS: tuple[str, ...] = (
+    "报警人不愿透露姓名",
+    "报警人拒绝提供身份信息",
+    "不愿留姓名",
+    "报警人不愿透露身份",
+    "报警人拒绝留下姓名和身份证号",
+    "不肯说姓名",
+)
 
 REASON_TAILS: tuple[str, ...] = (
     "起因是{R}",
