@@ -162,7 +162,7 @@ def _truth_tables(pop, conflicts, calls, escalation_truth) -> dict[str, pd.DataF
             "call_type": calls["call_type"],
             # docs/dispute-definition.md: a consumer quarrel (taxi fare, restaurant bill) is a dispute of type
             # ``other``, though it belongs to no household conflict (no conflict_id) and never escalates here
-            "is_dispute": calls["call_type"].isin(CONSUMER_DISPUTE_TYPES + ("dispute",)),
+            "is_dispute": calls["call_type"].isin((*CONSUMER_DISPUTE_TYPES, "dispute")),
             "category": calls["category"].where(~calls["call_type"].isin(CONSUMER_DISPUTE_TYPES), "other"),
             "subtype": calls["subtype"],
             "conflict_id": calls["conflict_row"].map(row_to_id),
