@@ -45,16 +45,30 @@ ACTOR_WINDOW = 16
 """Most characters between a role word and the conflict act it is the subject of."""
 
 _STRIKE = re.compile(
-    r"(?<![没未不别])(?:打|揍|踹|挠|掐|扇|踢|捶|砸|抽|拧|咬|挠)"
-    r"(?=了|我|她|他|其|人|的|伤|得|成|在|过|一顿|两下|几下|头|脸|孩子|老人|媳妇|老婆|老公|[，。！？,.!?]|$)"
+    r"(?<![没未不别])(?:打|揍|踹|挠|掐|扇|踢|捶|砸|抽|拧|烫|拽|捅|砍)"
+    r"(?=了|我|她|他|其|人|的|伤|得|成|在|一顿|两下|几下|头|脸|孩子|老人|媳妇|老婆|老公|[，。！？,.!?]|$)"
 )
 """A one-character blow with what follows it (``往他后背上打``, ``拿衣架打的``, ``打了``): too short for a library
 term, and ``打`` alone is 打电话, 打工, 打车 — so the next character must say it is a blow."""
+_QUARREL = re.compile(
+    r"(?<![很太好真挺特别])吵(?=呢|着|了|起|翻|成|个|[，。！？,.!?]|$)|骂(?=了|人|我|她|他|其|着|起|街)"
+)
+"""``在那吵呢``, ``她不给就骂``: one-character quarrelling, with what follows it."""
+_PRONOUN_ACTOR = re.compile(r"(?:他|她)(?:就|还|又|也|便|再|竟|直接|上来就)?$")
+"""An act right after 他/她 is the act of the person last named (``问钱去哪了他就动手``)."""
+SELF_WORDS = re.compile(r"被?申请人|报警人|当事人|求助人|来电人")
+"""Words for the caller's or a party's own side: the nearest person before an act, so they stop a relation
+word further back from being taken as the actor (``申请人带孙女…孙女摔下…申请人要求赔偿``)."""
+DEMANDS = ("要求", "讨", "索", "追讨", "维权", "要说法", "要个说法", "去要", "上门要")
+"""Claims a person *makes* (not refusals they commit): a relative who demands compensation from a school stands
+with the caller, not against them."""
+PRONOUN_REACH = 40
+"""How far back (characters, same sentence) a 他/她 before an act looks for the person it stands for."""
 _NOT_A_BLOW = re.compile(r"打(?:了?(?:电话|110|120|车|工|针|官司|款|钱|给|卡|牌|麻将|游戏|听|扫|算|开|包|印|折|球))")
 _NEGATED = re.compile(r"(?:未|没|没有|无|并未|未曾|并无|否认|不是|不存在|没发生|未发生|无人)(?:发生|有|再|过|和|与)?$")
 _AGENT_BEFORE = re.compile(r"(?:被|遭|遭到|遭受|受到)(?:其|她|他|我|自己)?(?:的)?$")
-_PARTY_BEFORE = re.compile(r"(?:与|和|跟|同|对|向|找|替)(?:其|她|他|我|自己|本人|报警人|被申请人|申请人)?(?:的)?$")
-_RECIPIENT_BEFORE = re.compile(r"(?:给|帮|陪同|陪|带着|搭载)(?:其|她|他|我|自己)?(?:的)?$")
+_PARTY_BEFORE = re.compile(r"(?:与|和|跟|同|对|向|找)(?:其|她|他|我|自己|本人|报警人|被申请人|申请人)?(?:的)?$")
+_RECIPIENT_BEFORE = re.compile(r"(?:给|帮|陪同|陪|带着|带|搭载|为|代|替)(?:其|她|他|我|自己)?(?:的)?$")
 _OTHERS_KIN_BEFORE = re.compile(
     r"(?:对方|人家|别人家?|他家|对方家|被申请人|老[\u4e00-\u9fff]家?|[\u4e00-\u9fff]某家?)的?$"
 )
@@ -127,6 +141,8 @@ class RoleHit:
     start: int
     end: int
     position: str
+    family_word: bool = False
+    """The word is a family relation, even where it names another household's member (``对方媳妇``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +253,31 @@ class StructureReader:
                     frames.append(FrameHit(term, g, start + s, start + s + len(term), negated and g in CONFLICT_FRAMES))
         # a relation word used as a place (在楼下, 到隔壁) is no person: it neither acts nor hides the actor
         found = [m for m in self._role_re.finditer(content) if not _PLACE_BEFORE.search(content[: m.start()])]
+        selves = [m.start() for m in SELF_WORDS.finditer(content)]
         strikes = [m.start() for m in _STRIKE.finditer(content) if not _NOT_A_BLOW.match(content, m.start())]
         for s in strikes:
             frames.append(FrameHit(content[s], "act", start + s, start + s + 1))
+        for q in _QUARREL.finditer(content):
+            group = "bilateral" if content[q.start()] == "吵" else "act"
+            frames.append(FrameHit(q.group(0), group, start + q.start(), start + q.end()))
         for m in found:  # 打奶奶, 骂老人: a one-character verb right before a relation word is an act on them
             s = m.start()
             if s and content[s - 1] in VIOLENT_VERBS | {"骂"} and content[max(0, s - 2) : s - 1] != "被":
                 frames.append(FrameHit(content[s - 1 : m.end()], "act", start + s - 1, start + m.end()))
         acts = [(f.start - start, f.end - start) for f in frames if f.group in CONFLICT_FRAMES and not f.negated]
+        refusals = [
+            (f.start - start, f.end - start)
+            for f in frames
+            if f.group in CONFLICT_FRAMES and not f.negated and not f.term.startswith(DEMANDS)
+        ]
         strangers = [f.start - start for f in frames if f.group == "stranger" and f.term not in WEAK_STRANGER]
         nexts = [m.start() for m in found[1:]] + [len(content)] * bool(found)
-        roles = [self._role(content, m, acts, strangers, start, nxt) for m, nxt in zip(found, nexts, strict=True)]
+        nexts = [min([n, *(x for x in selves if m.end() <= x < n)]) for m, n in zip(found, nexts, strict=True)]
+        roles = [
+            self._role(content, m, refusals if self._roles[m.group(0)][0] == "family" else acts, strangers, start, nxt)
+            for m, nxt in zip(found, nexts, strict=True)
+        ]
+        roles = self._resolve_pronouns(content, roles, acts, start)
         violent = bool(strikes)
         for r in roles:  # 被老公打了, 被儿子推倒: the verb is one character, too short for a library term
             s, e = r.start - start, r.end - start
@@ -263,6 +293,28 @@ class StructureReader:
             t = content[s : s + k]
             if t in self._frame_groups:
                 out.append(t)
+        return out
+
+    @staticmethod
+    def _resolve_pronouns(
+        content: str, roles: list[RoleHit], acts: list[tuple[int, int]], offset: int
+    ) -> list[RoleHit]:
+        """The person a 他/她 before an act stands for becomes the act's actor (the other side)."""
+        out = list(roles)
+        for a_start, _a_end in acts:
+            if not _PRONOUN_ACTOR.search(content[max(0, a_start - 6) : a_start]):
+                continue
+            for i in range(len(out) - 1, -1, -1):
+                r = out[i]
+                e = r.end - offset
+                if e > a_start:
+                    continue
+                if a_start - e > PRONOUN_REACH or any(ch in SENTENCE_BREAKS for ch in content[e:a_start]):
+                    break
+                if r.position == "mention":
+                    out[i] = RoleHit(r.term, r.category, r.weight, r.start, r.end, "counterpart", r.family_word)
+                if r.position != "victim":
+                    break
         return out
 
     @staticmethod
@@ -301,7 +353,7 @@ class StructureReader:
             position = "counterpart"
         else:
             position = "mention"
-        return RoleHit(term, category, weight, offset + s, offset + e, position)
+        return RoleHit(term, category, weight, offset + s, offset + e, position, self._roles[term][0] == "family")
 
     @staticmethod
     def _victim(after: str, end: int, acts: list[tuple[int, int]]) -> bool:

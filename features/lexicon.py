@@ -9,7 +9,15 @@ row per (term, kind, group)::
     ``category``  -> one of :data:`CATEGORIES` (the police scheme's 8 dispute types);
     ``cue``       -> one of :data:`CUE_GROUPS` (escalation cues that cut across types);
     ``negation``  -> ``negation`` (cancels cues in a scope, see :mod:`features.keywords`)
-    or ``deescalation`` (the dispute calmed down; reported and counted, cancels nothing).
+    or ``deescalation`` (the dispute calmed down; reported and counted, cancels nothing);
+    ``role``      -> one of :data:`CATEGORIES`: a relation word (丈夫, 邻居, 房东) and the type
+    of dispute it makes when it stands as the other side of a conflict; ``weight`` is
+    that evidence (docs/dispute-definition.md);
+    ``frame``     -> one of :data:`FRAME_GROUPS`: the structure of a call — a conflict
+    (``bilateral`` disagreement, ``act`` against another party, ``claim`` on another
+    party), a ``stranger``, or an exclusion frame (``excl_theft`` … ``excl_consult``).
+    Role and frame rows are read by :mod:`features.frames` (every occurrence, so they
+    hide nothing); the keyword automaton matches only :data:`MATCHER_KINDS`.
 
 ``weight`` in (0, 1]
     How strongly the term alone indicates its group. For categories the scorer

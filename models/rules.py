@@ -197,7 +197,11 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
         is_dispute, reason = False, f"excluded:{final[0]}"
     elif crime and not (family_side and not structure.named_stranger):  # 网上认识的男朋友: an online contact
         is_dispute, reason = False, f"excluded:{crime[0]}"
-    elif soft and not (named_side or ((bilateral or structure.claim) and (counterparts or structure.mentions))):
+    elif soft and not (
+        named_side
+        or ((bilateral or structure.claim) and (counterparts or structure.mentions))
+        or (structure.claim and (subject or _acts(structure)))  # 工钱没给, 拉扯着要赔钱: two sides at it
+    ):
         is_dispute, reason = False, f"excluded:{soft[0]}"
     elif named:
         is_dispute, reason = True, "conflict+other_side"
@@ -210,15 +214,22 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
     else:
         is_dispute, reason = False, "no_other_side"
 
-    # strong: a dispute with a named other side or a named dispute, or "no" because an exclusion spoke;
-    # the model may never overrule a strong verdict (models.dispute.fuse_one)
-    strong = (is_dispute and (named_side or evidence[best] >= _NAMED_EVIDENCE)) or reason.startswith("excluded")
+    # strong: a dispute with a named other side or a named dispute; "not a dispute" unless the only thing
+    # missing was the other side (a conflict by nobody named, no stranger named). The model may never
+    # overrule a strong verdict (models.dispute.fuse_one): it may not invent a conflict the text lacks.
+    if is_dispute:
+        strong = named_side or evidence[best] >= _NAMED_EVIDENCE
+    else:
+        strong = reason != "no_other_side" or structure.named_stranger
     top = max(scores)
     if is_dispute:
         dispute = max(top, DISPUTE_THRESHOLD)
         # ``other`` is the residual type, and also a subject of its own (交通事故, 消费纠纷) that can outweigh
         # a setting word of a specific type (医疗费 in a crash, 婚纱照 in a consumer complaint)
-        specific = scores[best] >= CATEGORY_MIN and evidence[best] >= summary.other_subject
+        # a merchant, a driver, a seller as the other side makes ``other`` (consumer) a subject too
+        consumer = max((r.weight for r in named if r.category == "other"), default=0.0)
+        other_subject = summary.other_subject - math.log1p(-min(consumer, 0.999))
+        specific = scores[best] >= CATEGORY_MIN and evidence[best] >= other_subject
         category = CATEGORIES[best] if specific else "other"
         if family_side and summary.cue_mask & _CONFLICT_MASK:
             category = "family"  # domestic violence is a family dispute, whatever the money or the place
@@ -237,6 +248,10 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
     return Verdict(scores, dispute, category, reason, strong, features)
 
 
+def _acts(structure: Structure) -> bool:
+    return any(f.group == "act" and not f.negated for f in structure.frames)
+
+
 def muted_ranges(structure: Structure) -> list[tuple[int, int]]:
     """Spans whose weak category terms do not count: relation words that are not the other side.
 
@@ -247,7 +262,7 @@ def muted_ranges(structure: Structure) -> list[tuple[int, int]]:
     return [
         (r.start, r.end)
         for r in structure.roles
-        if r.position == "victim" or (r.position == "mention" and r.category == "family")
+        if r.position == "victim" or (r.position == "mention" and r.family_word)
     ]
 
 
