@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +59,8 @@ def simulator_table(model: object, test: pd.DataFrame) -> tuple[str, float]:
     ]
     for name, out in (("rules", r_out), ("model alone", m_out), ("model+rules (fused)", f_out)):
         m = dispute_metrics(test["is_dispute"], out["is_dispute"], test["category"], out["category"])
-        rows.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['category_accuracy']:.3f} |")
+        cells = " | ".join(f"{m[k]:.3f}" for k in ("precision", "recall", "f1", "category_accuracy"))
+        rows.append(f"| {name} | {cells} |")
     return "\n".join(rows), float(m_out["ood"].mean())
 
 

@@ -36,6 +36,8 @@ import re
 import threading
 from dataclasses import dataclass
 
+import ahocorasick
+
 from features.lexicon import CONFLICT_FRAMES, EXCLUSION_FRAMES, Lexicon, default_lexicon
 
 SENTENCE_BREAKS = "。；！？;!?"
@@ -59,12 +61,13 @@ _PRONOUN_ACTOR = re.compile(r"(?:他|她)(?:就|还|又|也|便|再|竟|直接|�
 SELF_WORDS = re.compile(r"被?申请人|报警人|当事人|求助人|来电人")
 """Words for the caller's or a party's own side: the nearest person before an act, so they stop a relation
 word further back from being taken as the actor (``申请人带孙女…孙女摔下…申请人要求赔偿``)."""
-DEMANDS = ("要求", "讨", "索", "追讨", "维权", "要说法", "要个说法", "去要", "上门要")
+DEMANDS = ("要求", "讨", "索", "追讨", "维权", "要说法", "要个说法", "去要", "上门要", "要钱")
 """Claims a person *makes* (not refusals they commit): a relative who demands compensation from a school stands
 with the caller, not against them."""
 PRONOUN_REACH = 40
+_HOME = re.compile(r"回家|在家|家里|家中|屋里|卧室|客厅|回来")
 """How far back (characters, same sentence) a 他/她 before an act looks for the person it stands for."""
-_NOT_A_BLOW = re.compile(r"打(?:了?(?:电话|110|120|车|工|针|官司|款|钱|给|卡|牌|麻将|游戏|听|扫|算|开|包|印|折|球))")
+_NOT_A_BLOW = re.compile(r"打(?:了?(?:电话|\d|车|工|针|官司|款|钱|给|卡|牌|麻将|游戏|听|扫|算|开|包|印|折|球)|过去)")
 _NEGATED = re.compile(r"(?:未|没|没有|无|并未|未曾|并无|否认|不是|不存在|没发生|未发生|无人)(?:发生|有|再|过|和|与)?$")
 _AGENT_BEFORE = re.compile(r"(?:被|遭|遭到|遭受|受到)(?:其|她|他|我|自己)?(?:的)?$")
 _PARTY_BEFORE = re.compile(r"(?:与|和|跟|同|对|向|找)(?:其|她|他|我|自己|本人|报警人|被申请人|申请人)?(?:的)?$")
@@ -210,6 +213,10 @@ class Structure:
 _EMPTY = Structure((), ())
 
 
+def _by_start(hit: tuple[int, str]) -> tuple[int, int]:
+    return hit[0], -len(hit[1])
+
+
 def _alternation(terms: list[str]) -> re.Pattern[str]:
     """One pattern matching any of ``terms``, longest first at each position."""
     ordered = sorted(set(terms), key=lambda t: (-len(t), t))
@@ -229,9 +236,12 @@ class StructureReader:
             elif e.kind == "role":
                 self._roles[e.term] = (e.group, e.weight)
         # a lookahead finds a term at every position, so overlapping terms are all seen
-        self._frame_re = re.compile(
-            "(?=(" + "|".join(re.escape(t) for t in sorted(self._frame_groups, key=lambda t: (-len(t), t))) + "))"
-        )
+        # an automaton finds every occurrence of every frame term (overlaps included) in one pass
+        self._frames_auto = ahocorasick.Automaton()
+        for term in self._frame_groups:
+            self._frames_auto.add_word(term, term)
+        if self._frame_groups:
+            self._frames_auto.make_automaton()
         self._role_re = _alternation(list(self._roles))
 
     def read(self, text: str, start: int = 0) -> Structure:
@@ -240,19 +250,22 @@ class StructureReader:
         if not content:
             return _EMPTY
         frames: list[FrameHit] = []
-        seen: set[tuple[int, str]] = set()
-        for m in self._frame_re.finditer(content):
-            s = m.start()
-            for term in self._all_terms_at(content, s, m.group(1)):
-                if (s, term) in seen:
-                    continue
-                seen.add((s, term))
-                groups = self._frame_groups[term]
-                negated = bool(_NEGATED.search(content[max(0, s - 5) : s]))
-                for g in groups:
-                    frames.append(FrameHit(term, g, start + s, start + s + len(term), negated and g in CONFLICT_FRAMES))
+        hits = (
+            sorted(((end + 1 - len(term), term) for end, term in self._frames_auto.iter(content)), key=_by_start)
+            if self._frame_groups
+            else []
+        )
+        for s, term in hits:
+            groups = self._frame_groups[term]
+            negated = any(g in CONFLICT_FRAMES for g in groups) and bool(_NEGATED.search(content[max(0, s - 5) : s]))
+            for g in groups:
+                frames.append(FrameHit(term, g, start + s, start + s + len(term), negated and g in CONFLICT_FRAMES))
         # a relation word used as a place (在楼下, 到隔壁) is no person: it neither acts nor hides the actor
-        found = [m for m in self._role_re.finditer(content) if not _PLACE_BEFORE.search(content[: m.start()])]
+        found = [
+            m
+            for m in self._role_re.finditer(content)
+            if not _PLACE_BEFORE.search(content[max(0, m.start() - 3) : m.start()])
+        ]
         selves = [m.start() for m in SELF_WORDS.finditer(content)]
         strikes = [m.start() for m in _STRIKE.finditer(content) if not _NOT_A_BLOW.match(content, m.start())]
         for s in strikes:
@@ -278,22 +291,20 @@ class StructureReader:
             for m, nxt in zip(found, nexts, strict=True)
         ]
         roles = self._resolve_pronouns(content, roles, acts, start)
+        roles = self._resolve_other_side(roles)
+        if not roles and not any(f.group == "stranger" for f in frames):
+            roles = self._unnamed_actor(content, acts, start)
         violent = bool(strikes)
         for r in roles:  # 被老公打了, 被儿子推倒: the verb is one character, too short for a library term
             s, e = r.start - start, r.end - start
-            if r.position == "counterpart" and content[e : e + 1] in AGENT_VERBS and _AGENT_BEFORE.search(content[:s]):
+            if (
+                r.position == "counterpart"
+                and content[e : e + 1] in AGENT_VERBS
+                and _AGENT_BEFORE.search(content[max(0, s - 8) : s])
+            ):
                 frames.append(FrameHit(content[max(0, s - 1) : e + 1], "act", r.start - 1, r.end + 1))
                 violent = violent or content[e] in VIOLENT_VERBS
         return Structure(tuple(frames), tuple(roles), violent)
-
-    def _all_terms_at(self, content: str, s: int, longest: str) -> list[str]:
-        """Every frame term starting at ``s`` (the lookahead gives only the longest)."""
-        out = [longest]
-        for k in range(len(longest) - 1, 1, -1):
-            t = content[s : s + k]
-            if t in self._frame_groups:
-                out.append(t)
-        return out
 
     @staticmethod
     def _resolve_pronouns(
@@ -316,6 +327,44 @@ class StructureReader:
                 if r.position != "victim":
                     break
         return out
+
+    @staticmethod
+    def _resolve_other_side(roles: list[RoleHit]) -> list[RoleHit]:
+        """``对方`` acting stands for the person named before it (``朋友借了他钱…找到家里对方还骂人``)."""
+        out = list(roles)
+        for i, r in enumerate(out):
+            if r.term != "对方" or r.position != "counterpart":
+                continue
+            for j in range(i - 1, -1, -1):
+                if out[j].position == "mention" and out[j].term not in GENERIC_SIDES:
+                    m = out[j]
+                    out[j] = RoleHit(m.term, m.category, m.weight, m.start, m.end, "counterpart", m.family_word)
+                    break
+        return out
+
+    @staticmethod
+    def _unnamed_actor(content: str, acts: list[tuple[int, int]], offset: int) -> list[RoleHit]:
+        """``他又喝多了回家，刚才掐她脖子``: a 他/她 nobody introduced, acting, is someone the caller knows.
+
+        Only when no relation word and no stranger is in the call; at home it is taken for family.
+        """
+        for a_start, _a_end in acts:
+            m = _PRONOUN_ACTOR.search(content[max(0, a_start - 6) : a_start])
+            if m:
+                home = bool(_HOME.search(content))
+                at = max(0, a_start - 6) + m.start()
+                return [
+                    RoleHit(
+                        content[at],
+                        "family" if home else "other",
+                        0.6 if home else 0.3,
+                        offset + at,
+                        offset + at + 1,
+                        "counterpart",
+                        home,
+                    )
+                ]
+        return []
 
     @staticmethod
     def _whose(term: str, category: str, before: str) -> str:

@@ -42,7 +42,7 @@ def with_model(answers: list[dict[str, Any]], records: list[dict[str, Any]], mod
     ``source`` says which side decided.
     """
     predicted = model.predict([r["narrative"] for r in records], [r.get("received_at") for r in records])
-    version = (model.provenance or {}).get("data_fingerprint")
+    version = (getattr(model, "provenance", None) or {}).get("data_fingerprint")
     return [fused_answer(answer, predicted.iloc[i].to_dict(), version) for i, answer in enumerate(answers)]
 
 

@@ -201,6 +201,7 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
         named_side
         or ((bilateral or structure.claim) and (counterparts or structure.mentions))
         or (structure.claim and (subject or _acts(structure)))  # 工钱没给, 拉扯着要赔钱: two sides at it
+        or (_acts(structure) and counterparts and structure.mentions)  # 楼上装修…对方就动手了
     ):
         is_dispute, reason = False, f"excluded:{soft[0]}"
     elif named:
@@ -231,8 +232,8 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
         other_subject = summary.other_subject - math.log1p(-min(consumer, 0.999))
         specific = scores[best] >= CATEGORY_MIN and evidence[best] >= other_subject
         category = CATEGORIES[best] if specific else "other"
-        if family_side and summary.cue_mask & _CONFLICT_MASK:
-            category = "family"  # domestic violence is a family dispute, whatever the money or the place
+        if family_side and (summary.cue_mask & _CONFLICT_MASK or _acts(structure)) and content_chars <= LONG_TEXT:
+            category = "family"  # a family member acting against the caller: family, whatever the money or place
     else:
         dispute, category = min(top, BELOW_THRESHOLD), None
     features = (
