@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import zlib
 
-from tests.behaviour.cases import AMBIGUOUS, DISPUTE, NOT_DISPUTE, Case, H
+from .cases import AMBIGUOUS, DISPUTE, NOT_DISPUTE, Case, H
 
 # ---------------------------------------------------------------------------
 # 110 header and location clause

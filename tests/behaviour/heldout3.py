@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import zlib
 
-from tests.behaviour.cases import AMBIGUOUS, DISPUTE, NOT_DISPUTE, Case, H
+from .cases import AMBIGUOUS, DISPUTE, NOT_DISPUTE, Case, H
 
 # ---------------------------------------------------------------------------
 # Call bodies, frame by frame: (frame, label, category, [bodies])
