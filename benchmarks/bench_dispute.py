@@ -33,6 +33,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "tests") not in sys.path:  # tests/test_rules.py (hand-written calls) imports its conftest
+    sys.path.insert(1, str(REPO / "tests"))
 
 from features.lexicon import CATEGORIES  # noqa: E402
 from models.dispute import (  # noqa: E402

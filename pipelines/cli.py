@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -112,6 +112,31 @@ def _run_stream(input_path: Path, output: Path, run) -> None:  # type: ignore[no
     _err(f"read {stats.read:,} lines, wrote {stats.written:,} to {where}, {stats.errors:,} with an error field")
 
 
+def _dispute_model(bundle: Path | None) -> tuple[Any, Path | None, str | None]:
+    """The dispute model of ``bundle`` or of the registered champion: ``(model, path, why not)``.
+
+    A broken registry or an unusable champion must not stop ``classify`` or ``evaluate-text``:
+    the rules still answer, and ``why not`` says so. A ``--bundle`` that cannot be loaded is
+    the user's error and exits 2.
+    """
+    from models.registry import champion_bundle
+    from serving.dispute import load_dispute_model
+
+    settings = get_settings()
+    try:
+        path = bundle or champion_bundle(settings.mlflow_tracking_uri, settings.home / "champion")
+    except Exception as exc:  # a broken registry: the rules still answer
+        return None, None, f"no model from the registry ({type(exc).__name__})"
+    if path is None:
+        return None, None, "no champion in the registry and no --bundle"
+    try:
+        return load_dispute_model(path), path, None
+    except Exception as exc:
+        if bundle is not None:
+            raise _fail(f"{bundle}: cannot load the dispute model ({exc})") from None
+        return None, None, f"champion bundle unusable ({type(exc).__name__})"
+
+
 @app.command()
 def classify(
     input: Annotated[Path, typer.Option("--input", help="JSON lines with id and narrative ('-' = stdin).")],
@@ -120,26 +145,13 @@ def classify(
     rules_only: Annotated[bool, typer.Option("--rules-only", help="Answer from the keyword rules alone.")] = False,
 ) -> None:
     """Classify incident narratives: dispute or not, category, cues and matched terms."""
-    from models.registry import champion_bundle
     from pipelines.batch import classify_stream
 
     model = None
     if not rules_only:
-        settings = get_settings()
-        try:
-            path = bundle or champion_bundle(settings.mlflow_tracking_uri, settings.home / "champion")
-        except Exception as exc:  # a broken registry must not stop classification: the rules still answer
-            _err(f"warning: no model from the registry ({type(exc).__name__}); answering from the rules")
-            path = None
-        if path is not None:
-            from serving.dispute import load_dispute_model
-
-            try:
-                model = load_dispute_model(path)
-            except Exception as exc:
-                if bundle is not None:
-                    raise _fail(f"{bundle}: cannot load the dispute model ({exc})") from None
-                _err(f"warning: champion bundle unusable ({type(exc).__name__}); answering from the rules")
+        model, path, note = _dispute_model(bundle)
+        if note:
+            _err(f"warning: {note}; answering from the rules")
         _err(f"engine: {'model+rules (' + str(path) + ')' if model is not None else 'rules'}")
     _run_stream(input, output, lambda source, sink: classify_stream(source, sink, model))
 
@@ -176,7 +188,6 @@ def evaluate_text(
     encoding: Annotated[str, typer.Option(help="Input encoding: utf-8 or gb18030.")] = "utf-8",
 ) -> None:
     """Measure the rules and the fused model+rules engine on hand-coded calls, side by side."""
-    from models.registry import champion_bundle
     from models.text_evaluation import (
         TextEvaluationError,
         build_report,
@@ -196,27 +207,10 @@ def evaluate_text(
     if bundle is not None and rules_only:
         raise _fail("--bundle and --rules-only exclude each other; pass one")
 
-    model, path, note = None, None, None
-    if rules_only:
-        note = "model+rules not evaluated: --rules-only"
-    else:
-        settings = get_settings()
-        try:
-            path = bundle or champion_bundle(settings.mlflow_tracking_uri, settings.home / "champion")
-        except Exception as exc:  # a broken registry must not stop the evaluation: the rules still answer
-            note = f"model+rules not evaluated: no model from the registry ({type(exc).__name__})"
-        if path is None and note is None:
-            note = "model+rules not evaluated: no champion in the registry and no --bundle"
-        if path is not None:
-            from serving.dispute import load_dispute_model
-
-            try:
-                model = load_dispute_model(path)
-            except Exception as exc:
-                if bundle is not None:
-                    raise _fail(f"{bundle}: cannot load the dispute model ({exc})") from None
-                note = f"model+rules not evaluated: champion bundle unusable ({type(exc).__name__})"
-                path = None
+    model, path, note = None, None, "model+rules not evaluated: --rules-only"
+    if not rules_only:
+        model, path, why = _dispute_model(bundle)
+        note = f"model+rules not evaluated: {why}" if why else None
     _err(f"engine: {'rules and model+rules (' + str(path) + ')' if model is not None else 'rules'}")
     if note and not rules_only:
         _err(f"warning: {note}")
