@@ -150,16 +150,12 @@ class RoleHit:
 
 @dataclass(frozen=True, slots=True)
 class Structure:
-    """What :func:`read_structure` found in one narrative."""
+    """What :meth:`StructureReader.read` found in one narrative."""
 
     frames: tuple[FrameHit, ...]
     roles: tuple[RoleHit, ...]
     violent_agent: bool = False
     """A blow in one-character words (``被老公打了``, ``拿擀面杖往他后背上打``): a violence cue."""
-
-    def groups(self, negated: bool = False) -> set[str]:
-        """Frame groups found (un-negated ones by default)."""
-        return {f.group for f in self.frames if f.negated == negated}
 
     @property
     def conflict_terms(self) -> list[str]:
@@ -204,10 +200,6 @@ class Structure:
     @property
     def mentions(self) -> list[RoleHit]:
         return [r for r in self.roles if r.position == "mention"]
-
-    @property
-    def victims(self) -> list[RoleHit]:
-        return [r for r in self.roles if r.position == "victim"]
 
 
 _EMPTY = Structure((), ())
@@ -439,8 +431,3 @@ def get_reader(lexicon: Lexicon | None = None) -> StructureReader:
                 reader = StructureReader(lex)
                 _CACHE[lex.version] = reader
     return reader
-
-
-def read_structure(text: str, start: int = 0, lexicon: Lexicon | None = None) -> Structure:
-    """:meth:`StructureReader.read` with the reader of ``lexicon`` (text already normalised)."""
-    return get_reader(lexicon).read(text, start)
