@@ -246,3 +246,15 @@ def test_rejects_what_it_cannot_reproduce(binary: lgb.Booster, data: dict[str, n
     )
     with pytest.raises(ExportError, match="multiclassova"):
         to_onnx(ova, N_FEATURES, "x")
+
+
+def test_top_k_parity_allows_ties_at_the_boundary_only() -> None:
+    from models.onnx_export import same_top_k
+
+    expected = np.array([0.9, 0.99999990, 0.99999995, 0.5, 0.99999999, 0.1])
+    got = expected.astype(np.float32).astype(np.float64)  # float32 makes the three near-1 scores equal
+    got[1] += 1e-7  # and rounding reorders them
+    assert same_top_k(expected, got, 2, 1e-6)  # which tied row fills place 2 is rounding
+    moved = expected.copy()
+    moved[5] = 1.0  # a row far below the k-th score enters the top: a different model
+    assert not same_top_k(expected, moved, 2, 1e-6)
