@@ -27,7 +27,16 @@ What is read, on the normalised content (the 110 header skipped):
   - ``mention``: anything else (``申请人的儿子驾车与…相撞``).
 
 Roles are matched longest-first (``前男友`` before ``男友``); a role inside a frame
-term is still read (``被丈夫殴打`` has the role 丈夫 and the act 殴打).
+term is still read (``被丈夫殴打`` has the role 丈夫 and the act 殴打). Beyond the
+library's phrases, a few patterns read what is too short to be a term:
+
+* one-character blows and quarrels with what follows them (``往他后背上打``, ``在那吵呢``);
+* 他/她 before an act stands for the person last named in the sentence
+  (``问钱去哪了他就动手``), 对方 acting for the person named before it; a 他/她 nobody
+  introduced, acting at home, is family (``他又喝多了回家，刚才掐她脖子``);
+* another household's kin is not the caller's family (``对方儿子``, ``老王媳妇``), a relative
+  the caller acts for (``为女儿``, ``陪同妻子``) is an ally, and so is one who *demands*
+  something from a third party (``爷爷奶奶到园内要求赔偿``).
 """
 
 from __future__ import annotations
@@ -65,8 +74,9 @@ DEMANDS = ("要求", "讨", "索", "追讨", "维权", "要说法", "要个说�
 """Claims a person *makes* (not refusals they commit): a relative who demands compensation from a school stands
 with the caller, not against them."""
 PRONOUN_REACH = 40
-_HOME = re.compile(r"回家|在家|家里|家中|屋里|卧室|客厅|回来")
 """How far back (characters, same sentence) a 他/她 before an act looks for the person it stands for."""
+_HOME = re.compile(r"回家|在家|家里|家中|屋里|卧室|客厅|回来")
+"""Words that put an unnamed 他/她 at home: the caller's family."""
 _NOT_A_BLOW = re.compile(r"打(?:了?(?:电话|\d|车|工|针|官司|款|钱|给|卡|牌|麻将|游戏|听|扫|算|开|包|印|折|球)|过去)")
 _NEGATED = re.compile(r"(?:未|没|没有|无|并未|未曾|并无|否认|不是|不存在|没发生|未发生|无人)(?:发生|有|再|过|和|与)?$")
 _AGENT_BEFORE = re.compile(r"(?:被|遭|遭到|遭受|受到)(?:其|她|他|我|自己)?(?:的)?$")

@@ -167,86 +167,96 @@ def decide(summary: MatchSummary, structure: Structure, content_chars: int = 0) 
     ``content_chars`` is the length of the content (see :data:`LONG_TEXT`).
     """
     evidence = list(summary.category_evidence)
-    counterparts = structure.counterparts
-    best_role: dict[int, float] = {}
-    for r in counterparts:
+    best_role: dict[int, float] = {}  # category -> strongest relation word standing as the other side
+    for r in structure.counterparts:
         j = _CAT_INDEX[r.category]
         best_role[j] = max(best_role.get(j, 0.0), r.weight)
     for j, w in best_role.items():
         evidence[j] += -math.log1p(-min(w, 0.999))
     scores = [-math.expm1(-e) for e in evidence]
     best = max(_SPECIFIC_IDX, key=evidence.__getitem__)  # first maximum wins ties
-
-    conflict = structure.conflict or bool(summary.cue_mask & _CONFLICT_MASK) or evidence[best] >= _NAMED_EVIDENCE
-    bilateral = structure.bilateral
-    exclusions = structure.exclusions
-    crime = [g for g in exclusions if g in CRIME_EXCLUSIONS]
-    soft = [g for g in exclusions if g not in CRIME_EXCLUSIONS and g not in FINAL_EXCLUSIONS]
     family_side = _FAMILY in best_role
-    named = structure.named_counterparts
-    named_side = bool(named)
-    subject = evidence[best] >= _SUBJECT_EVIDENCE
     named_dispute = evidence[best] >= _NAMED_EVIDENCE
-
-    final = [g for g in exclusions if g in FINAL_EXCLUSIONS]
-    if content_chars > LONG_TEXT and (named_side or named_dispute):
-        crime, soft, final = [], [], []
-    if not conflict:
-        is_dispute, reason = False, "no_conflict"
-    elif final:
-        is_dispute, reason = False, f"excluded:{final[0]}"
-    elif crime and not (family_side and not structure.named_stranger):  # 网上认识的男朋友: an online contact
-        is_dispute, reason = False, f"excluded:{crime[0]}"
-    elif soft and not (
-        named_side
-        or ((bilateral or structure.claim) and (counterparts or structure.mentions))
-        or (structure.claim and (subject or _acts(structure)))  # 工钱没给, 拉扯着要赔钱: two sides at it
-        or (_acts(structure) and counterparts and structure.mentions)  # 楼上装修…对方就动手了
-    ):
-        is_dispute, reason = False, f"excluded:{soft[0]}"
-    elif named:
-        is_dispute, reason = True, "conflict+other_side"
-    elif bilateral:
-        is_dispute, reason = True, "disagreement"
-    elif structure.claim and (counterparts or not structure.stranger):
-        is_dispute, reason = True, "claim"  # someone owes, refuses, occupies: a claim has two sides
-    elif subject:
-        is_dispute, reason = True, "conflict+subject"
-    else:
-        is_dispute, reason = False, "no_other_side"
-
+    conflict = structure.conflict or bool(summary.cue_mask & _CONFLICT_MASK) or named_dispute
+    exclusions = structure.exclusions
+    if content_chars > LONG_TEXT and (structure.named_counterparts or named_dispute):
+        exclusions = []  # a story, not one call: a theft or a crash in it may be a detail
+    is_dispute, reason = _dispute_or_not(
+        structure, conflict, exclusions, family_side, evidence[best] >= _SUBJECT_EVIDENCE
+    )
     # strong: a dispute with a named other side or a named dispute; "not a dispute" unless the only thing
     # missing was the other side (a conflict by nobody named, no stranger named). The model may never
     # overrule a strong verdict (models.dispute.fuse_one): it may not invent a conflict the text lacks.
     if is_dispute:
-        strong = named_side or evidence[best] >= _NAMED_EVIDENCE
+        strong = bool(structure.named_counterparts) or named_dispute
+        dispute = max(max(scores), DISPUTE_THRESHOLD)
+        category = _category(summary, structure, scores, evidence, best, family_side, content_chars)
     else:
         strong = reason != "no_other_side" or structure.named_stranger
-    top = max(scores)
-    if is_dispute:
-        dispute = max(top, DISPUTE_THRESHOLD)
-        # ``other`` is the residual type, and also a subject of its own (交通事故, 消费纠纷) that can outweigh
-        # a setting word of a specific type (医疗费 in a crash, 婚纱照 in a consumer complaint)
-        # a merchant, a driver, a seller as the other side makes ``other`` (consumer) a subject too
-        consumer = max((r.weight for r in named if r.category == "other"), default=0.0)
-        other_subject = summary.other_subject - math.log1p(-min(consumer, 0.999))
-        specific = scores[best] >= CATEGORY_MIN and evidence[best] >= other_subject
-        category = CATEGORIES[best] if specific else "other"
-        if family_side and (summary.cue_mask & _CONFLICT_MASK or _acts(structure)) and content_chars <= LONG_TEXT:
-            category = "family"  # a family member acting against the caller: family, whatever the money or place
-    else:
-        dispute, category = min(top, BELOW_THRESHOLD), None
+        dispute, category = min(max(scores), BELOW_THRESHOLD), None
     features = (
         float(is_dispute),
         float(conflict),
-        float(bilateral),
-        float(bool(counterparts)),
+        float(structure.bilateral),
+        float(bool(structure.counterparts)),
         float(family_side),
         float(structure.stranger),
-        float(bool(crime)),
-        float(bool(soft)),
+        float(any(g in CRIME_EXCLUSIONS for g in exclusions)),
+        float(any(g not in CRIME_EXCLUSIONS for g in exclusions)),
     )
     return Verdict(scores, dispute, category, reason, strong, features)
+
+
+def _dispute_or_not(
+    structure: Structure, conflict: bool, exclusions: list[str], family_side: bool, subject: bool
+) -> tuple[bool, str]:
+    """Steps 1-3 of the module docstring: ``(is_dispute, reason)``."""
+    crime = [g for g in exclusions if g in CRIME_EXCLUSIONS]
+    final = [g for g in exclusions if g in FINAL_EXCLUSIONS]
+    soft = [g for g in exclusions if g not in CRIME_EXCLUSIONS and g not in FINAL_EXCLUSIONS]
+    counterparts, acts = structure.counterparts, _acts(structure)
+    if not conflict:
+        return False, "no_conflict"
+    if final:
+        return False, f"excluded:{final[0]}"
+    if crime and not (family_side and not structure.named_stranger):  # 网上认识的男朋友: an online contact
+        return False, f"excluded:{crime[0]}"
+    if soft and not (
+        structure.named_counterparts
+        or ((structure.bilateral or structure.claim) and (counterparts or structure.mentions))
+        or (structure.claim and (subject or acts))  # 工钱没给, 拉扯着要赔钱: two sides at it
+        or (acts and counterparts and structure.mentions)  # 楼上装修…对方就动手了
+    ):
+        return False, f"excluded:{soft[0]}"
+    if structure.named_counterparts:
+        return True, "conflict+other_side"
+    if structure.bilateral:
+        return True, "disagreement"
+    if structure.claim and (counterparts or not structure.stranger):
+        return True, "claim"  # someone owes, refuses, occupies: a claim has two sides
+    if subject:
+        return True, "conflict+subject"
+    return False, "no_other_side"
+
+
+def _category(
+    summary: MatchSummary,
+    structure: Structure,
+    scores: list[float],
+    evidence: list[float],
+    best: int,
+    family_side: bool,
+    content_chars: int,
+) -> str:
+    """Which of the 8: the best specific type, unless ``other`` outweighs it or a family member acted."""
+    if family_side and (summary.cue_mask & _CONFLICT_MASK or _acts(structure)) and content_chars <= LONG_TEXT:
+        return "family"  # a family member acting against the caller: family, whatever the money or place
+    # ``other`` is the residual type, and also a subject of its own (交通事故, 消费纠纷) that can outweigh a
+    # setting word of a specific type (医疗费 in a crash); a merchant, driver or seller as the other side too
+    consumer = max((r.weight for r in structure.named_counterparts if r.category == "other"), default=0.0)
+    other_subject = summary.other_subject - math.log1p(-min(consumer, 0.999))
+    specific = scores[best] >= CATEGORY_MIN and evidence[best] >= other_subject
+    return CATEGORIES[best] if specific else "other"
 
 
 def _acts(structure: Structure) -> bool:
