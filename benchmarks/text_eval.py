@@ -68,7 +68,8 @@ def behaviour_sets() -> dict[str, list]:
     from tests.behaviour.cases import cases
 
     sets = {"cases.py (rules tuned on it)": cases()}
-    for module, fn in (("heldout", "heldout_cases"), ("heldout2", "heldout2_cases"), ("heldout3", "heldout3_cases")):
+    for k in ("", "2", "3", "4"):
+        module, fn = f"heldout{k}", f"heldout{k}_cases"
         try:
             mod = __import__(f"tests.behaviour.{module}", fromlist=[fn])
         except ImportError:

@@ -16,6 +16,7 @@ from .harness import Predict, Result, metrics
 from .heldout import heldout_cases
 from .heldout2 import heldout2_cases
 from .heldout3 import heldout3_cases
+from .heldout4 import heldout4_cases
 from .test_behaviour import (
     RULES_MAX_FPR,
     RULES_MIN_FAMILY_RECALL,
@@ -27,6 +28,7 @@ SETS: dict[str, Callable[[], list[Case]]] = {
     "heldout": heldout_cases,
     "heldout2": heldout2_cases,
     "heldout3": heldout3_cases,
+    "heldout4": heldout4_cases,
 }
 COMPARED = ("recall", "family_recall", "category_accuracy", "mediation_category_accuracy")
 
