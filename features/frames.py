@@ -90,7 +90,7 @@ _NEIGHBOURS_KIN_BEFORE = re.compile(r"(?:邻居|邻居家|隔壁|隔壁家|对�
 WEAK_STRANGER = frozenset({"有人", "被人"})
 """Stranger markers too common to cut an actor from its act (``怀疑她外面有人，把她手机摔了``)."""
 _PLACE_BEFORE = re.compile(r"(?:在|到|去|往|从|跑到|躲到|住在)$")
-_RELATION_BEFORE = re.compile(r"(?:系|是|为)(?:她|他|其|我)?(?:孩子|儿子|女儿)?的?$")
+_RELATION_BEFORE = re.compile(r"(?:系|是)(?:她|他|其|我)?(?:孩子|儿子|女儿)?的?$")
 _VICTIM_AFTER = re.compile(r"^[^，。；！？,.;!?]{0,8}?(?:被|遭|让人|叫人)")
 VIOLENT_VERBS = frozenset("打揍踢砍捅掐推砸咬抓扇烫烧踹拽")
 """The :data:`AGENT_VERBS` that are violence."""
