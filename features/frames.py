@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ahocorasick
 
@@ -237,7 +237,6 @@ class StructureReader:
                 self._frame_groups.setdefault(e.term, []).append(e.group)
             elif e.kind == "role":
                 self._roles[e.term] = (e.group, e.weight)
-        # a lookahead finds a term at every position, so overlapping terms are all seen
         # an automaton finds every occurrence of every frame term (overlaps included) in one pass
         self._frames_auto = ahocorasick.Automaton()
         for term in self._frame_groups:
@@ -328,7 +327,7 @@ class StructureReader:
                 if a_start - e > PRONOUN_REACH or any(ch in SENTENCE_BREAKS for ch in content[e:a_start]):
                     break
                 if r.position == "mention":
-                    out[i] = RoleHit(r.term, r.category, r.weight, r.start, r.end, "counterpart", r.family_word)
+                    out[i] = replace(r, position="counterpart")
                 if r.position != "victim":
                     break
         return out
@@ -342,8 +341,7 @@ class StructureReader:
                 continue
             for j in range(i - 1, -1, -1):
                 if out[j].position == "mention" and out[j].term not in GENERIC_SIDES:
-                    m = out[j]
-                    out[j] = RoleHit(m.term, m.category, m.weight, m.start, m.end, "counterpart", m.family_word)
+                    out[j] = replace(out[j], position="counterpart")
                     break
         return out
 

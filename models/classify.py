@@ -43,7 +43,8 @@ def with_model(answers: list[dict[str, Any]], records: list[dict[str, Any]], mod
     """
     predicted = model.predict([r["narrative"] for r in records], [r.get("received_at") for r in records])
     version = (getattr(model, "provenance", None) or {}).get("data_fingerprint")
-    return [fused_answer(answer, predicted.iloc[i].to_dict(), version) for i, answer in enumerate(answers)]
+    rows = predicted.to_dict("records")
+    return [fused_answer(answer, row, version) for answer, row in zip(answers, rows, strict=True)]
 
 
 def fused_answer(answer: dict[str, Any], predicted: dict[str, Any], model_version: str | None) -> dict[str, Any]:
@@ -58,11 +59,11 @@ def fused_answer(answer: dict[str, Any], predicted: dict[str, Any], model_versio
         bool(answer["is_dispute"]),
         float(answer["dispute_score"]),
         answer["category"],
-        bool(answer.get("structure", {}).get("strong", False)),
+        bool(answer["structure"]["strong"]),
         float(predicted["dispute_score"]),
         predicted["top_category"],
         bool(predicted["ood"]),
-        float(predicted.get("category_confidence", 1.0)),
+        float(predicted["category_confidence"]),
     )
     scores = (
         answer["category_scores"]

@@ -26,10 +26,10 @@ disputes and which setting word really names the type.
   float32-representable number so an ONNX graph comparing float32 scores agrees.
 * **Fusion** (:func:`fuse_one`, :func:`fuse`): the rules answer first; the model can only
   add to them. On out-of-distribution text (court prose, a new call-taker's style) the
-  rules answer whole. In distribution the model may drop a *weak* rule verdict (no named
-  other side, no named dispute) only when it is confident, may add a dispute the rules
-  missed only when confident and no exclusion frame spoke, and never touches a strong
-  rule verdict (``被丈夫殴打`` stays a family dispute whatever the model says).
+  rules answer whole. In distribution the model never drops a rule dispute and never
+  touches a strong rule verdict (``被丈夫殴打`` stays a family dispute whatever the model
+  says); it may add a dispute the rules missed when it is confident and only the other
+  side was missing, and name the type of a weak residual ``other``.
 
 Temporal evaluation only (:func:`split_incidents_by_time`): train on the past, tune on
 the next period, test on the latest; no day in two splits.
@@ -471,23 +471,17 @@ def fuse(model_out: pd.DataFrame, rule_out: pd.DataFrame) -> pd.DataFrame:
     from :func:`rule_predictions`, same order). A test checks it equals the scalar rule row by row."""
     if len(model_out) != len(rule_out):
         raise ValueError(f"model_out has {len(model_out)} rows, rule_out {len(rule_out)}")
-    strong = rule_out["strong"] if "strong" in rule_out else pd.Series(False, index=rule_out.index)
-    confidence = (
-        model_out["category_confidence"]
-        if "category_confidence" in model_out
-        else pd.Series(1.0, index=model_out.index)
-    )
     rows = [
         fuse_one(bool(ri), float(rs), rc if isinstance(rc, str) else None, bool(st), float(ms), mc, bool(od), float(cc))
         for ri, rs, rc, st, ms, mc, od, cc in zip(
             rule_out["is_dispute"],
             rule_out["dispute_score"],
             rule_out["category"],
-            strong,
+            rule_out["strong"],
             model_out["dispute_score"],
             model_out["top_category"],
             model_out["ood"],
-            confidence,
+            model_out["category_confidence"],
             strict=True,
         )
     ]

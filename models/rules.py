@@ -308,12 +308,20 @@ def structure_dict(structure: Structure, verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def _verdict(
+    text: str, matcher: KeywordMatcher, reader: StructureReader
+) -> tuple[str, int, MatchSummary, Structure, Verdict]:
+    """Normalised text, content start, summary, structure and verdict: the one path both
+    :func:`score_text` and :func:`rule_features` take, so their numbers are equal."""
+    norm = normalize(text)
+    lo, summary, structure = _read(norm, matcher, reader)
+    return norm, lo, summary, structure, decide(summary, structure, len(norm) - lo)
+
+
 def score_text(text: str, matcher: KeywordMatcher | None = None) -> RuleResult:
     """Score one incident text (raw: it is normalised here)."""
     m = matcher if matcher is not None else get_matcher()
-    norm = normalize(text)
-    lo, summary, structure = _read(norm, m, get_reader(m.lexicon))
-    verdict = decide(summary, structure, len(norm) - lo)
+    norm, lo, summary, structure, verdict = _verdict(text, m, get_reader(m.lexicon))
     matches = m.match_normalized(norm, lo)
     negations: list[str] = []
     for x in matches:
@@ -386,9 +394,7 @@ def _rule_table(texts: Sequence[str], matcher: KeywordMatcher | None) -> tuple[p
     verdicts: list[str | None] = []
     strong: list[bool] = []
     for text in texts:
-        norm = normalize(text)
-        lo, summary, structure = _read(norm, m, reader)
-        v = decide(summary, structure, len(norm) - lo)
+        _norm, _lo, summary, _structure, v = _verdict(text, m, reader)
         verdicts.append(v.category)
         strong.append(v.strong)
         rows.append(

@@ -307,14 +307,8 @@ def fit_dispute(prepared: Prepared, config: TrainConfig, truth_dir: Path | None 
     # codes the label mapping calls ambiguous (打架斗殴, 其他…) teach neither side: fit and tune without them
     model = train_dispute_model(train[train["usable"]], tune[tune["usable"]], {"seed": config.seed})
     predicted = model.predict(test["narrative"].tolist(), test["received_at"].tolist())
-    rules = prepared.rules.loc[test.index]
-    rule_out = pd.DataFrame(
-        {
-            "is_dispute": rules["is_dispute"].to_numpy(bool),
-            "dispute_score": rules["dispute_score"].to_numpy(),
-            "category": rules["category"].to_numpy(object),
-            "strong": rules["strong"].to_numpy(bool),
-        }
+    rule_out = prepared.rules.loc[test.index, ["is_dispute", "dispute_score", "category", "strong"]].reset_index(
+        drop=True
     )
     fused = fuse(predicted.reset_index(drop=True), rule_out)
     evaluation: dict[str, Any] = {

@@ -320,6 +320,7 @@ class _StubModel:
                 "dispute_score": [0.9 if h else 0.1 for h in hit],
                 "category": pd.Series(["family" if h else None for h in hit], dtype=object),
                 "top_category": "family",
+                "category_confidence": 1.0,
                 "ood": ["草场" in n for n in narratives],
             }
         )
