@@ -65,12 +65,13 @@ TRAIN = """
 import json, resource, sys, time
 import numpy as np, pandas as pd
 sys.path.insert(0, sys.argv[4])
-from models.escalation import temporal_split, train_escalation
+from models.backtest import final_fold
+from models.escalation import train_escalation
 frame = pd.read_parquet(sys.argv[1]).sort_values("snapshot_date", kind="stable")
 n, names = int(sys.argv[2]), json.loads(sys.argv[3])
 reps = -(-n // len(frame))
 frame = pd.concat([frame] * reps, ignore_index=True).head(n) if reps > 1 else frame.head(n)
-split = temporal_split(frame["snapshot_date"])
+split = final_fold(frame["snapshot_date"])
 X, y = frame[names].to_numpy(np.float32), frame["label"].to_numpy()
 t0 = time.perf_counter()
 model = train_escalation(X[split.train], y[split.train], X[split.tune], y[split.tune], names)

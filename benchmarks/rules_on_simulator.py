@@ -69,6 +69,19 @@ def main() -> None:
     print()
     flagged = test.loc[[p and not d for p, d in zip(predicted, disputes, strict=True)], "call_type"].value_counts()
     print("Non-dispute calls the rules flag, by type: " + ", ".join(f"{k} {v}" for k, v in flagged.head(8).items()))
+    print()
+    print("Cues of true dispute calls: how often the call had it (truth), how often the rules read it in the text:")
+    print()
+    print("| cue | true share | rules' share | rules' recall | rules' precision |")
+    print("|---|---:|---:|---:|---:|")
+    for cue in ("violence", "weapon", "injury", "threat", "alcohol", "separation"):
+        true = test.loc[disputes, f"true_{cue}"].astype(bool).to_numpy()
+        read = [cue in r.cues for r, d in zip(results, disputes, strict=True) if d]
+        both = sum(t and r for t, r in zip(true, read, strict=True))
+        print(
+            f"| {cue} | {true.mean():.3f} | {sum(read) / len(read):.3f} | {both / max(true.sum(), 1):.3f} | "
+            f"{both / max(sum(read), 1):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -55,13 +55,19 @@ class Settings(BaseSettings):
     """Escalation label: a violent case within this many days after the snapshot."""
     snapshot_every_days: int = 7
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    embargo_days: int = 0
+    """Dispute classifier: earliest, middle and latest shares of the incidents for training, tuning and testing."""
+    backtest_folds: int = 4
+    """Escalation backtest: consecutive test periods, each trained only on what came before (docs/escalation.md)."""
+    backtest_test_share: float = 0.4
+    """Share of the snapshot dates, at the end, that the backtest's folds test on."""
     top_k: int = 5
     """Households a station can visit per snapshot (week): recall and precision are measured at this k."""
     bootstrap_samples: int = 200
     promotion_margin: float = 0.005
-    """A challenger replaces the champion only when its test PR-AUC is at least this much higher."""
-    promotion_metric: str = "pr_auc"
+    """A challenger that beats the rules replaces the champion only when it is at least this much better on
+    ``promotion_metric`` (on the same test rows when the champion can score them; docs/registry.md)."""
+    promotion_metric: str = "recall_at_k"
+    """The escalation gate's metric, pooled over the backtest folds: recall_at_k, pr_auc or precision_at_k."""
     parity_rows: int = 10_000
     warning_models: Path | None = None
     """The scoring warning models file (default: conf/warning_models.toml)."""
@@ -74,9 +80,10 @@ class Settings(BaseSettings):
     warnings_db_url: str | None = None
     """SQLAlchemy URL of the warnings table (default: SQLite under home; PostgreSQL URLs work too)."""
     level_thresholds: dict[str, float] = Field(
-        default_factory=lambda: {"red": 0.20, "orange": 0.10, "yellow": 0.05, "blue": 0.02}
+        default_factory=lambda: {"red": 0.08, "orange": 0.04, "yellow": 0.02, "blue": 0.015}
     )
-    """Calibrated probability of a violent case within ``horizon_days`` that earns each level."""
+    """Calibrated probability of a violent case within ``horizon_days`` that earns each level: 8, 4, 2 and 1.5 times
+    the ~1 % base rate of households with a dispute on record (docs/escalation.md says why)."""
     station_capacity: dict[str, int] = Field(default_factory=lambda: {"red": 3, "orange": 5, "yellow": 12})
     """Most warnings of a level one station gets per day; the rest move one level down (blue: no limit)."""
     schedule_cron: str = "0 6 * * *"
@@ -112,6 +119,11 @@ class Settings(BaseSettings):
             raise ValueError(f"level_thresholds must fall from red to blue, got {self.level_thresholds}")
         if not set(self.station_capacity) <= set(levels[:3]) or min(self.station_capacity.values(), default=1) < 0:
             raise ValueError("station_capacity takes red/orange/yellow with counts >= 0 (blue has no limit)")
+        if self.promotion_metric not in ("recall_at_k", "pr_auc", "precision_at_k"):
+            raise ValueError(
+                f"promotion_metric {self.promotion_metric!r} cannot gate promotion; "
+                "use recall_at_k, pr_auc or precision_at_k (higher is better, with a paired interval)"
+            )
         if self.api_keys_file is None and os.environ.get("YUJING_API_KEYS"):
             self.api_keys_file = Path(os.environ["YUJING_API_KEYS"])
         if not self.mlflow_tracking_uri:

@@ -17,11 +17,22 @@ to the registry, cases and visits since the ranking date.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from features.schema import CATEGORIES
-from features.snapshots import CUE_GROUPS, DAY, MAX_DAYS, WINDOWS
+from features.snapshots import (
+    CUE_GROUPS,
+    DAY,
+    EXCITATION_DAYS,
+    MAX_DAYS,
+    MEMORY_CUES,
+    MEMORY_DAYS,
+    SHARE_CUES,
+    WINDOWS,
+    trajectory_feature_names,
+)
 
 CALL_COLUMNS = (
     "received_sec",
@@ -66,6 +77,7 @@ def call_feature_names() -> list[str]:
         "days_since_last_dispute",
         "days_since_first_dispute",
         "days_since_last_call",
+        *trajectory_feature_names(),
         "third_party_calls_365d",
         "distinct_callers_365d",
     ]
@@ -106,8 +118,32 @@ def call_features(calls: Iterable[Call], end_sec: int, first_dispute_sec: float 
     out["days_since_last_dispute"] = _days_since(max(disputes, default=None), end_sec)
     out["days_since_first_dispute"] = _days_since(first, end_sec)
     out["days_since_last_call"] = _days_since(max((c.received_sec for c in before), default=None), end_sec)
+    out.update(_trajectory(before, end_sec, out["disputes_365d"]))
     out["third_party_calls_365d"] = float(sum(c.third_party for c in spans[365]))
     out["distinct_callers_365d"] = float(sum(c.distinct_start for c in spans[365]))
+    return out
+
+
+def _decayed(calls: list[Call], end_sec: int, tau_days: float) -> float:
+    """features.snapshots.decayed_sum for one household: ages up to 6 tau."""
+    horizon = end_sec - round(6 * tau_days * _DAY)
+    return sum(math.exp(-(end_sec - c.received_sec) / (tau_days * _DAY)) for c in calls if c.received_sec >= horizon)
+
+
+def _trajectory(before: list[Call], end_sec: int, disputes_365d: float) -> dict[str, float]:
+    """features.snapshots._trajectory_features for one household (same names, same definitions)."""
+    disputes = [c for c in before if c.is_dispute]
+    out = {"excitation": _decayed(disputes, end_sec, EXCITATION_DAYS)}
+    for g in MEMORY_CUES:
+        out[f"{g}_memory"] = _decayed([c for c in disputes if g in c.cues], end_sec, MEMORY_DAYS)
+    year = end_sec - 365 * int(DAY)
+    for g in SHARE_CUES:
+        shown = sum(1 for c in disputes if c.received_sec >= year and g in c.cues)
+        out[f"{g}_share_365d"] = shown / max(disputes_365d, 1.0)
+    violent = [c.received_sec for c in disputes if "violence" in c.cues]
+    out["days_since_last_violence"] = _days_since(max(violent, default=None), end_sec)
+    times = sorted(c.received_sec for c in disputes)
+    out["gap_last_disputes"] = min((times[-1] - times[-2]) / _DAY, MAX_DAYS) if len(times) >= 2 else MAX_DAYS
     return out
 
 

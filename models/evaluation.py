@@ -140,12 +140,56 @@ def bootstrap_intervals(
     return _percentiles(samples, level)
 
 
+def _calibration_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> pd.DataFrame:
+    """Rows grouped into quantile bins of the predicted probability: mean prediction, observed rate, count.
+
+    Quantile bins, not fixed-width ones: with a base rate under 1 %, ten
+    equal-width bins put almost every row in the first bin and say nothing
+    about the top of the list, which is where the warnings are. Bin edges are
+    the ``bins``-quantiles of the predictions; equal predictions always share a
+    bin (so the table does not depend on row order), which means fewer bins
+    when the predictions take fewer distinct values. Empty bins are left out.
+    """
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    if len(y) != len(p):
+        raise ValueError(f"labels ({len(y)}) and probabilities ({len(p)}) differ in length")
+    if len(p) == 0:
+        raise ValueError("no rows to measure calibration on")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probabilities contain NaN or infinity; calibration needs a probability for every row")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, bins + 1)))
+    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+    frame = pd.DataFrame({"bin": index, "y": y, "p": p})
+    return frame.groupby("bin", sort=True).agg(predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size"))
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the row-weighted mean |mean prediction - observed rate| over quantile bins.
+
+    Bins as :func:`calibration_curve` (quantiles of the predictions, ties kept
+    together), so the number and the reliability plot describe the same bins.
+    0 is perfect; it is in probability units, so compare it with the base rate.
+    """
+    table = _calibration_bins(labels, probabilities, bins)
+    return float((table["n"] * (table["predicted"] - table["observed"]).abs()).sum() / table["n"].sum())
+
+
 def calibration_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
-    """Mean predicted against observed rate in quantile bins of the predictions."""
-    frame = pd.DataFrame({"y": labels, "p": probabilities})
-    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), q=min(bins, len(frame)), labels=False)
-    table = frame.groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size"))
+    """Reliability table: mean predicted against observed rate and the row count of each quantile bin."""
+    table = _calibration_bins(labels, probabilities, bins)
     return {k: [round(float(x), 5) for x in table[k]] for k in ("predicted", "observed", "n")}
+
+
+def calibration_summary(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict[str, object]:
+    """``{"ece": ..., "reliability": calibration_curve(...)}``: what a run reports about its probabilities."""
+    return {
+        "ece": round(expected_calibration_error(labels, probabilities, bins), 5),
+        "bins": bins,
+        "reliability": calibration_curve(labels, probabilities, bins),
+    }
 
 
 def pr_curve(labels: np.ndarray, scores: np.ndarray, points: int = 101) -> dict[str, list[float]]:

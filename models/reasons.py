@@ -11,7 +11,7 @@ household's value, e.g. ``近90天纠纷报警6次`` or ``出现持械表述``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -69,23 +69,61 @@ def phrase(feature: str, value: float) -> str:
     return template.format(v=value) if template else f"{feature}={value:g}"
 
 
+STATIC_TRAITS = re.compile(r"^(members|floating_household|\w+_members|relation_\w+)$")
+"""Who a household is rather than what happened: never enough on its own for a station to knock."""
+
+
+def is_static(feature: str) -> bool:
+    """True for a registry trait (家庭成员N人, 流动人口户, a member on a list, a registered relation)."""
+    return bool(STATIC_TRAITS.match(feature))
+
+
 def top_reasons(contributions: np.ndarray, X: np.ndarray, feature_names: list[str], n: int = 3) -> list[list[str]]:
-    """The ``n`` features that raised each row's score most (positive contributions only).
+    """The factors that raised each row's score (positive contributions only), events before traits.
 
     ``contributions`` is ``booster.predict(X, pred_contrib=True)``: one column per
     feature plus the bias last. A factor that lowered the score is never given as
-    a reason for a warning.
+    a reason for a warning. Dynamic factors (calls, cues, cases, visits, points)
+    come first, by contribution, then static traits (:func:`is_static`), up to
+    ``n`` in all: a station acts on what happened, and a trait is only context.
     """
     contrib = np.asarray(contributions)[:, : len(feature_names)].copy()
     # "0 calls" is not a reason to visit a family, even when its absence moved the score: only
     # features with a value (or the "days since" kind, where any value speaks) can be given.
     speaks = np.array([name.startswith("days_since") or name == "acceleration" for name in feature_names])
     contrib[(np.asarray(X) == 0) & ~speaks] = 0.0
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :n]
+    static = np.array([is_static(name) for name in feature_names])
     out: list[list[str]] = []
-    for row, idx in enumerate(order):
-        out.append([phrase(feature_names[j], float(X[row, j])) for j in idx if contrib[row, j] > 0])
+    for row in range(contrib.shape[0]):
+        ranked = np.argsort(-contrib[row], kind="stable")
+        positive = [j for j in ranked if contrib[row, j] > 0]
+        chosen = ([j for j in positive if not static[j]] + [j for j in positive if static[j]])[:n]
+        out.append([phrase(feature_names[j], float(X[row, j])) for j in chosen])
     return out
+
+
+def call_phrase(
+    when: str, is_dispute: bool, category: str | None, cues: Iterable[str], negated: Iterable[str] = ()
+) -> str:
+    """One recent call as a station reads it: date, category, cues found, cues negated.
+
+    E.g. ``2024-03-28 婚姻家庭纠纷：动手/殴打、分居离婚；否定：持械``. Built from
+    the rules' output of the call (models/rules.py), the same in batch and online.
+    """
+    kind = f"{CATEGORY_NAMES.get(category, category)}纠纷" if is_dispute and category else "非纠纷报警"
+    found = "、".join(CUE_PHRASES.get(g, g) for g in sorted(cues, key=_cue_order))
+    denied = "、".join(CUE_PHRASES.get(g, g) for g in sorted(negated, key=_cue_order))
+    text = f"{when} {kind}"
+    if found:
+        text += f"：{found}"
+    if denied:
+        text += f"；否定：{denied}"
+    return text
+
+
+def _cue_order(group: str) -> int:
+    order = list(CUE_PHRASES)
+    return order.index(group) if group in order else len(order)
 
 
 QUIET_DAYS = 730.0

@@ -6,7 +6,8 @@ artifacts (report, ``curves.json``, the ONNX bundle). The bundle folder is
 registered as a version of ``yujing-dispute`` or ``yujing-escalation``; the
 alias ``challenger`` always names the newest version and ``champion`` the one
 serving uses. A version only becomes champion through a measured decision
-(:func:`decide_promotion`), and that decision is written back to the run.
+(``models/promotion.py``: the promotion rule and the escalation model's gate
+against the rules and the champion), and that decision is written back to the run.
 
 Why the bundle is a *run artifact* and not ``mlflow.onnx.log_model``: the
 bundle is a folder (ONNX graphs plus a manifest with feature list, thresholds
@@ -42,7 +43,6 @@ import tempfile
 import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -69,10 +69,6 @@ _DESCRIPTIONS = {
     ESCALATION_MODEL: "Household escalation risk, 民转刑 (LightGBM exported to ONNX). "
     "Versions are ONNX bundle folders in runs.",
 }
-
-# Metrics are rounded to 4 decimals upstream; 0.1 + 0.2 > 0.3 in binary floating point, so a
-# candidate exactly ``margin`` better would lose to float noise without this tolerance.
-_PROMOTION_EPS = 1e-9
 
 _current_uri: str | None = None
 
@@ -602,23 +598,7 @@ def download_champion_bundle(name: str, dst: Path, tracking_uri: str | None = No
     return dst
 
 
-# --------------------------------------------------------------------------- promotion rule
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A promotion decision with the numbers it was made on (logged to the run as tags and promotion.json)."""
-
-    promote: bool
-    reason: str
-    candidate_value: float | None
-    champion_value: float | None
-    margin: float
-    metric: str | None = None
-    parity_ok: bool | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# --------------------------------------------------------------------------- champion bundle
 
 
 def champion_bundle(tracking_uri: str, cache: Path, name: str = DISPUTE_MODEL) -> Path | None:
@@ -646,144 +626,6 @@ def champion_bundle(tracking_uri: str, cache: Path, name: str = DISPUTE_MODEL) -
                 raise
             shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def _metric_value(values: Mapping[str, Any], metric: str) -> float | None:
-    value = flatten(values).get(metric)
-    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)
-
-
-def _similar_keys(values: Mapping[str, Any], metric: str) -> str:
-    leaf = metric.rsplit(".", 1)[-1]
-    keys = sorted(k for k in flatten(values) if k.rsplit(".", 1)[-1] == leaf)
-    return ", ".join(keys[:8]) or "none"
-
-
-def decide_promotion(
-    candidate: Mapping[str, Any],
-    champion: Mapping[str, Any] | None,
-    margin: float,
-    parity_ok: bool,
-    metric: str = "pr_auc",
-) -> Decision:
-    """Promote when the ONNX parity check passed AND (there is no champion OR the
-    candidate's ``metric`` >= champion's + ``margin``) on the test period.
-
-    ``candidate`` and ``champion`` are metric dicts, nested or flat (``metric`` may be a
-    dotted key such as ``escalation.test.pr_auc``); ``champion`` may also be
-    :func:`champion_info`'s dict, whose ``metrics`` are used. A failed parity check never
-    promotes: the ONNX bundle would not score like the model that was measured. A champion
-    without a finite value for ``metric`` is kept (compare by hand, then :func:`promote`):
-    an automatic promotion needs two numbers.
-    """
-    if not isinstance(margin, numbers.Real) or isinstance(margin, bool) or not math.isfinite(margin) or margin < 0:
-        raise ValueError(f"promotion margin must be a finite number >= 0, got {margin!r}")
-    margin = float(margin)
-    cand = _metric_value(candidate, metric)
-    if cand is None:
-        raise ValueError(
-            f"candidate metrics have no number {metric!r} (keys ending alike: {_similar_keys(candidate, metric)})"
-        )
-    champ_metrics = champion
-    if champion is not None and isinstance(champion.get("metrics"), Mapping):
-        champ_metrics = champion["metrics"]  # champion_info()'s dict
-    champ = None if champ_metrics is None else _metric_value(champ_metrics, metric)
-
-    def decision(promote: bool, reason: str) -> Decision:
-        return Decision(promote, reason, cand, champ, margin, metric, bool(parity_ok))
-
-    if not parity_ok:
-        return decision(False, "ONNX parity check failed: the exported bundle does not score like the trained model")
-    if not math.isfinite(cand):
-        return decision(False, f"candidate {metric} is not finite ({cand})")
-    if champ_metrics is None:
-        return decision(True, f"no champion yet; candidate {metric} = {cand:.4f}")
-    if champ is None or not math.isfinite(champ):
-        return decision(False, f"champion has no finite {metric}: compare by hand and promote explicitly")
-    needed = champ + margin
-    if cand >= needed - _PROMOTION_EPS:
-        return decision(True, f"candidate {metric} {cand:.4f} >= champion {champ:.4f} + margin {margin:.4f}")
-    return decision(False, f"candidate {metric} {cand:.4f} < champion {champ:.4f} + margin {margin:.4f}")
-
-
-def log_decision(
-    run_id: str, name: str, version: int | None, decision: Decision, tracking_uri: str | None = None
-) -> None:
-    """Record a decision on the candidate's run: tags ``promotion.<name>.*`` and ``promotion.json``.
-
-    ``promotion.json`` maps registered model name -> decision, so one run that trains both
-    models keeps both decisions (the file is read, merged and re-logged). The model version,
-    if given, is tagged ``promotion`` = promote/keep and ``promotion.reason``.
-    """
-    _check_name(name)
-    client = _client(tracking_uri)
-    word = "promote" if decision.promote else "keep"
-    record = {
-        **decision.to_dict(),
-        "decision": word,
-        "version": version,
-        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    prefix = f"promotion.{name}"
-    tags = {
-        f"{prefix}.decision": word,
-        f"{prefix}.reason": decision.reason,
-        f"{prefix}.metric": str(decision.metric),
-        f"{prefix}.candidate_value": str(decision.candidate_value),
-        f"{prefix}.champion_value": str(decision.champion_value),
-        f"{prefix}.margin": str(decision.margin),
-        f"{prefix}.parity_ok": str(decision.parity_ok),
-        f"{prefix}.version": str(version),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        existing: dict[str, Any] = {}
-        if _artifact_exists(client, run_id, PROMOTION_FILE):
-            local = client.download_artifacts(run_id, PROMOTION_FILE, tmp)
-            existing = json.loads(Path(local).read_text(encoding="utf-8"))
-        existing[name] = record
-        out = Path(tmp) / "out" / PROMOTION_FILE
-        out.parent.mkdir()
-        out.write_text(json.dumps(existing, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
-        assert_no_personal_data(out)
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
-        client.log_artifact(run_id, str(out))
-    if version is not None:
-        client.set_model_version_tag(name, str(version), "promotion", word)
-        client.set_model_version_tag(name, str(version), "promotion.reason", decision.reason)
-
-
-def apply_promotion_rule(
-    name: str,
-    version: int,
-    *,
-    margin: float,
-    parity_ok: bool,
-    metric: str = "pr_auc",
-    tracking_uri: str | None = None,
-) -> Decision:
-    """Decide on ``version`` against the current champion, log the decision, promote if it says so.
-
-    Both sides' metrics are read from their runs in MLflow, so they are flattened alike
-    (pass ``metric`` as logged, e.g. ``escalation.test.pr_auc``). Re-deciding on the
-    version that already is champion keeps it and says so.
-    """
-    _check_name(name)
-    client = _client(tracking_uri)
-    mv = client.get_model_version(name, str(version))
-    candidate = client.get_run(mv.run_id).data.metrics
-    champion = champion_info(name, tracking_uri)
-    if champion is not None and champion["version"] == int(version):
-        value = _metric_value(candidate, metric)
-        decision = Decision(False, "already champion", value, value, float(margin), metric, bool(parity_ok))
-    else:
-        decision = decide_promotion(candidate, champion, margin, parity_ok, metric)
-    log_decision(mv.run_id, name, int(version), decision, tracking_uri)
-    if decision.promote:
-        promote(name, int(version), tracking_uri)
-    return decision
 
 
 # --------------------------------------------------------------------------- curves

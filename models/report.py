@@ -44,22 +44,41 @@ def plot_curves(escalation: dict[str, Any], out_dir: Path) -> dict[str, str]:
     fig.savefig(out_dir / files["pr"], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    files["calibration"] = plot_reliability(escalation, out_dir)
+    return files
+
+
+def plot_reliability(escalation: dict[str, Any], out_dir: Path) -> str:
+    """Reliability plot: mean predicted against observed rate per quantile bin, with each bin's row count.
+
+    The counts matter as much as the points: with a base rate under 1 % most
+    rows sit in the lowest bins, and a point far from the diagonal on twenty
+    rows says little.
+    """
+    curves = escalation["curves"]
+    model_bins = (escalation.get("calibration") or {}).get("reliability") or curves["model"]["calibration"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     top = 0.0
-    for name in ("model", "rules"):
-        cal = curves[name]["calibration"]
+    for name, cal in (("model", model_bins), ("rules", curves["rules"]["calibration"])):
         ax.plot(cal["predicted"], cal["observed"], marker="o", label=name)
         top = max(top, *cal["predicted"], *cal["observed"])
     ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="perfect")
+    if model_bins.get("n"):
+        counts = ax.twinx()
+        width = max(top, 1e-6) / 60
+        counts.bar(model_bins["predicted"], model_bins["n"], width=width, alpha=0.25, color="tab:blue")
+        counts.set_yscale("log")
+        counts.set_ylim(bottom=0.8)  # a bin of one row still shows
+        counts.set_ylabel("model rows per bin (bars)")
+    ece = (escalation.get("calibration") or {}).get("ece")
     ax.set_xlabel("predicted probability (bin mean)")
     ax.set_ylabel("observed rate")
-    ax.set_title("Calibration (fitted on the tuning period)")
-    ax.legend()
+    ax.set_title("Calibration on the test period" + (f": ECE {ece:.4f}" if ece is not None else ""))
+    ax.legend(loc="upper left")
     fig.tight_layout()
-    files["calibration"] = "calibration.png"
-    fig.savefig(out_dir / files["calibration"], dpi=110)
+    fig.savefig(out_dir / "calibration.png", dpi=110)
     plt.close(fig)
-    return files
+    return "calibration.png"
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
@@ -75,7 +94,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         f"snapshots {esc['rows']['train']:,} / {esc['rows']['tune']:,} / {esc['rows']['test']:,}, "
         f"positives {esc['positives']['train']:,} / {esc['positives']['tune']:,} / {esc['positives']['test']:,}",
         "",
-        "## Escalation (民转刑) within the horizon, test period",
+        *_promotion_lines(report),
+        *_backtest_lines(esc),
+        "## Escalation (民转刑) within the horizon, the most recent held-out period (the last fold) in detail",
         "",
         f"Top-k is per station and snapshot week, k = {esc['k']}. Brackets: 95 % household-bootstrap intervals.",
         "",
@@ -87,12 +108,12 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     diff = esc.get("model_minus_rules_ci")
     if diff:
         lines.append(
-            "| model − rules (paired 95 % interval) | "
-            + " | ".join(f"[{diff[m][0]:+.4f}, {diff[m][1]:+.4f}]" for m in _METRICS)
-            + " |"
+            "| model − rules (paired 95 % interval) | " + " | ".join(_interval(diff.get(m)) for m in _METRICS) + " |"
         )
     lines += ["", report.get("verdict", ""), ""]
-    lines += [f"![PR curves]({plots['pr']})", "", f"![Calibration]({plots['calibration']})", ""]
+    lines += [f"![PR curves]({plots['pr']})", ""]
+    lines += _levels_lines(esc)
+    lines += _calibration_lines(esc, plots)
     dispute = report.get("dispute")
     if dispute:
         lines += [
@@ -126,9 +147,162 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             f"top-k identical: {onnx.get('top_k_identical')}.",
             "",
         ]
-    if "promoted" in report:
-        lines += ["## Promotion", "", f"promoted: **{report['promoted']}** — {report.get('promotion_reason', '')}", ""]
     return "\n".join(lines)
+
+
+def _interval(ci: Any) -> str:
+    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "–"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and value == value else "–"
+
+
+def _promotion_lines(report: dict[str, Any]) -> list[str]:
+    """Which engine ranks after this run, and why: the first thing a reader needs."""
+    if "promoted" not in report:
+        return []
+    decision = report.get("promotion", {})
+    sentence = decision.get("sentence") or report.get("promotion_reason", "")
+    lines = ["## Which engine ranks", "", f"**{sentence}**", ""]
+    lines.append(
+        f"- promoted: **{report['promoted']}**; ranking engine: **{report.get('ranking_engine', '–')}**; "
+        f"decided on {decision.get('metric_label') or decision.get('metric', '–')}"
+    )
+    if decision.get("champion_version") is not None:
+        how = {"paired": "on the same test rows", "logged": "on its logged number"}.get(decision.get("champion_how"))
+        lines.append(
+            f"- against champion v{decision['champion_version']} ({how}): candidate "
+            f"{_num(decision.get('candidate_value'))}, champion {_num(decision.get('champion_value'))}, "
+            f"margin {decision.get('margin')}"
+            + (
+                f", paired interval {_interval(decision['champion_interval'])}"
+                if decision.get("champion_interval")
+                else ""
+            )
+        )
+    lines += [
+        "- the gate: ONNX parity ok, the paired interval of model − rules above 0, and better than the champion "
+        "by the margin (docs/registry.md)",
+        "",
+    ]
+    return lines
+
+
+def _backtest_lines(esc: dict[str, Any]) -> list[str]:
+    """Per-fold and pooled tables of the rolling-origin backtest, and the truth ceiling; a note when absent."""
+    backtest = esc.get("backtest")
+    if not backtest:
+        return [
+            "## Rolling-origin backtest",
+            "",
+            "This run has no rolling-origin backtest (it was made by older code): the only evidence is the one "
+            "test period below, and the promotion gate used it.",
+            "",
+        ]
+    k = backtest.get("k", esc.get("k"))
+    names = [m for m in backtest.get("metric_names", _METRICS)]
+    lines = [
+        "## Rolling-origin backtest",
+        "",
+        f"Each fold's model is trained only on snapshots whose labels were known before its test period, "
+        f"and compared with the rules on the same rows. k = {k} per station and week; "
+        "model − rules: paired 95 % household-bootstrap interval.",
+        "",
+        f"| fold | trained to | test period | rows | positives | recall@{k} model | rules | model − rules "
+        "| PR-AUC model | rules | model − rules | ECE model |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in backtest.get("folds", []):
+        m, r, ci = f.get("model", {}), f.get("rules", {}), f.get("model_minus_rules_ci", {})
+        lines.append(
+            f"| {f.get('fold')} | {f.get('train_to', '–')} | {f.get('test_from', '–')} to {f.get('test_to', '–')} "
+            f"| {f.get('rows', 0):,} | {f.get('positives', 0):,} "
+            f"| {_num(m.get('recall_at_k'), 3)} | {_num(r.get('recall_at_k'), 3)} | {_interval(ci.get('recall_at_k'))} "
+            f"| {_num(m.get('pr_auc'))} | {_num(r.get('pr_auc'))} | {_interval(ci.get('pr_auc'))} "
+            f"| {_num(m.get('ece'))} |"
+        )
+    pooled = backtest.get("pooled", {})
+    lines += [
+        "",
+        f"**Pooled over the folds** ({pooled.get('rows', 0):,} rows, {pooled.get('positives', 0):,} positives):",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for side in ("model", "rules"):
+        values = pooled.get(side, {})
+        lines.append(f"| {side} | " + " | ".join(_num(values.get(n)) for n in names) + " |")
+    ci = pooled.get("model_minus_rules_ci", {})
+    lines.append("| model − rules (paired 95 %) | " + " | ".join(_interval(ci.get(n)) for n in names) + " |")
+    lines.append("")
+    ceiling = backtest.get("ceiling")
+    if ceiling:
+        values = ceiling.get("model", {})
+        lines += [
+            "**Ceiling from truth** (a model that also sees what the simulator hides; evaluation only):",
+            "",
+            "| | " + " | ".join(n for n in names if n in values) + " |",
+            "|---|" + "---|" * len([n for n in names if n in values]),
+            "| truth-aware model | " + " | ".join(_num(values[n]) for n in names if n in values) + " |",
+            "| this model, pooled | "
+            + " | ".join(_num(pooled.get("model", {}).get(n)) for n in names if n in values)
+            + " |",
+            "",
+            str(ceiling.get("note", "")),
+            "",
+        ]
+    return lines
+
+
+def _levels_lines(esc: dict[str, Any]) -> list[str]:
+    """Observed escalation rate level by level in the test period, with counts and who raised each level."""
+    levels = (esc.get("backtest") or {}).get("levels_observed") or esc.get("levels_observed")
+    if not levels:
+        return []
+    lines = [
+        "## Observed escalation by published level, test period",
+        "",
+        "A level is worth its name only if the rate falls from red to blue.",
+        "",
+        "| level | snapshots | escalations | rate | raised by rules | model | both |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in levels:
+        raised = row.get("raised_by", {})
+        lines.append(
+            f"| {row['level']} | {row['snapshots']:,} | {row['escalations']:,} | {row['rate']:.2%} "
+            f"| {raised.get('rules', 0):,} | {raised.get('model', 0):,} | {raised.get('both', 0):,} |"
+        )
+    return [*lines, ""]
+
+
+def _pooled_base_rate(esc: dict[str, Any]) -> float:
+    """Escalations per snapshot where the calibration was measured: the backtest's pooled rows, else the test split."""
+    pooled = (esc.get("backtest") or {}).get("pooled")
+    if pooled:
+        return pooled["positives"] / max(pooled["rows"], 1)
+    return esc["positives"]["test"] / max(esc["rows"]["test"], 1)
+
+
+def _calibration_lines(esc: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    """ECE and the reliability table of the fold models' probabilities on every held-out period, with the plot."""
+    calibration = esc.get("calibration") or {}
+    bins = calibration.get("reliability") or esc.get("curves", {}).get("model", {}).get("calibration")
+    lines = ["## Calibration of the probabilities", ""]
+    if "ece" in calibration:
+        lines.append(
+            f"Expected calibration error over the backtest's held-out periods: **{calibration['ece']:.4f}** "
+            "(quantile bins of the predictions, equal predictions never split; compare with the base rate "
+            f"{_pooled_base_rate(esc):.4f})."
+        )
+        lines.append("")
+    if bins:
+        lines += ["| bin | mean predicted | observed rate | rows |", "|---|---|---|---|"]
+        for i, (p, o, n) in enumerate(zip(bins["predicted"], bins["observed"], bins.get("n", []), strict=False)):
+            lines.append(f"| {i + 1} | {p:.4f} | {o:.4f} | {int(n):,} |")
+        lines.append("")
+    return [*lines, f"![Calibration]({plots['calibration']})", ""]
 
 
 def verdict(escalation: dict[str, Any], metric: str = "pr_auc") -> str:

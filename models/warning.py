@@ -16,7 +16,7 @@ phrases. Pure functions over DataFrames: the CLI and flows only call them.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from models.levels import LEVELS, worst_scenario
+
 if TYPE_CHECKING:
     from features.online import Call
 
-LEVELS = ("red", "orange", "yellow", "blue")
-"""Warning levels, most urgent first."""
+__all__ = ["CUE_GROUPS", "CUE_PHRASES", "LEVELS", "Scenario", "load_scenarios", "score_warnings"]
 
 CUE_GROUPS = ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation", "repeat")
 CUE_PHRASES = {
@@ -158,6 +159,31 @@ def scenario_points(
     return points, accelerating, fresh, cue_pts
 
 
+def scenario_reasons(
+    scenario: Scenario,
+    calls: float,
+    recent: float,
+    accelerating: bool,
+    fresh: bool,
+    days_since: float,
+    cue_calls: dict[str, float],
+    cue_pts: dict[str, float],
+    deescalation_calls: float,
+) -> list[str]:
+    """One group's reasons under one scenario, in the phrases a station reads (batch and online alike)."""
+    out = [f"近{scenario.window_days}天相关报警{int(calls)}次"]
+    if accelerating:
+        out.append(f"报警频次上升(近{scenario.recent_days}天{int(recent)}次)")
+    if fresh:
+        out.append(f"距上次报警{days_since:.0f}天")
+    for g in CUE_GROUPS:
+        if cue_calls[g] and cue_pts[g] > 0:
+            out.append(f"出现{CUE_PHRASES[g]}表述{int(cue_calls[g])}次(+{cue_pts[g]:g})")
+    if deescalation_calls:
+        out.append(f"已调解/和解{int(deescalation_calls)}次({scenario.deescalation * deescalation_calls:g})")
+    return out
+
+
 def score_scenario(calls: pd.DataFrame, key: str, as_of: pd.Timestamp, scenario: Scenario) -> pd.DataFrame:
     """Points, level and reasons of one scenario, one row per group with calls that count."""
     window_start = as_of - pd.Timedelta(days=scenario.window_days)
@@ -190,20 +216,22 @@ def score_scenario(calls: pd.DataFrame, key: str, as_of: pd.Timestamp, scenario:
         scenario, n, agg["recent"].to_numpy(), days_since, cues, agg["deesc"].to_numpy()
     )
 
-    reasons: list[list[str]] = []
-    for i in range(len(agg)):
-        r = [f"近{scenario.window_days}天相关报警{int(n[i])}次"]
-        if accelerating[i]:
-            r.append(f"报警频次上升(近{scenario.recent_days}天{int(agg['recent'].iloc[i])}次)")
-        if fresh[i]:
-            r.append(f"距上次报警{days_since[i]:.0f}天")
-        for g in CUE_GROUPS:
-            count = int(agg[f"c_{g}"].iloc[i])
-            if count and cue_pts[g][i] > 0:
-                r.append(f"出现{CUE_PHRASES[g]}表述{count}次(+{cue_pts[g][i]:g})")
-        if agg["deesc"].iloc[i]:
-            r.append(f"已调解/和解{int(agg['deesc'].iloc[i])}次({scenario.deescalation * agg['deesc'].iloc[i]:g})")
-        reasons.append(r)
+    recent = agg["recent"].to_numpy()
+    deesc = agg["deesc"].to_numpy()
+    reasons = [
+        scenario_reasons(
+            scenario,
+            float(n[i]),
+            float(recent[i]),
+            bool(accelerating[i]),
+            bool(fresh[i]),
+            float(days_since[i]),
+            {g: float(cues[g][i]) for g in CUE_GROUPS},
+            {g: float(cue_pts[g][i]) for g in CUE_GROUPS},
+            float(deesc[i]),
+        )
+        for i in range(len(agg))
+    ]
     return pd.DataFrame(
         {
             key: agg.index.to_numpy(),
@@ -212,6 +240,25 @@ def score_scenario(calls: pd.DataFrame, key: str, as_of: pd.Timestamp, scenario:
             "reasons": reasons,
         }
     )
+
+
+def verdict_reasons(
+    points: Mapping[str, float], reasons: Mapping[str, list[str]], scenarios: Mapping[str, Scenario]
+) -> list[str]:
+    """The rules' reasons for one household: the chosen scenario's label and phrases (batch and online alike).
+
+    The scenario is the one :func:`models.levels.worst_scenario` picks; below
+    blue everywhere, the one with most points (first in file order), marked
+    未达预警, so a model-raised warning still shows what the rules counted.
+    Empty when no scenario counted a call.
+    """
+    _, name, best = worst_scenario(points, scenarios)
+    if name is None:
+        name = next((s for s in scenarios if s in reasons and points[s] == best), None)
+        if name is None:
+            return []
+        return [f"[{scenarios[name].label}] {best:g}分，未达预警", *reasons[name]]
+    return [f"[{scenarios[name].label}] {best:g}分", *reasons.get(name, [])]
 
 
 def score_warnings(
@@ -233,26 +280,34 @@ def score_warnings(
     received = pd.to_datetime(calls["received_at"])
     calls = calls.assign(received_at=received)
     groups = pd.Index(calls[key].dropna().unique()).sort_values()
-    rank = {name: i for i, name in enumerate(LEVELS)}
-    best = pd.DataFrame({key: groups, "scenario": None, "points": 0.0, "level": None, "sort": len(LEVELS)})
-    best["reasons"] = [[] for _ in range(len(best))]
-    best["scenarios"] = [{} for _ in range(len(best))]
-    best = best.set_index(key)
+    points: dict[str, dict[str, float]] = {g: dict.fromkeys(scenarios, 0.0) for g in groups}
+    reasons: dict[str, dict[str, list[str]]] = {g: {} for g in groups}
+    audit: dict[str, dict[str, dict[str, object]]] = {g: {} for g in groups}
     for scenario in scenarios.values():
         scored = score_scenario(calls, key, end, scenario)
         for row in scored.itertuples(index=False):
             group = getattr(row, key)
             level = row.level if isinstance(row.level, str) else None
-            level_rank = rank[level] if level else len(LEVELS)
-            best.at[group, "scenarios"][scenario.name] = {"points": float(row.points), "level": level}
-            current = (best.at[group, "sort"], -best.at[group, "points"])
-            if (level_rank, -row.points) < current:
-                best.at[group, "scenario"] = scenario.name
-                best.at[group, "points"] = float(row.points)
-                best.at[group, "level"] = level
-                best.at[group, "sort"] = level_rank
-                best.at[group, "reasons"] = [f"[{scenario.label}]", *row.reasons]
-    return best.drop(columns="sort").reset_index()
+            points[group][scenario.name] = float(row.points)
+            reasons[group][scenario.name] = list(row.reasons)
+            audit[group][scenario.name] = {"points": float(row.points), "level": level}
+    rows = []
+    for group in groups:
+        level, name, best = worst_scenario(points[group], scenarios)  # the one tie rule (models/levels.py)
+        rows.append(
+            {
+                key: group,
+                "scenario": name,
+                "points": round(best, 2),
+                "level": level,
+                "reasons": verdict_reasons(points[group], reasons[group], scenarios),
+                "scenarios": audit[group],
+            }
+        )
+    out = pd.DataFrame(rows, columns=[key, "scenario", "points", "level", "reasons", "scenarios"])
+    for column in ("scenario", "level"):  # None, not NaN, for "no level" (the JSON-lines contract says null)
+        out[column] = pd.Series([row[column] for row in rows], index=out.index, dtype=object)
+    return out
 
 
 def points_at_snapshots(
@@ -305,11 +360,19 @@ def household_points(
     The online service's path (features.online): plain Python over the few
     calls of one household, same windows and formula as the batch.
     """
+    return household_scores(calls, end_sec, scenarios)[0]
+
+
+def household_scores(
+    calls: Sequence[Call], end_sec: int, scenarios: dict[str, Scenario] | None = None
+) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """:func:`household_points` and each scenario's reasons (the phrases of :func:`score_warnings`)."""
     from features.snapshots import DAY
 
     scenarios = scenarios or load_scenarios()
     day = int(DAY)
     out: dict[str, float] = {}
+    reasons: dict[str, list[str]] = {}
     for scenario in scenarios.values():
         counted = [
             c
@@ -324,7 +387,26 @@ def household_points(
         days_since = np.inf if last is None else (end_sec - last) / day
         cues = {g: float(sum(g in c.cues for c in window)) for g in CUE_GROUPS}
         deesc = float(sum(c.n_deescalation > 0 for c in window))
-        points, *_ = scenario_points(scenario, float(len(window)), float(recent), days_since, cues, deesc)  # type: ignore[arg-type]
+        points, accelerating, fresh, cue_pts = scenario_points(
+            scenario,
+            float(len(window)),  # type: ignore[arg-type]
+            float(recent),  # type: ignore[arg-type]
+            days_since,  # type: ignore[arg-type]
+            cues,  # type: ignore[arg-type]
+            deesc,  # type: ignore[arg-type]
+        )
         out[scenario.name] = float(points)
+        if window:
+            reasons[scenario.name] = scenario_reasons(
+                scenario,
+                float(len(window)),
+                float(recent),
+                bool(accelerating),
+                bool(fresh),
+                float(days_since),
+                cues,
+                {g: float(v) for g, v in cue_pts.items()},
+                deesc,
+            )
     out["max"] = max(out.values())
-    return out
+    return out, reasons

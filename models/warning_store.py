@@ -65,7 +65,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from features.text import mask, safe_repr
-from models.warning import LEVELS
+from models.levels import LEVELS
 
 __all__ = [
     "ENGINES",

@@ -322,8 +322,32 @@ def train(
     typer.echo(
         f"dispute F1 model {report['dispute']['model']['f1']:.3f} vs rules {report['dispute']['rules']['f1']:.3f}"
     )
-    typer.echo(f"ONNX parity max |dp| {report['onnx']['max_abs_diff']:.2e}; promoted: {report['promoted']}")
+    typer.echo(f"ONNX parity max |dp| {report['onnx']['max_abs_diff']:.2e}")
+    for line in _fold_lines(esc):
+        typer.echo(line)
+    typer.echo(report["promotion"]["sentence"])
     typer.echo(f"wrote {target / 'report.json'}, {target / 'report.md'}, bundle {target / 'bundle'}")
+
+
+def _fold_lines(escalation: dict[str, Any]) -> list[str]:
+    """One line per backtest fold (recall@k model vs rules), or a note that this run had none."""
+    backtest = escalation.get("backtest")
+    if not backtest:
+        return ["no rolling-origin backtest in this run: the gate used the single test period above"]
+    k = backtest.get("k", escalation.get("k"))
+
+    def line(name: str, part: dict[str, Any]) -> str:
+        low, high = part.get("model_minus_rules_ci", {}).get("recall_at_k", [float("nan")] * 2)
+        return (
+            f"{name}: recall@{k} model {part['model']['recall_at_k']:.3f} vs rules {part['rules']['recall_at_k']:.3f} "
+            f"(model − rules [{low:+.3f}, {high:+.3f}], {part.get('positives', 0):,} escalations)"
+        )
+
+    lines = [
+        line(f"fold {f['fold']} (test {f.get('test_from', '?')}..{f.get('test_to', '?')})", f)
+        for f in backtest.get("folds", [])
+    ]
+    return [*lines, line("pooled", backtest["pooled"])]
 
 
 _LEVEL_NAMES = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
@@ -341,6 +365,27 @@ def _print_top(top: list[dict]) -> None:  # type: ignore[type-arg]
         typer.echo(f"    模型因素: {'；'.join(w['model_reasons']) or '—'}")
         typer.echo(f"    积分预警: {'；'.join(w['rules_reasons']) or '—'}")
         typer.echo(f"    匹配词:   {'、'.join(w['matched_terms']) or '—'}")
+
+
+def _engine_line(summary: dict[str, Any], tracking_uri: str | None) -> str:
+    """Which engine ranked and why, from the published manifest and the registry's logged decisions."""
+    import json
+
+    from models import promotion, registry
+
+    try:
+        manifest = json.loads((Path(summary["folder"]) / "manifest.json").read_text(encoding="utf-8"))
+        model = manifest.get("model") or {"engine": summary["engine"]}
+    except (OSError, ValueError):
+        model = {"engine": summary["engine"]}
+    decisions = None
+    missing_store = tracking_uri and tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).is_file()
+    if tracking_uri and not missing_store:  # never create an empty tracking store just to explain the ranking
+        try:
+            decisions = promotion.registry_decisions(registry.ESCALATION_MODEL, tracking_uri)
+        except Exception:  # the ranking is written; an unreadable registry only shortens the explanation
+            decisions = None
+    return promotion.ranking_sentence(model, decisions)
 
 
 @app.command()
@@ -396,8 +441,7 @@ def rank(
         f"{summary['in_scope']:,} with a dispute on record; warnings "
         + ", ".join(f"{_LEVEL_NAMES[k]} {v}" for k, v in counts.items())
     )
-    if summary["engine"] == "rules":
-        typer.echo("degraded: no usable champion model, the scoring rules ranked (see manifest.json)")
+    typer.echo(_engine_line(summary, params.get("tracking_uri")))
     db_counts = summary["database"]
     typer.echo(
         f"database: {db_counts.get('inserted', 0)} new, {db_counts.get('updated', 0)} updated, "

@@ -29,8 +29,18 @@ from conf import Settings
 from conf.settings import setting_default
 from features.online import CALL_COLUMNS, call_feature_names
 from features.snapshots import build_snapshots, caller_flags, household_codes, to_seconds
-from models.levels import LEVELS, assign_levels, threshold_levels
-from models.reasons import occlusion_contributions, top_reasons
+from models.levels import (
+    EVIDENCE_DAYS,
+    EVIDENCE_FEATURE,
+    LEVELS,
+    RAISED_BY,
+    assign_levels,
+    dropped_model_level,
+    priority,
+    threshold_levels,
+    worst_scenarios,
+)
+from models.reasons import call_phrase, occlusion_contributions, top_reasons
 from models.rules import score_text
 from models.warning import load_scenarios, points_at_snapshots, score_warnings
 from pipelines.training import Prepared, code_version, prepare
@@ -51,6 +61,8 @@ class RankConfig:
     capacity: dict[str, int] = field(default_factory=lambda: setting_default("station_capacity"))
     reasons_per_household: int = 3
     terms_per_household: int = 8
+    calls_per_household: int = 6
+    """Recent calls listed per warning (the last ``EVIDENCE_DAYS`` days, newest first)."""
     history_days: int = 730
     """Calls kept for the online service: two years covers every window and the days-since caps."""
 
@@ -61,7 +73,12 @@ class RankConfig:
 
 @dataclass
 class Scored:
-    """Every household as of the date: features, rule points, and the engine's scores."""
+    """Every household as of the date: features, rule points, and the engine's scores.
+
+    ``probability`` is calibrated (it earns the model's level); ``score`` is the
+    model's raw output, strictly ordered, which orders a station's list. Both
+    are NaN when the rules rank.
+    """
 
     day: pd.Timestamp
     frame: pd.DataFrame
@@ -71,6 +88,11 @@ class Scored:
     probability: np.ndarray
     model: dict[str, Any]
     scorer: Any = None
+    score: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.score is None:
+            self.score = np.full(len(self.frame), np.nan)
 
 
 def ranking_day(incidents: pd.DataFrame, date: str | None) -> pd.Timestamp:
@@ -127,11 +149,10 @@ def load_scorer(bundle_dir: Path | None, feature_names: list[str]) -> tuple[Any,
         expected = list(scorer.feature_names(ESCALATION))
     except Exception as exc:  # a broken bundle must not stop the morning's list: the rules still rank
         return None, f"bundle {bundle_dir} unusable ({type(exc).__name__}: {str(exc)[:200]})"
-    if expected != feature_names:
-        missing = sorted(set(expected) - set(feature_names))[:3]
-        extra = sorted(set(feature_names) - set(expected))[:3]
+    missing = [name for name in expected if name not in set(feature_names)]
+    if missing:  # the model may use a subset of what the job computes (feature selection), never more
         raise RankingError(
-            f"bundle {bundle_dir} was trained on other features (missing here: {missing}, new here: {extra}); "
+            f"bundle {bundle_dir} was trained on features this code does not compute ({sorted(missing)[:3]}); "
             "fix: retrain with `yujing train` on this code"
         )
     return scorer, None
@@ -150,8 +171,11 @@ def score_households(
         probability = np.full(len(frame), np.nan)
         model = {"engine": "rules", "why": why_not, "model_version": None}
         return Scored(day, frame, names, points, "rules", probability, model)
+    from serving.incident import model_scores
+
+    names = list(scorer.feature_names(ESCALATION))  # the model's own order; the history stores these
     X = frame[names].to_numpy(np.float32)
-    probability = scorer.predict_calibrated(ESCALATION, X, workers=2)
+    score, probability = model_scores(scorer, X, workers=2)
     entry = scorer.entry(ESCALATION)
     prov = scorer.manifest.provenance
     model = {
@@ -163,38 +187,32 @@ def score_households(
         "trained_code_version": prov.get("code_version"),
         "horizon_days": prov.get("horizon_days"),
     }
-    return Scored(day, frame, names, points, "model", probability, model, scorer)
-
-
-def rules_levels(points: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The scoring rules' verdict per household: the worst scenario's level (None below blue) and its name."""
-    scenarios = load_scenarios()
-    names = list(scenarios)
-    levels = np.stack([scenarios[s].level(points[s]) for s in names], axis=1)
-    order = np.vectorize(lambda v: LEVELS.index(v) if isinstance(v, str) else len(LEVELS), otypes=[np.int64])(levels)
-    score = order * 1e6 - np.stack([points[s] for s in names], axis=1)  # worst level first, then most points
-    best = np.argmin(score, axis=1)
-    rows = np.arange(len(best))
-    level = levels[rows, best]
-    scenario = np.where(order[rows, best] < len(LEVELS), np.array(names, dtype=object)[best], None)
-    return level, scenario
+    return Scored(day, frame, names, points, "model", probability, model, scorer, score)
 
 
 def level_table(scored: Scored, config: RankConfig) -> pd.DataFrame:
-    """Levels by threshold and by capacity, rank in station; the rules' levels when the model is unavailable."""
-    rules_level, rules_scenario = rules_levels(scored.points)
-    station = scored.frame["station_id"].astype(str).to_numpy()
-    eligible = scored.frame["in_scope"].to_numpy(bool)
+    """The level policy (models/levels.py) over the city: both sides' levels, the published one, the order.
+
+    The rules grade every household; the model speaks only for its population
+    (``in_scope``) and only where it has evidence (a call in the last
+    ``EVIDENCE_DAYS`` days). When the rules rank, the model's level is None
+    everywhere and the published level is the rules'.
+    """
+    frame = scored.frame
+    rules_level, rules_scenario, rules_points = worst_scenarios(scored.points, load_scenarios())
+    station = frame["station_id"].astype(str).to_numpy()
+    model_level = np.full(len(frame), None, dtype=object)
     if scored.engine == "model":
-        # Isotonic calibration gives many households the same probability: the rules' points break the tie.
-        earned = threshold_levels(scored.probability, config.thresholds)
-        priority = scored.probability + 1e-9 * scored.points["max"]
-    else:
-        earned, priority = rules_level, scored.points["max"]
-    table = assign_levels(earned, priority, station, eligible, config.capacity)
-    table["rules_level"] = rules_level
-    table["rules_scenario"] = rules_scenario
-    table["rules_points"] = scored.points["max"].astype(np.float64).round(2)
+        model_level = threshold_levels(scored.probability, config.thresholds)
+        model_level[~frame["in_scope"].to_numpy(bool)] = None
+    evidence = frame[EVIDENCE_FEATURE].to_numpy(np.float64) > 0
+    order = priority(scored.score, rules_points, frame["household_id"].astype(str).to_numpy())
+    table = assign_levels(rules_level, model_level, evidence, order, station, config.capacity)
+    table["model_level"] = pd.Series(model_level, dtype=object)
+    table["model_evidence"] = evidence
+    table["rules_level"] = pd.Series(rules_level, dtype=object)
+    table["rules_scenario"] = pd.Series(rules_scenario, dtype=object)
+    table["rules_points"] = rules_points.astype(np.float64).round(2)
     return table
 
 
@@ -221,27 +239,45 @@ def rule_reasons(prepared: Prepared, households: np.ndarray, day: pd.Timestamp) 
     return dict(zip(graded["household_id"], graded["reasons"], strict=True))
 
 
-def matched_terms(
-    prepared: Prepared, households: np.ndarray, day: pd.Timestamp, limit: int, days: int = 90
-) -> dict[str, list[str]]:
-    """Lexicon terms found in each household's dispute calls of the last ``days``, most frequent first."""
+def recent_calls(
+    prepared: Prepared, households: np.ndarray, day: pd.Timestamp, calls_limit: int, terms_limit: int
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each household's calls of the last ``EVIDENCE_DAYS`` days as phrases, and the lexicon terms found.
+
+    Calls (newest first, at most ``calls_limit``): date, category, cues found
+    and cues negated, from the rules' reading of each call (the same phrase the
+    online service gives, models.reasons.call_phrase). Terms: un-negated
+    lexicon terms of the dispute calls, most frequent first.
+    """
     calls = prepared.calls
     mask = (
         calls["household_id"].isin(set(households))
-        & calls["is_dispute"].astype(bool)
-        & (calls["received_at"] >= day - pd.Timedelta(days=days))
+        & (calls["received_at"] >= day - pd.Timedelta(days=EVIDENCE_DAYS))
         & (calls["received_at"] < day)
     )
-    out: dict[str, Counter[str]] = {}
+    phrases: dict[str, list[tuple[pd.Timestamp, str]]] = {}
+    counters: dict[str, Counter[str]] = {}
     narratives = prepared.incidents["narrative"]
     for i in np.flatnonzero(mask.to_numpy()):
         result = score_text(narratives.iloc[i])
-        counter = out.setdefault(calls["household_id"].iloc[i], Counter())
-        # Each term once per call, in text order: ties in frequency then keep a reproducible order.
-        counter.update(
-            dict.fromkeys((t["term"] for t in result.matched_terms if t["kind"] != "negation" and not t["negated"]), 1)
-        )
-    return {h: [t for t, _ in sorted(c.items(), key=lambda kv: -kv[1])[:limit]] for h, c in out.items()}
+        household = calls["household_id"].iloc[i]
+        when = pd.Timestamp(calls["received_at"].iloc[i])
+        text = call_phrase(f"{when:%Y-%m-%d}", result.is_dispute, result.category, result.cues, result.negated_cues)
+        phrases.setdefault(household, []).append((when, text))
+        if result.is_dispute:
+            counter = counters.setdefault(household, Counter())
+            # Each term once per call, in text order: ties in frequency then keep a reproducible order.
+            counter.update(
+                dict.fromkeys(
+                    (t["term"] for t in result.matched_terms if t["kind"] != "negation" and not t["negated"]), 1
+                )
+            )
+    listed = {
+        h: [text for _, text in sorted(items, key=lambda kv: kv[0], reverse=True)[:calls_limit]]
+        for h, items in phrases.items()
+    }
+    terms = {h: [t for t, _ in sorted(c.items(), key=lambda kv: -kv[1])[:terms_limit]] for h, c in counters.items()}
+    return listed, terms
 
 
 def dominant_category(frame: pd.DataFrame) -> np.ndarray:
@@ -265,14 +301,21 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
     warned_ids = frame["household_id"].to_numpy()[warned]
     model = model_reasons(scored, warned, config.reasons_per_household)
     rules = rule_reasons(prepared, warned_ids, scored.day)
-    terms = matched_terms(prepared, warned_ids, scored.day, config.terms_per_household)
+    calls, terms = recent_calls(
+        prepared, warned_ids, scored.day, config.calls_per_household, config.terms_per_household
+    )
     model_col: list[list[str]] = [[] for _ in range(len(frame))]
     rules_col: list[list[str]] = [[] for _ in range(len(frame))]
     terms_col: list[list[str]] = [[] for _ in range(len(frame))]
+    calls_col: list[list[str]] = [[] for _ in range(len(frame))]
+    unused = levels["model_level"].notna().to_numpy() & ~levels["model_evidence"].to_numpy(bool)
     for i, row in enumerate(warned):
         model_col[row] = model[i]
+        if unused[row]:
+            model_col[row] = [dropped_model_level(levels["model_level"].iloc[row]), *model[i]]
         rules_col[row] = rules.get(warned_ids[i]) or [NO_RULE_POINTS]
         terms_col[row] = terms.get(warned_ids[i], [])
+        calls_col[row] = calls.get(warned_ids[i], [])
     last_call = frame["days_since_last_call"].to_numpy(np.float64)
     last_date = [
         None if d >= 730 else f"{(scored.day - pd.Timedelta(days=float(d))):%Y-%m-%d}" for d in np.round(last_call, 6)
@@ -289,8 +332,11 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
             "community": place["community"].astype(str).to_numpy(),
             "in_scope": frame["in_scope"].to_numpy(bool),
             "probability": scored.probability.astype(np.float64),
+            "score": np.asarray(scored.score, dtype=np.float64),
             "level": levels["level"].to_numpy(object),
+            "raised_by": levels["raised_by"].to_numpy(object),
             "threshold_level": levels["threshold_level"].to_numpy(object),
+            "model_level": levels["model_level"].to_numpy(object),
             "rank_in_station": levels["rank_in_station"].to_numpy(np.int64),
             "category": dominant_category(frame),
             "rules_points": levels["rules_points"].to_numpy(),
@@ -299,6 +345,7 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
             "rules_reasons": rules_col,
             "model_reasons": model_col,
             "matched_terms": terms_col,
+            "recent_calls": calls_col,
             "calls_90d": frame["calls_90d"].to_numpy().astype(np.int64),
             "disputes_90d": frame["disputes_90d"].to_numpy().astype(np.int64),
             "last_call_date": last_date,
@@ -306,6 +353,27 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
             "model_version": scored.model.get("model_version"),
         }
     )
+
+
+def negated_cues(prepared: Prepared, calls: pd.DataFrame, since_sec: int) -> list[str]:
+    """The cue groups each call negates ("violence,weapon"; "" when none), for calls since ``since_sec``.
+
+    The online service lists a household's recent calls with what they deny
+    (没有动手): the rules read that from the text, which the history does not
+    keep. Older calls get "" (they are never listed).
+    """
+    recent = np.flatnonzero(calls["received_sec"].to_numpy() >= since_sec)
+    wanted = set(calls["incident_id"].to_numpy()[recent])
+    incidents = prepared.incidents
+    mask = incidents["incident_id"].isin(wanted).to_numpy()
+    text_of = dict(zip(incidents["incident_id"].to_numpy()[mask], incidents["narrative"].to_numpy()[mask], strict=True))
+    out = [""] * len(calls)
+    ids = calls["incident_id"].to_numpy()
+    for k in recent:
+        text = text_of.get(ids[k])
+        if isinstance(text, str):
+            out[k] = ",".join(score_text(text).negated_cues)
+    return out
 
 
 def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dict[str, pd.DataFrame]:
@@ -341,7 +409,10 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
     calls = linked.loc[keep].assign(
         received_sec=seconds[keep], third_party=third_party[keep], distinct_start=distinct_start[keep]
     )
-    calls = calls[["household_id", *CALL_COLUMNS]].sort_values(["household_id", "received_sec"], kind="stable")
+    calls["negated_cues"] = negated_cues(prepared, calls, day_sec - EVIDENCE_DAYS * 86_400)
+    calls = calls[["household_id", *CALL_COLUMNS, "negated_cues"]].sort_values(
+        ["household_id", "received_sec"], kind="stable"
+    )
     context = pd.DataFrame(
         {
             "household_id": frame["household_id"].astype(str).to_numpy(),
@@ -367,12 +438,10 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
 def warnings_rows(ranking: pd.DataFrame) -> pd.DataFrame:
     """The warned households as the warnings table takes them (models/warning_store.py)."""
     from models.warning_store import REQUIRED_COLUMNS
+    from pipelines.ranking_columns import reasons_record
 
     warned = ranking[ranking["level"].notna()].copy()
-    warned["reasons"] = [
-        {"model": list(m), "rules": list(r), "terms": list(t)}
-        for m, r, t in zip(warned["model_reasons"], warned["rules_reasons"], warned["matched_terms"], strict=True)
-    ]
+    warned["reasons"] = [reasons_record(row) for row in warned.to_dict("records")]
     return warned[list(REQUIRED_COLUMNS)].reset_index(drop=True)
 
 
@@ -394,6 +463,7 @@ def manifest_for(prepared: Prepared, scored: Scored, ranking: pd.DataFrame, conf
         "households": len(ranking),
         "in_scope": int(ranking["in_scope"].sum()),
         "warnings": {level: int((warned["level"] == level).sum()) for level in LEVELS},
+        "raised_by": {who: int((warned["raised_by"] == who).sum()) for who in RAISED_BY},
         "stations_with_warnings": int(warned["station_id"].nunique()),
     }
 
@@ -428,12 +498,12 @@ class RankResult:
 
 
 def top_warnings(ranking: pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    """The city's ``n`` most urgent warnings: worst level first, then highest probability (or points)."""
+    """The city's ``n`` most urgent warnings: worst level, then the model's raw score, rules points, household."""
     warned = ranking[ranking["level"].notna()].copy()
     warned["_level"] = warned["level"].map(LEVELS.index)
-    warned["_p"] = warned["probability"].fillna(-1.0)
-    ordered = warned.sort_values(["_level", "_p", "rules_points", "household_id"], ascending=[True, False, False, True])
-    return ordered.drop(columns=["_level", "_p"]).head(n).reset_index(drop=True)
+    warned["_s"] = warned["score"].fillna(-np.inf)
+    ordered = warned.sort_values(["_level", "_s", "rules_points", "household_id"], ascending=[True, False, False, True])
+    return ordered.drop(columns=["_level", "_s"]).head(n).reset_index(drop=True)
 
 
 def run_ranking(

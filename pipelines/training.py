@@ -2,8 +2,9 @@
 
 ``pipelines/flows.py`` wraps each step in a Prefect task; tests call these
 functions directly, so the logic is testable without an orchestrator. Every
-step takes and returns data (no hidden state), and the last one writes
-``RUNDIR/report.json`` with what the run measured.
+step takes and returns data (no hidden state), and the last one
+(``pipelines/registration.py``: report, MLflow, the promotion gate) writes
+``RUNDIR/report.json`` with what the run measured and decided.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from features.lexicon import CATEGORIES, default_lexicon
 from features.linking import LinkResult, link_incidents
 from features.loaders import load_dataset
 from features.snapshots import build_snapshots, escalation_labels, snapshot_dates
-from models.escalation import EscalationModel, Split, temporal_split, train_escalation
+from models.backtest import Backtest, final_fold, levels_observed, rolling_origin_folds, run_backtest
+from models.escalation import EscalationModel, Split, model_features, train_escalation
 from models.evaluation import (
     bootstrap_intervals,
     calibration_curve,
+    calibration_summary,
     paired_difference_intervals,
     pr_curve,
     ranking_metrics,
 )
+from models.levels import EVIDENCE_FEATURE
 from models.reasons import top_reasons
 from models.rules import rule_verdicts
 from models.warning import load_scenarios, points_at_snapshots
@@ -48,13 +52,15 @@ class TrainConfig:
     horizon_days: int = setting_default("horizon_days")
     snapshot_every_days: int = setting_default("snapshot_every_days")
     split_fractions: tuple[float, float, float] = setting_default("split_fractions")
-    embargo_days: int = setting_default("embargo_days")
+    backtest_folds: int = setting_default("backtest_folds")
+    backtest_test_share: float = setting_default("backtest_test_share")
     top_k: int = setting_default("top_k")
     bootstrap_samples: int = setting_default("bootstrap_samples")
     promotion_margin: float = setting_default("promotion_margin")
     promotion_metric: str = setting_default("promotion_metric")
     parity_rows: int = setting_default("parity_rows")
     seed: int = setting_default("seed")
+    level_thresholds: dict[str, float] = field(default_factory=lambda: setting_default("level_thresholds"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainConfig:
@@ -77,7 +83,13 @@ class Prepared:
 
 @dataclass
 class EscalationRun:
-    """The escalation model with its data split and test-period predictions."""
+    """The served escalation model and the backtest that measured its recipe.
+
+    ``model`` is trained on every labelled snapshot (``split.train``/``tune``);
+    ``backtest`` holds each fold model's scores on the periods it had not seen,
+    and ``split.test`` marks the last fold's test rows (the most recent
+    held-out period, where the report's single-period numbers come from).
+    """
 
     model: EscalationModel
     frame: pd.DataFrame
@@ -85,6 +97,13 @@ class EscalationRun:
     labels: np.ndarray
     split: Split
     rule_points: dict[str, np.ndarray] = field(default_factory=dict)
+    backtest: Backtest | None = None
+
+    def holdout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the most recent held-out period and the raw scores of the model that had not seen them."""
+        assert self.backtest is not None
+        last = self.backtest.last_fold()
+        return self.backtest.rows[last], self.backtest.model_score[last]
 
 
 def code_version() -> str:
@@ -144,7 +163,7 @@ def incident_calls(incidents: pd.DataFrame, rules: pd.DataFrame, links: pd.DataF
 
 
 def build_escalation_data(prepared: Prepared, config: TrainConfig) -> tuple[pd.DataFrame, list[str], np.ndarray, dict]:
-    """Weekly snapshots with features, the rules' points among them, and labels."""
+    """Weekly snapshots with features, the rules' points among them, and labels; names are the model's features."""
     received = prepared.incidents["received_at"]
     first = received.min().normalize() + pd.Timedelta(days=90)  # a quarter of history before the first snapshot
     last = received.max().normalize() - pd.Timedelta(days=config.horizon_days)  # labels need the full horizon
@@ -159,40 +178,66 @@ def build_escalation_data(prepared: Prepared, config: TrainConfig) -> tuple[pd.D
     points = points_at_snapshots(prepared.calls, frame["household_id"], frame["snapshot_date"], load_scenarios())
     for name, values in points.items():
         frame[f"points_{name}"] = values.astype(np.float32)
-    names = snaps.feature_names + [f"points_{name}" for name in points]
+    names = model_features(snaps.feature_names + [f"points_{name}" for name in points])
     t = prepared.tables
     labels = escalation_labels(frame, t["cases"], t["persons"], t["households"], config.horizon_days)
     return frame, names, labels, points
 
 
 def fit_escalation(
-    frame: pd.DataFrame, names: list[str], labels: np.ndarray, points: dict, config: TrainConfig
+    frame: pd.DataFrame,
+    names: list[str],
+    labels: np.ndarray,
+    points: dict,
+    config: TrainConfig,
+    progress: Any = None,
 ) -> EscalationRun:
-    """Temporal split, training, early stopping and calibration on the tuning period."""
-    split = temporal_split(frame["snapshot_date"], config.split_fractions, config.embargo_days)
+    """Backtest the recipe fold by fold, then train the model that will rank on every labelled snapshot."""
     X = frame[names].to_numpy(np.float32)
-    model = train_escalation(
-        X[split.train], labels[split.train], X[split.tune], labels[split.tune], names, {"seed": config.seed}
+    params = {"seed": config.seed}
+
+    def trainer(X_train: np.ndarray, y_train: np.ndarray, X_tune: np.ndarray, y_tune: np.ndarray) -> EscalationModel:
+        return train_escalation(X_train, y_train, X_tune, y_tune, names, params)
+
+    folds = rolling_origin_folds(
+        frame["snapshot_date"], config.backtest_folds, config.backtest_test_share, config.horizon_days
     )
-    return EscalationRun(model, frame, names, labels, split, points)
+    backtest = run_backtest(
+        X, labels, frame, points, folds, trainer, config.top_k, config.bootstrap_samples, config.seed, progress
+    )
+    final = final_fold(frame["snapshot_date"])
+    model = trainer(X[final.train], labels[final.train], X[final.tune], labels[final.tune])
+    last = folds[-1]
+    split = Split(
+        final.train,
+        final.tune,
+        last.test,
+        {**final.boundaries, **{k: last.boundaries[k] for k in ("test_from", "test_to")}},
+    )
+    return EscalationRun(model, frame, names, labels, split, points, backtest)
 
 
-def evaluate_escalation(run: EscalationRun, config: TrainConfig) -> dict[str, Any]:
-    """Model against the scoring rules on the same test snapshots, with household-bootstrap intervals."""
+def evaluate_escalation(run: EscalationRun, config: TrainConfig, truth_dir: Path | None = None) -> dict[str, Any]:
+    """Model against the scoring rules: the backtest per fold and pooled, and the most recent period in detail.
+
+    The last fold's rows get the full treatment of earlier reports (marginal
+    and paired household-bootstrap intervals of every metric, PR and
+    calibration curves); the backtest gives the per-fold and pooled tables the
+    promotion gate reads, calibration of the pooled probabilities, and the
+    observed escalation rate level by level. For a simulated city
+    (``truth_dir``), the truth ceiling is measured on the same folds.
+    """
     from models.calibration import fit_calibration
 
-    X = run.frame[run.feature_names].to_numpy(np.float32)
-    test, tune = run.split.test, run.split.tune
-    y = run.labels[test]
-    groups = run.frame.loc[test, ["station_id", "snapshot_date"]].reset_index(drop=True)
-    clusters = run.frame.loc[test, "household_id"].to_numpy()
-    model_prob = run.model.predict(X[test])
-    model_score = run.model.raw(X[test])
-    # The rules rank by points; their probability is the points calibrated on the same tuning period.
-    rule_points = run.rule_points["max"] + 1e-3 * run.rule_points["escalation"]
-    rule_cal = fit_calibration(rule_points[tune], run.labels[tune], method="isotonic")
-    rule_score = rule_points[test]
-    rule_prob = rule_cal.apply(rule_score)
+    assert run.backtest is not None
+    bt = run.backtest
+    last = bt.last_fold()
+    rows = bt.rows[last]
+    y = run.labels[rows]
+    groups = run.frame.iloc[rows][["station_id", "snapshot_date"]].reset_index(drop=True)
+    clusters = run.frame["household_id"].to_numpy()[rows]
+    model_score, model_prob = bt.model_score[last], bt.model_probability[last]
+    rule_score, rule_prob = bt.rule_score[last], bt.rule_probability[last]
     out: dict[str, Any] = {}
     for name, score, prob in (("model", model_score, model_prob), ("rules", rule_score, rule_prob)):
         metrics = ranking_metrics(y, score, prob, groups, config.top_k)
@@ -216,14 +261,55 @@ def evaluate_escalation(run: EscalationRun, config: TrainConfig) -> dict[str, An
     }
     out["k"] = config.top_k
     out["split"] = run.split.boundaries
-    out["rows"] = {"train": int(run.split.train.sum()), "tune": int(tune.sum()), "test": int(test.sum())}
+    out["rows"] = {"train": int(run.split.train.sum()), "tune": int(run.split.tune.sum()), "test": len(rows)}
     out["positives"] = {
         "train": int(run.labels[run.split.train].sum()),
-        "tune": int(run.labels[tune].sum()),
+        "tune": int(run.labels[run.split.tune].sum()),
         "test": int(y.sum()),
     }
-    out["rule_calibration"] = rule_cal.to_dict()
+    pooled_y = run.labels[bt.rows]
+    backtest = dict(bt.report)
+    backtest["levels_observed"] = levels_observed(
+        pooled_y,
+        bt.model_probability,
+        {name: values[bt.rows] for name, values in run.rule_points.items()},
+        config.level_thresholds,
+        run.frame[EVIDENCE_FEATURE].to_numpy()[bt.rows] > 0,
+    )
+    backtest["ceiling"] = truth_ceiling(run, config, truth_dir)
+    out["backtest"] = backtest
+    out["calibration"] = calibration_summary(pooled_y, bt.model_probability)
+    out["rule_calibration"] = fit_calibration(
+        bt.rule_score, pooled_y, method="isotonic"
+    ).to_dict()  # how points map to risk over all held-out periods: the rules' side of the reliability table
     return out
+
+
+def truth_ceiling(run: EscalationRun, config: TrainConfig, truth_dir: Path | None) -> dict[str, Any] | None:
+    """The same backtest with the simulator's latent facts added to the features (models/ceiling.py)."""
+    from models.ceiling import NOTE, TRUTH_FEATURES, truth_available, truth_features
+
+    if not truth_available(truth_dir):
+        return None
+    assert truth_dir is not None and run.backtest is not None
+    X = np.hstack([run.frame[run.feature_names].to_numpy(np.float32), truth_features(run.frame, truth_dir)])
+    names = [*run.feature_names, *TRUTH_FEATURES]
+    params = {"seed": config.seed}
+    folds = rolling_origin_folds(
+        run.frame["snapshot_date"], config.backtest_folds, config.backtest_test_share, config.horizon_days
+    )
+    ceiling = run_backtest(
+        X,
+        run.labels,
+        run.frame,
+        run.rule_points,
+        folds,
+        lambda a, b, c, d: train_escalation(a, b, c, d, names, params),
+        config.top_k,
+        n_boot=config.bootstrap_samples,
+        seed=config.seed,
+    )
+    return {"model": ceiling.report["pooled"]["model"], "note": NOTE}
 
 
 def example_reasons(run: EscalationRun, n_rows: int = 10) -> list[dict[str, Any]]:
@@ -404,123 +490,10 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
-def _metric_numbers(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
-    """Numeric metrics with intervals split into ``<name>.ci_low`` / ``.ci_high`` (MLflow takes numbers only)."""
-    out: dict[str, float] = {}
-    for name, value in metrics.items():
-        if name == "ci":
-            for metric, (low, high) in value.items():
-                out[f"{prefix}.{metric}.ci_low"] = float(low)
-                out[f"{prefix}.{metric}.ci_high"] = float(high)
-        elif isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
-            out[f"{prefix}.{name}"] = float(value)
-    return out
-
-
-def register_and_report(
-    prepared: Prepared,
-    run: EscalationRun,
-    dispute_run: DisputeRun,
-    evaluation: dict[str, Any],
-    bundle: dict[str, Any],
-    config: TrainConfig,
-    out_dir: Path,
-    tracking_uri: str,
-) -> dict[str, Any]:
-    """Write the report, log the run to MLflow, register both models and decide promotion."""
-    from models import registry
-    from models.report import verdict, write_report
-
-    prov = provenance(prepared, config)
-    report: dict[str, Any] = {
-        "escalation": {k: v for k, v in evaluation.items() if k not in ("curves", "rule_calibration")},
-        "dispute": dispute_run.evaluation,
-        "onnx": {
-            "max_abs_diff": bundle["max_abs_diff"],
-            "ok": bundle["ok"],
-            "rows": bundle["parity"]["escalation"]["rows"],
-            "top_k_identical": bundle["parity"]["escalation"]["top_k_identical"]
-            and bundle["parity"]["dispute"]["top_k_identical"],
-            "models": bundle["parity"],
-        },
-        "provenance": prov,
-        "linking": prepared.links.stats,
-        "load": prepared.load_summary,
-        "examples": example_reasons(run),
-        "feature_names": run.feature_names,
-    }
-    report["escalation"]["curves"] = evaluation["curves"]
-    report["verdict"] = verdict(report["escalation"], config.promotion_metric)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    curves = {"escalation": evaluation["curves"]}
-    write_json(out_dir / "curves.json", curves)
-
-    metrics = {
-        **_metric_numbers("escalation.test.model", evaluation["model"]),
-        **_metric_numbers("escalation.test.rules", evaluation["rules"]),
-        **_metric_numbers("dispute.test.model", dispute_run.evaluation["model"]),
-        **_metric_numbers("dispute.test.rules", dispute_run.evaluation["rules"]),
-        "onnx.max_abs_diff": float(bundle["max_abs_diff"]),
-    }
-    params = {
-        **{f"train.{k}": v for k, v in asdict(config).items()},
-        **{f"escalation.{k}": v for k, v in run.model.params.items()},
-        **{f"dispute.{k}": v for k, v in dispute_run.model.params.items()},
-    }
-    tags = {
-        "code_version": prov["code_version"],
-        "data_fingerprint": prov["data_fingerprint"],
-        "lexicon_version": prov["lexicon_version"],
-        "feature_list_hash": registry.feature_list_hash(run.feature_names),
-    }
-    with registry.start_run(tracking_uri, run_name=f"train-{prov['data_fingerprint']}") as active:
-        run_id = active.info.run_id
-        report["mlflow"] = {"run_id": run_id, "tracking_uri": tracking_uri}
-        decisions = {}
-        versions = {}
-        report_md = write_report(report, out_dir)
-        write_json(out_dir / "report.json", report)
-        registry.log_training(
-            params=_plain(params),
-            metrics=metrics,
-            tags=tags,
-            artifacts={
-                "report.json": out_dir / "report.json",
-                "report.md": report_md,
-                "pr_curve.png": out_dir / "pr_curve.png",
-                "calibration.png": out_dir / "calibration.png",
-                "curves.json": out_dir / "curves.json",
-                "bundle": Path(bundle["path"]),
-            },
-        )
-    for name, metric in (
-        (registry.ESCALATION_MODEL, f"escalation.test.model.{config.promotion_metric}"),
-        (registry.DISPUTE_MODEL, "dispute.test.model.f1"),
-    ):
-        version = registry.register(run_id, name, "bundle", f"trained on data {prov['data_fingerprint']}", tracking_uri)
-        decision = registry.apply_promotion_rule(
-            name,
-            version,
-            margin=config.promotion_margin,
-            parity_ok=bundle["ok"],
-            metric=metric,
-            tracking_uri=tracking_uri,
-        )
-        versions[name] = version
-        decisions[name] = decision.to_dict()
-    promoted = bool(decisions[registry.ESCALATION_MODEL]["promote"])
-    report["mlflow"].update({"model_versions": versions, "decisions": decisions})
-    report["promoted"] = promoted
-    report["promotion_reason"] = decisions[registry.ESCALATION_MODEL]["reason"]
-    write_report(report, out_dir)
-    write_json(out_dir / "report.json", report)
-    return report
-
-
 STEPS = (
     "load, validate, score and link",
     "snapshot features and labels",
-    "split and train escalation",
+    "backtest and train escalation",
     "train dispute classifier",
     "evaluate against the rules",
     "export ONNX bundle",
@@ -550,12 +523,14 @@ def run_training(
         say(name)
         return wrap(function, name)(*args)
 
+    from pipelines.registration import register_and_report  # imports this module: load it when needed
+
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     prepared = run(prepare, data_dir)
     frame, names_, labels, points = run(build_escalation_data, prepared, config)
-    escalation = run(fit_escalation, frame, names_, labels, points, config)
+    escalation = run(fit_escalation, frame, names_, labels, points, config, progress)
     dispute_run = run(fit_dispute, prepared, config, data_dir / "truth")
-    evaluation = run(evaluate_escalation, escalation, config)
+    evaluation = run(evaluate_escalation, escalation, config, data_dir / "truth")
     bundle = run(export_bundle, escalation, dispute_run, prepared, config, out_dir)
     return run(
         register_and_report, prepared, escalation, dispute_run, evaluation, bundle, config, out_dir, tracking_uri

@@ -22,8 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conf import Settings, get_settings
-from models.levels import threshold_levels
+from pipelines.ranking_columns import API_COLUMNS, LIST_COLUMNS
 from serving.auth import KeyRing, Principal
-from serving.incident import HouseholdNotFound, score_incident
+from serving.incident import HouseholdNotFound, score_incident, stored_household_level
 from serving.state import ServiceState, ranking_folder
 
 API_VERSION = "v1"
@@ -326,18 +326,12 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
             raise HTTPException(404, "no such household in the latest ranking")
         if not principal.sees(household.station_id, household.county_code):
             raise HTTPException(403, "this key may not see that household")
-        p = household.probability
-        level = None
-        if p is not None:
-            level = threshold_levels(np.array([p]), engine.thresholds)[0]
+        # The level policy at the history's date (before station capacity): the same fields as an incident's
+        # household block; the published warning (after capacity) is ``warning``.
+        assessed = stored_household_level(engine, household, explain=True)
         warning = from_store("latest_for_household", household_id)
         return {
-            "household_id": household_id,
-            "station_id": household.station_id,
-            "county_code": household.county_code,
-            "as_of": engine.history.date,
-            "probability": p,
-            "level_by_threshold": level,
+            **assessed,
             "warning": warning,
             "degraded": engine.degraded,
             "models": dict(engine.versions),
@@ -474,28 +468,12 @@ def _body(model: type[BaseModel]) -> Callable[[Request], Awaitable[Any]]:
 def _warnings_of(folder: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A published date's warned rows (cached per folder: a re-publish is a new folder)."""
     path = Path(folder)
-    columns = [
-        "household_id",
-        "station_id",
-        "station_name",
-        "county_code",
-        "county_name",
-        "level",
-        "probability",
-        "rank_in_station",
-        "category",
-        "model_reasons",
-        "rules_points",
-        "rules_level",
-        "rules_reasons",
-        "matched_terms",
-        "calls_90d",
-        "disputes_90d",
-        "last_call_date",
-    ]
+    present = set(pq.read_schema(path / "ranking.parquet").names)
+    columns = [c for c in API_COLUMNS if c in present]  # a ranking from before a column existed still serves
     ranking = pd.read_parquet(path / "ranking.parquet", columns=columns)
     warned = ranking[ranking["level"].notna()].sort_values(["station_id", "rank_in_station"]).reset_index(drop=True)
-    for column in ("model_reasons", "rules_reasons", "matched_terms"):
-        warned[column] = warned[column].map(list)
+    for column in LIST_COLUMNS:
+        if column in warned.columns:
+            warned[column] = warned[column].map(list)
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     return warned, manifest

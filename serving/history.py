@@ -40,6 +40,8 @@ class Household:
     calls: tuple[Call, ...]
     first_dispute_sec: float | None
     probability: float | None
+    negated: tuple[frozenset[str], ...] = ()
+    """Cue groups each call denies (没有动手), aligned with ``calls``; listed with the recent calls."""
 
 
 class HouseholdHistory:
@@ -85,6 +87,12 @@ class HouseholdHistory:
         self._third_party = calls["third_party"].to_numpy(bool)
         self._distinct = calls["distinct_start"].to_numpy(bool)
         self._person = calls["person_id"].to_numpy(object)
+        # Older histories lack the column: their calls are listed without negations.
+        negated = calls["negated_cues"] if "negated_cues" in calls.columns else pd.Series([""] * len(calls))
+        sets: dict[str, frozenset[str]] = {}  # few distinct values: share one set per value
+        self._negated = [
+            sets.setdefault(str(v or ""), frozenset(filter(None, str(v or "").split(",")))) for v in negated
+        ]
 
     def __contains__(self, household_id: str) -> bool:
         return household_id in self._position
@@ -132,4 +140,5 @@ class HouseholdHistory:
             calls=tuple(self._call(j) for j in range(lo, hi)),
             first_dispute_sec=None if np.isnan(first) else float(first),
             probability=None if np.isnan(probability) else float(probability),
+            negated=tuple(self._negated[j] for j in range(lo, hi)),
         )

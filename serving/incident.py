@@ -25,10 +25,17 @@ import pandas as pd
 from features.online import Call, call_features, new_call_flags
 from features.snapshots import DAY
 from models.classify import fused_answer, rules_answer
-from models.levels import LEVELS, threshold_levels
-from models.reasons import occlusion_contributions, top_reasons
+from models.levels import (
+    EVIDENCE_DAYS,
+    EVIDENCE_FEATURE,
+    dropped_model_level,
+    publish_level,
+    threshold_level,
+    worst_scenario,
+)
+from models.reasons import call_phrase, occlusion_contributions, top_reasons
 from models.rules import RuleResult, score_text
-from models.warning import Scenario, household_points, load_scenarios
+from models.warning import Scenario, household_scores, load_scenarios, verdict_reasons
 from serving.history import Household, HouseholdHistory
 from serving.scorer import OnnxScorer
 
@@ -119,6 +126,38 @@ def new_call(
     )
 
 
+CALLS_LISTED = 6
+"""Recent calls listed per household (pipelines.ranking.RankConfig.calls_per_household)."""
+
+
+def model_scores(scorer: OnnxScorer, X: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The escalation model's raw positive-class score (orders a list) and its calibrated probability (levels).
+
+    Batch (pipelines/ranking.py) and online both score through here.
+    """
+    proba = scorer.predict_batched(ESCALATION, X, workers=workers)
+    raw = proba[:, 1] if proba.shape[1] == 2 else 1.0 - proba[:, 0]
+    return raw.astype(np.float64), scorer.predict_calibrated(ESCALATION, X, workers=workers)
+
+
+def _row_values(
+    household: Household, calls: tuple[Call, ...], end_sec: int, scenarios: dict[str, Scenario]
+) -> tuple[dict[str, float], dict[str, float], dict[str, list[str]]]:
+    """Every feature value of the household at ``end_sec``, its scoring-rule points and each scenario's reasons."""
+    values = dict(household.static)
+    values.update(call_features(calls, end_sec, household.first_dispute_sec))
+    points, reasons = household_scores(calls, end_sec, scenarios)
+    values.update({f"points_{k}": v for k, v in points.items()})
+    return values, points, reasons
+
+
+def _in_order(feature_names: list[str], values: Mapping[str, float]) -> np.ndarray:
+    missing = [n for n in feature_names if n not in values]
+    if missing:
+        raise KeyError(f"the stored history lacks features {missing[:3]}: re-run yujing rank with this model")
+    return np.array([[values[n] for n in feature_names]], dtype=np.float32)
+
+
 def household_row(
     feature_names: list[str],
     household: Household,
@@ -127,33 +166,109 @@ def household_row(
     scenarios: dict[str, Scenario],
 ) -> tuple[np.ndarray, dict[str, float]]:
     """The household's feature row at ``end_sec`` in the model's order, and its scoring-rule points."""
-    values = dict(household.static)
-    values.update(call_features(calls, end_sec, household.first_dispute_sec))
-    points = household_points(calls, end_sec, scenarios)
-    values.update({f"points_{k}": v for k, v in points.items()})
-    missing = [n for n in feature_names if n not in values]
-    if missing:
-        raise KeyError(f"the stored history lacks features {missing[:3]}: re-run yujing rank with this model")
-    return np.array([[values[n] for n in feature_names]], dtype=np.float32), points
+    values, points, _ = _row_values(household, calls, end_sec, scenarios)
+    return _in_order(feature_names, values), points
 
 
 def rules_grade(points: Mapping[str, float], scenarios: dict[str, Scenario]) -> dict[str, Any]:
-    """The scoring rules' verdict: the worst scenario's level, its points and label."""
-    best: tuple[int, float, str] | None = None
-    for name, scenario in scenarios.items():
-        level = scenario.level_of(points[name])
-        rank = LEVELS.index(level) if isinstance(level, str) else len(LEVELS)
-        key = (rank, -points[name], name)
-        if best is None or key < best:
-            best = key
-    assert best is not None
-    rank, neg_points, name = best
+    """The scoring rules' verdict: the worst scenario's level, its points and label (models.levels.worst_scenario)."""
+    level, name, best = worst_scenario(points, scenarios)
     return {
-        "level": LEVELS[rank] if rank < len(LEVELS) else None,
-        "points": round(-neg_points, 2),
-        "scenario": name if rank < len(LEVELS) else None,
-        "label": scenarios[name].label if rank < len(LEVELS) else None,
+        "level": level,
+        "points": round(best, 2),
+        "scenario": name,
+        "label": scenarios[name].label if name else None,
     }
+
+
+def recent_call_phrases(
+    calls: tuple[Call, ...], negated: tuple[frozenset[str], ...], end_sec: int, limit: int = CALLS_LISTED
+) -> list[str]:
+    """The calls of the last ``EVIDENCE_DAYS`` days before ``end_sec``, newest first, as a station reads them."""
+    since = end_sec - EVIDENCE_DAYS * int(DAY)
+    listed = [(c.received_sec, i) for i, c in enumerate(calls) if since <= c.received_sec < end_sec]
+    out = []
+    for sec, i in sorted(listed, reverse=True)[:limit]:
+        c = calls[i]
+        when = f"{pd.Timestamp(sec, unit='s'):%Y-%m-%d}"
+        out.append(call_phrase(when, c.is_dispute, c.category, c.cues, negated[i] if i < len(negated) else ()))
+    return out
+
+
+def assess(
+    engine: Engine,
+    household: Household,
+    calls: tuple[Call, ...],
+    negated: tuple[frozenset[str], ...],
+    end_sec: int,
+    explain: bool = True,
+) -> dict[str, Any]:
+    """The level policy (models/levels.py) for one household at ``end_sec``: the fields both routes return.
+
+    ``calls`` are the household's calls (the stored ones, plus a new one for
+    an incident); ``negated`` the cue groups each call denies, for the call list.
+    """
+    history = engine.history
+    assert history is not None
+    names = list(engine.escalation.feature_names(ESCALATION)) if engine.escalation else history.feature_names
+    values, points, scenario_reasons = _row_values(household, calls, end_sec, engine.scenarios)
+    X = _in_order(names, values)
+    in_scope = bool(values["disputes_365d"] > 0)
+    evidence = bool(values[EVIDENCE_FEATURE] > 0)
+    rules = rules_grade(points, engine.scenarios)
+    model: dict[str, Any] | None = None
+    model_reasons: list[str] = []
+    if engine.escalation is not None:
+        scorer = engine.escalation
+        raw, calibrated = model_scores(scorer, X)
+        probability = float(calibrated[0])
+        model_level = threshold_level(probability, engine.thresholds) if in_scope else None
+        model = {
+            "level": model_level,
+            "probability": round(probability, 6),
+            "score": round(float(raw[0]), 6),
+            "evidence": evidence,
+        }
+        if explain:
+
+            def predict(x: np.ndarray) -> np.ndarray:
+                return scorer.predict(ESCALATION, x)[:, 1]
+
+            model_reasons = top_reasons(occlusion_contributions(predict, X, names), X, names)[0]
+        if model_level is not None and not evidence:
+            model_reasons = [dropped_model_level(model_level), *model_reasons]
+    level, raised_by = publish_level(rules["level"], model["level"] if model else None, evidence)
+    return {
+        "household_id": household.household_id,
+        "station_id": household.station_id,
+        "county_code": household.county_code,
+        "in_scope": in_scope,
+        "level": level,
+        "raised_by": raised_by,
+        "engine": "model" if model is not None else "rules",
+        "probability": model["probability"] if model else None,
+        "rules": rules,
+        "model": model,
+        "reasons": {
+            "model": model_reasons,
+            "rules": verdict_reasons(points, scenario_reasons, engine.scenarios),
+            "calls": recent_call_phrases(calls, negated, end_sec),
+        },
+    }
+
+
+def stored_household_level(engine: Engine, household: Household, explain: bool = False) -> dict[str, Any]:
+    """The household's level at the stored history's date, without a new call.
+
+    The same features, scores and policy as the morning's ranking (before the
+    station's capacity, which needs the whole station): what batch-online
+    parity is tested on, and what ``GET /v1/households/<id>/risk`` returns.
+    """
+    history = engine.history
+    assert history is not None
+    out = assess(engine, household, household.calls, household.negated, history.day_sec, explain)
+    out["as_of"] = history.date
+    return out
 
 
 def household_risk(
@@ -164,7 +279,7 @@ def household_risk(
     when: pd.Timestamp,
     explain: bool = True,
 ) -> dict[str, Any]:
-    """The household's risk with this incident on top of its stored history."""
+    """The household's risk with this incident on top of its stored history (same policy as the ranking)."""
     history = engine.history
     assert history is not None
     caller = incident.get("caller_person_id")
@@ -172,42 +287,17 @@ def household_risk(
     received = _seconds(when)
     call = new_call(result, household, str(caller) if caller else None, caller_household, received)
     calls = (*household.calls, call)
+    negated = (*household.negated, frozenset(result.negated_cues))
     end = received + 1  # the incident itself counts: it happened before "now"
-    names = list(engine.escalation.feature_names(ESCALATION)) if engine.escalation else history.feature_names
-    X, points = household_row(names, household, calls, end, engine.scenarios)
-    in_scope = bool(X[0, names.index("disputes_365d")] > 0)
-    rules = rules_grade(points, engine.scenarios)
-    out: dict[str, Any] = {
-        "household_id": household.household_id,
-        "station_id": household.station_id,
-        "county_code": household.county_code,
-        "in_scope": in_scope,
-        "history_as_of": history.date,
-        "stale_history": (received - history.day_sec) / float(DAY) > STALE_AFTER_DAYS,
-        "probability_before": household.probability,
-        "rules": rules,
-    }
-    if engine.escalation is None:
-        out.update({"probability": None, "level": rules["level"] if in_scope else None, "engine": "rules"})
-        out["reasons"] = {"model": [], "rules": _rule_phrases(rules)}
-        return out
-    scorer = engine.escalation
-    probability = float(scorer.predict_calibrated(ESCALATION, X)[0])
-    level = threshold_levels(np.array([probability]), engine.thresholds)[0] if in_scope else None
-
-    def raw(x: np.ndarray) -> np.ndarray:
-        return scorer.predict(ESCALATION, x)[:, 1]
-
-    reasons = top_reasons(occlusion_contributions(raw, X, names), X, names)[0] if explain else []
-    out.update({"probability": round(probability, 6), "level": level, "engine": "model"})
-    out["reasons"] = {"model": reasons, "rules": _rule_phrases(rules)}
+    out = assess(engine, household, calls, negated, end, explain)
+    out.update(
+        {
+            "history_as_of": history.date,
+            "stale_history": (received - history.day_sec) / float(DAY) > STALE_AFTER_DAYS,
+            "probability_before": household.probability,
+        }
+    )
     return out
-
-
-def _rule_phrases(rules: Mapping[str, Any]) -> list[str]:
-    if rules["level"] is None:
-        return [f"积分预警{rules['points']:g}分，未达预警"]
-    return [f"[{rules['label']}] {rules['points']:g}分"]
 
 
 def score_incident(

@@ -65,7 +65,14 @@ def coverage_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A 40,000-person city trained once: data, MLflow store (champion v1) and run folder ``run1``."""
+    """A 40,000-person city trained once: data, MLflow store (champion v1) and run folder ``run1``.
+
+    Whether the promotion gate lets this small city's model rank is the gate's
+    business (tests/test_registry.py tests it): v1 of each model is promoted
+    explicitly when the gate did not, so the tests downstream always have a
+    champion, and ``gate`` records what the gate decided.
+    """
+    from models import registry
     from pipelines.training import run_training
 
     root = tmp_path_factory.mktemp("train")
@@ -73,7 +80,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
     (root / "store").mkdir()
     report = run_training(root / "city", root / "run1", uri, train_config())
-    return {"root": root, "uri": uri, "report": report, "bundle": root / "run1" / "bundle"}
+    gate = report["mlflow"]["decisions"]
+    for name in (registry.ESCALATION_MODEL, registry.DISPUTE_MODEL):
+        if not gate[name]["promote"]:
+            registry.promote(name, report["mlflow"]["model_versions"][name], uri)
+    return {"root": root, "uri": uri, "report": report, "bundle": root / "run1" / "bundle", "gate": gate}
 
 
 @pytest.fixture(scope="session")

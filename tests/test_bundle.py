@@ -46,7 +46,7 @@ def test_isotonic_is_monotone_in_range_and_matches_sklearn() -> None:
     from sklearn.isotonic import IsotonicRegression
 
     scores, labels = _miscalibrated(20_000, 1)
-    cal = fit_calibration(scores, labels)
+    cal = fit_calibration(scores, labels, method="isotonic")
     assert cal.method == "isotonic"
     assert all(b >= a for a, b in zip(cal.y, cal.y[1:], strict=False))
     grid = np.linspace(-0.5, 1.5, 5_001)

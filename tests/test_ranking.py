@@ -32,7 +32,9 @@ def test_every_household_is_scored_and_only_in_scope_ones_are_warned(ranked: dic
     assert len(table) == len(households) == result.households
     assert result.engine == "model" and table["probability"].notna().all()
     warned = table[table["level"].notna()]
-    assert len(warned) > 0 and warned["in_scope"].all()
+    # The model warns only its population (in scope); the rules grade every household.
+    assert len(warned) > 0 and (warned["in_scope"] | (warned["raised_by"] == "rules")).all()
+    assert warned.loc[warned["raised_by"] != "rules", "in_scope"].all()
     assert result.warnings == {lvl: int((warned["level"] == lvl).sum()) for lvl in ("red", "orange", "yellow", "blue")}
     # A level is earned by threshold first; capacity only ever lowers it.
     order = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
@@ -57,6 +59,28 @@ def test_reasons_from_the_model_and_the_rules_sit_side_by_side(ranked: dict) -> 
     assert len(recent) and (recent["matched_terms"].map(len) > 0).mean() > 0.8
     top = ranked["result"].top
     assert len(top) == min(10, len(warned)) and top["level"].notna().all()
+
+
+def test_the_published_level_follows_the_policy(ranked: dict) -> None:
+    """Rules-red is red; raised_by names the side(s) reaching the level; every model level has a recent call."""
+    from models.levels import level_rank
+
+    table = pd.read_parquet(ranked["result"].folder / "ranking.parquet")
+    assert (table.loc[table["rules_level"] == "red", "level"] == "red").all()
+    warned = table[table["level"].notna()]
+    for row in warned.itertuples(index=False):
+        rules = level_rank(row.rules_level) <= level_rank(row.level)
+        model = level_rank(row.model_level) <= level_rank(row.level) and row.calls_90d > 0
+        assert row.raised_by == ("both" if rules and model else "rules" if rules else "model"), row.household_id
+        assert level_rank(row.level) <= level_rank(row.rules_level)  # the model never lowers the rules
+        assert row.recent_calls is not None and len(row.recent_calls) > 0  # every warning shows its calls
+    model_raised = warned[warned["raised_by"] == "model"]
+    assert (model_raised["calls_90d"] > 0).all()  # no warning on static traits alone
+    # Within a station: level, then the raw score (strict), then points.
+    for _, rows in warned.groupby("station_id"):
+        rows = rows.sort_values("rank_in_station")
+        keys = list(zip(rows["level"].map(level_rank), -rows["score"], -rows["rules_points"], strict=True))
+        assert keys == sorted(keys)
 
 
 def test_outputs_carry_their_provenance(ranked: dict) -> None:

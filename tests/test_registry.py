@@ -15,16 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from models import registry
+from models import promotion, registry
+from models.promotion import (
+    ChampionEvidence,
+    Decision,
+    GateEvidence,
+    decide_gate,
+    decide_promotion,
+    engine_sentence,
+    gate_evidence,
+    logged_champion,
+)
 from models.registry import (
     CHALLENGER,
     CHAMPION,
     DISPUTE_MODEL,
     ESCALATION_MODEL,
-    Decision,
     PersonalDataError,
     assert_no_personal_data,
-    decide_promotion,
     feature_list_hash,
     log_training,
     start_run,
@@ -75,7 +83,9 @@ def _curves(scale: float = 1.0) -> dict:
     }
 
 
-def _train(uri: str, folder: Path, pr_auc: float, marker: str, run_name: str = "train") -> str:
+def _train(
+    uri: str, folder: Path, pr_auc: float, marker: str, run_name: str = "train", extra: dict | None = None
+) -> str:
     """One fake training run: a bundle whose model bytes carry ``marker``, a report, curves.json."""
     folder.mkdir(parents=True)
     bundle = folder / "onnx_bundle"
@@ -89,7 +99,7 @@ def _train(uri: str, folder: Path, pr_auc: float, marker: str, run_name: str = "
     with start_run(uri, run_name=run_name) as run:
         log_training(
             params={"learning_rate": 0.05, "lgbm": {"num_leaves": 31}},
-            metrics={"escalation": {"test": {"pr_auc": pr_auc, "n": 1200}}},
+            metrics={"escalation": {"test": {"pr_auc": pr_auc, "n": 1200}}, **(extra or {})},
             tags=_tags(),
             artifacts={"bundle": bundle, "report.html": report, "curves.json": curves},
         )
@@ -287,19 +297,19 @@ def test_decisions_are_logged_to_the_run_and_followed(store: str, tmp_path: Path
     name, metric = ESCALATION_MODEL, "escalation.test.pr_auc"
     run1 = _train(store, tmp_path / "r1", pr_auc=0.40, marker="one")
     v1 = registry.register(run1, name, "bundle", "one", tracking_uri=store)
-    first = registry.apply_promotion_rule(name, v1, margin=0.02, parity_ok=True, metric=metric, tracking_uri=store)
+    first = promotion.apply_promotion_rule(name, v1, margin=0.02, parity_ok=True, metric=metric, tracking_uri=store)
     assert first.promote
     assert registry.aliases(name, store) == {CHALLENGER: v1, CHAMPION: v1}
 
     run2 = _train(store, tmp_path / "r2", pr_auc=0.41, marker="two")
     v2 = registry.register(run2, name, "bundle", "two", tracking_uri=store)
-    second = registry.apply_promotion_rule(name, v2, margin=0.02, parity_ok=True, metric=metric, tracking_uri=store)
+    second = promotion.apply_promotion_rule(name, v2, margin=0.02, parity_ok=True, metric=metric, tracking_uri=store)
     assert not second.promote
     assert registry.aliases(name, store) == {CHALLENGER: v2, CHAMPION: v1}
 
     run3 = _train(store, tmp_path / "r3", pr_auc=0.60, marker="three")
     v3 = registry.register(run3, name, "bundle", "three", tracking_uri=store)
-    third = registry.apply_promotion_rule(name, v3, margin=0.02, parity_ok=False, metric=metric, tracking_uri=store)
+    third = promotion.apply_promotion_rule(name, v3, margin=0.02, parity_ok=False, metric=metric, tracking_uri=store)
     assert not third.promote  # better, but parity failed
     assert registry.aliases(name, store) == {CHALLENGER: v3, CHAMPION: v1}
 
@@ -319,7 +329,7 @@ def test_decisions_are_logged_to_the_run_and_followed(store: str, tmp_path: Path
 
     # a run that trains both models keeps both decisions in one promotion.json
     other = Decision(True, "no champion yet", 0.8, None, 0.02, "dispute.test.f1", True)
-    registry.log_decision(run2, DISPUTE_MODEL, None, other, store)
+    promotion.log_decision(run2, DISPUTE_MODEL, None, other, store)
     both = json.loads(Path(client.download_artifacts(run2, registry.PROMOTION_FILE, str(tmp_path / "b"))).read_text())
     assert set(both) == {name, DISPUTE_MODEL}
     assert both[name]["decision"] == "keep"
@@ -327,6 +337,150 @@ def test_decisions_are_logged_to_the_run_and_followed(store: str, tmp_path: Path
     runs = registry.latest_runs(10, tracking_uri=store)
     assert list(runs["run_id"]) == [run3, run2, run1]
     assert list(runs[metric]) == [0.60, 0.41, 0.40]
+
+
+# --------------------------------------------------------------------------- the escalation gate
+
+
+def _evaluation(model: float, rules: float, low: float, high: float, backtest: bool = True) -> dict:
+    """``evaluate_escalation``'s dict, reduced to what the gate reads (backtest per the contract)."""
+    single = {
+        "k": 5,
+        "model": {"recall_at_k": 0.30, "pr_auc": 0.02},
+        "rules": {"recall_at_k": 0.31, "pr_auc": 0.01},
+        "model_minus_rules_ci": {"recall_at_k": [-0.05, 0.03], "pr_auc": [0.001, 0.02]},
+    }
+    if backtest:
+        single["backtest"] = {
+            "k": 5,
+            "folds": [],
+            "pooled": {
+                "rows": 1000,
+                "positives": 40,
+                "model": {"recall_at_k": model},
+                "rules": {"recall_at_k": rules},
+                "model_minus_rules_ci": {"recall_at_k": [low, high]},
+            },
+        }
+    return single
+
+
+WEAK = _evaluation(0.33, 0.35, -0.06, 0.02)  # loses to the rules: the interval includes 0
+STRONG = _evaluation(0.42, 0.35, 0.02, 0.12)
+
+
+def test_the_gate_refuses_a_model_that_does_not_surely_beat_the_rules() -> None:
+    weak = decide_gate(gate_evidence(WEAK, "recall_at_k"), None, 0.005, parity_ok=True)
+    assert not weak.promote and weak.ranking_engine == "rules"
+    assert (
+        weak.reason
+        == "the model's pooled recall@5 − rules interval [-0.060, +0.020] (model 0.330, rules 0.350) includes 0"
+    )
+    assert engine_sentence(weak.to_dict()).startswith("the scoring rules will rank: the model's pooled recall@5")
+    # better on the point estimate is not enough
+    unsure = decide_gate(gate_evidence(_evaluation(0.40, 0.35, -0.001, 0.1), "recall_at_k"), None, 0.0, True)
+    assert not unsure.promote and "includes 0" in unsure.reason
+    below = decide_gate(gate_evidence(_evaluation(0.2, 0.35, -0.2, -0.1), "recall_at_k"), None, 0.0, True)
+    assert not below.promote and "lies below 0" in below.reason
+    # a strong model whose ONNX export does not match is refused all the same
+    broken = decide_gate(gate_evidence(STRONG, "recall_at_k"), None, 0.005, parity_ok=False)
+    assert not broken.promote and "parity" in broken.reason and broken.ranking_engine == "rules"
+
+
+def test_the_gate_promotes_a_model_that_beats_the_rules_and_the_champion() -> None:
+    evidence = gate_evidence(STRONG, "recall_at_k")
+    first = decide_gate(evidence, None, 0.005, True)
+    assert first.promote and first.ranking_engine == "model"
+    assert first.reason.endswith("is above 0, and there is no champion yet")
+    paired = ChampionEvidence(3, "paired", candidate=0.42, champion=0.40, interval=(0.0, 0.05))
+    better = decide_gate(evidence, paired, 0.005, True)
+    assert better.promote and "on the same test rows it scores 0.4200 against champion v3's 0.4000" in better.reason
+    assert (better.champion_version, better.champion_how, better.champion_interval) == (3, "paired", (0.0, 0.05))
+    assert engine_sentence(better.to_dict(), 4).startswith("the model will rank (new champion v4): ")
+
+
+def test_the_gate_refuses_a_model_that_beats_the_rules_but_not_the_champion() -> None:
+    evidence = gate_evidence(STRONG, "recall_at_k")
+    same = ChampionEvidence(3, "paired", candidate=0.42, champion=0.418, interval=(-0.01, 0.012))
+    kept = decide_gate(evidence, same, 0.005, True)
+    assert not kept.promote and kept.ranking_engine == "model"  # the champion keeps ranking, not the rules
+    assert "but on the same test rows it scores 0.4200 against champion v3's 0.4180" in kept.reason
+    assert engine_sentence(kept.to_dict()).startswith("champion model v3 keeps ranking; this run's model is not")
+    # a champion that cannot be compared is kept
+    unknown = decide_gate(evidence, ChampionEvidence(3, "logged", 0.42, None), 0.005, True)
+    assert not unknown.promote and "compare by hand" in unknown.reason
+
+
+def test_without_a_paired_score_the_champion_is_compared_on_a_key_both_runs_logged() -> None:
+    evidence = gate_evidence(STRONG, "recall_at_k")
+    ours = {"escalation.backtest.pooled.model.recall_at_k": 0.42, "escalation.test.model.recall_at_k": 0.30}
+    new_style = {"version": 2, "metrics": {"escalation.backtest.pooled.model.recall_at_k": 0.45}}
+    champ = logged_champion(new_style, ours, evidence)
+    assert (champ.how, champ.key, champ.candidate, champ.champion) == (
+        "logged",
+        "escalation.backtest.pooled.model.recall_at_k",
+        0.42,
+        0.45,
+    )
+    old_style = {"version": 1, "metrics": {"escalation.test.model.recall_at_k": 0.28}}
+    champ = logged_champion(old_style, ours, evidence)  # a champion from before the backtest: single test periods
+    assert (champ.key, champ.candidate, champ.champion) == ("escalation.test.model.recall_at_k", 0.30, 0.28)
+    decision = decide_gate(evidence, champ, 0.005, True)
+    assert decision.promote and "its logged escalation.test.model.recall_at_k is 0.3000" in decision.reason
+
+
+def test_without_a_backtest_the_gate_uses_the_single_split_and_says_so() -> None:
+    evidence = gate_evidence(_evaluation(0, 0, 0, 0, backtest=False), "recall_at_k")
+    assert isinstance(evidence, GateEvidence)
+    assert (evidence.source, evidence.candidate, evidence.rules, evidence.interval) == (
+        "single split",
+        0.30,
+        0.31,
+        (-0.05, 0.03),
+    )
+    assert evidence.logged_key == "escalation.test.model.recall_at_k"
+    decision = decide_gate(evidence, None, 0.005, True)
+    assert "recall@5 (single test period: no backtest)" in decision.reason and not decision.promote
+    assert gate_evidence(_evaluation(0, 0, 0, 0, backtest=False), "pr_auc").interval == (0.001, 0.02)
+    with pytest.raises(ValueError, match="cannot gate"):
+        gate_evidence(STRONG, "brier")
+
+
+def test_the_gate_through_mlflow_keeps_the_rules_then_promotes_then_keeps_the_champion(
+    store: str, tmp_path: Path
+) -> None:
+    """Register + apply: a weak model leaves no champion; a strong one becomes it; a weaker one leaves it."""
+    name = ESCALATION_MODEL
+    weak_run = _train(store, tmp_path / "weak", pr_auc=0.02, marker="weak")
+    v1 = registry.register(weak_run, name, "bundle", "weak", tracking_uri=store)
+    weak = promotion.apply_gate(name, v1, decide_gate(gate_evidence(WEAK, "recall_at_k"), None, 0.005, True), store)
+    assert not weak.promote
+    assert registry.aliases(name, store) == {CHALLENGER: v1}  # no champion: the rules rank
+    assert registry.champion_info(name, store) is None
+    tags = registry._client(store).get_run(weak_run).data.tags
+    assert tags[f"promotion.{name}.decision"] == "keep"
+    assert tags[f"promotion.{name}.ranking_engine"] == "rules"
+    assert tags[f"promotion.{name}.rules_interval"] == "[-0.06, 0.02]"
+
+    pooled = "escalation.backtest.pooled.model.recall_at_k"
+    strong_run = _train(store, tmp_path / "strong", pr_auc=0.03, marker="strong", extra={pooled: 0.42})
+    v2 = registry.register(strong_run, name, "bundle", "strong", tracking_uri=store)
+    evidence = gate_evidence(STRONG, "recall_at_k")
+    assert registry.champion_info(name, store) is None
+    strong = promotion.apply_gate(name, v2, decide_gate(evidence, None, 0.005, True), store)
+    assert strong.promote and registry.aliases(name, store) == {CHALLENGER: v2, CHAMPION: v2}
+
+    # beats the rules (same evidence) but not the champion on its logged pooled recall: refused, champion stays
+    third_run = _train(store, tmp_path / "third", pr_auc=0.03, marker="third", extra={pooled: 0.421})
+    v3 = registry.register(third_run, name, "bundle", "third", tracking_uri=store)
+    champ = logged_champion(registry.champion_info(name, store), {pooled: 0.421}, evidence)
+    third = promotion.apply_gate(name, v3, decide_gate(evidence, champ, 0.005, True), store)
+    assert not third.promote and third.ranking_engine == "model"
+    assert registry.aliases(name, store) == {CHALLENGER: v3, CHAMPION: v2}
+    local = registry._client(store).download_artifacts(third_run, registry.PROMOTION_FILE, str(tmp_path))
+    record = json.loads(Path(local).read_text())[name]
+    assert (record["champion_version"], record["champion_how"], record["champion_value"]) == (v2, "logged", 0.42)
+    assert registry._client(store).get_model_version(name, str(v3)).tags["promotion.ranking_engine"] == "model"
 
 
 # --------------------------------------------------------------------------- personal-data guard

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.snapshots import WindowIndex, build_snapshots, escalation_labels, snapshot_dates, to_seconds
-from models.escalation import temporal_split
+from models.backtest import rolling_origin_folds
 from models.rules import rule_verdicts
 from models.warning import points_at_snapshots
 from pipelines.training import incident_calls
@@ -160,12 +161,20 @@ def test_rule_points_on_snapshots_match_the_batch_scoring(prepared: tuple[pd.Dat
     assert compared > 10
 
 
-def test_temporal_split_shares_no_date() -> None:
-    dates = pd.Series(np.repeat(snapshot_dates(pd.Timestamp("2023-04-01"), pd.Timestamp("2024-06-01")), 3))
-    split = temporal_split(dates, (0.6, 0.2, 0.2), embargo_days=14)
-    parts = [set(dates[m]) for m in (split.train, split.tune, split.test)]
-    assert all(parts) and not (parts[0] & parts[1] or parts[1] & parts[2] or parts[0] & parts[2])
-    assert max(parts[0]) < min(parts[1]) - pd.Timedelta(days=13)
-    assert max(parts[1]) < min(parts[2]) - pd.Timedelta(days=13)
-    with pytest.raises(ValueError, match="sum to 1"):
-        temporal_split(dates, (0.5, 0.2, 0.2))
+def test_rolling_origin_folds_train_only_on_labels_known_before_each_test_period() -> None:
+    dates = pd.Series(np.repeat(snapshot_dates(pd.Timestamp("2023-04-01"), pd.Timestamp("2024-09-28")), 3))
+    folds = rolling_origin_folds(dates, 4, 0.4, horizon_days=90)
+    assert len(folds) == 4
+    tested: list[set] = []
+    for fold in folds:
+        train, tune, test = (set(dates[m]) for m in (fold.train, fold.tune, fold.test))
+        assert train and tune and test and not (train & tune or tune & test or train & test)
+        # a snapshot of D is labelled by what happens until D + 90 days: all of it known before testing starts
+        assert max(tune) + pd.Timedelta(days=90) <= min(test)
+        assert max(train) < min(tune)
+        tested.append(test)
+    assert all(max(a) < min(b) for a, b in itertools.pairwise(tested))  # consecutive, no overlap
+    assert max(tested[-1]) == dates.max()
+    assert len(set().union(*tested)) == round(dates.nunique() * 0.4)
+    with pytest.raises(ValueError, match="fewer folds"):
+        rolling_origin_folds(dates, 4, 0.95, horizon_days=90)

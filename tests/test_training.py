@@ -21,6 +21,7 @@ from nbclient import NotebookClient
 from models import registry
 from models.bundle import load_manifest
 from pipelines import training
+from pipelines.registration import register_and_report
 from serving.scorer import OnnxScorer
 
 CONFIG = train_config()
@@ -39,9 +40,16 @@ def test_report_has_the_contract_fields(trained: dict) -> None:
         for name in ("precision", "recall", "f1", "category_accuracy"):
             assert 0.0 <= on_disk["dispute"][side][name] <= 1.0
     assert on_disk["onnx"]["max_abs_diff"] <= 1e-5 and on_disk["onnx"]["top_k_identical"]
-    assert on_disk["promoted"] is True  # the first run has no champion to beat
+    # the first run has no champion: it ranks if and only if it surely beats the rules, else the rules rank
+    assert on_disk["ranking_engine"] == ("model" if on_disk["promoted"] else "rules")
+    assert on_disk["promotion_reason"] == trained["gate"]["yujing-escalation"]["reason"]
+    assert "rules interval" in on_disk["promotion_reason"] or "parity" in on_disk["promotion_reason"]
+    assert on_disk["promotion"]["sentence"].startswith(
+        "the model will rank" if on_disk["promoted"] else "the scoring rules will rank"
+    )
     assert on_disk["mlflow"]["model_versions"] == {"yujing-escalation": 1, "yujing-dispute": 1}
-    assert (trained["root"] / "run1" / "report.md").read_text(encoding="utf-8").count("| model |") == 2
+    text = (trained["root"] / "run1" / "report.md").read_text(encoding="utf-8")
+    assert text.count("| model |") >= 2 and "## Which engine ranks" in text and "## Calibration" in text
     assert (trained["root"] / "run1" / "pr_curve.png").stat().st_size > 1000
 
 
@@ -83,9 +91,9 @@ def test_registry_holds_both_models_with_champion(trained: dict) -> None:
     assert "escalation.test.model.pr_auc" in info["metrics"]
 
 
-def test_a_challenger_below_the_margin_is_not_promoted(trained: dict) -> None:
-    """Register the same city's models again with a margin no run can clear: the champion stays."""
-    uri = trained["uri"]
+@pytest.fixture(scope="module")
+def retrained(trained: dict) -> dict:
+    """The same city's models trained again (deterministic: the same model as the champion v1), not yet registered."""
     prepared = training.prepare(trained["root"] / "city")
     frame, names, labels, points = training.build_escalation_data(prepared, CONFIG)
     run = training.fit_escalation(frame, names, labels, points, CONFIG)
@@ -93,10 +101,58 @@ def test_a_challenger_below_the_margin_is_not_promoted(trained: dict) -> None:
     evaluation = training.evaluate_escalation(run, CONFIG)
     out = trained["root"] / "run2"
     bundle = training.export_bundle(run, dispute, prepared, CONFIG, out)
+    return {"prepared": prepared, "run": run, "dispute": dispute, "evaluation": evaluation, "bundle": bundle}
+
+
+def _with_pooled(evaluation: dict, model: float, rules: float, interval: list[float]) -> dict:
+    """The real evaluation with a hand-built pooled backtest (contract §1) saying how model and rules compare."""
+    pooled = {
+        "rows": 1000,
+        "positives": 40,
+        "model": {"recall_at_k": model},
+        "rules": {"recall_at_k": rules},
+        "model_minus_rules_ci": {"recall_at_k": interval},
+    }
+    return {**evaluation, "backtest": {"k": 5, "metric_names": ["recall_at_k"], "folds": [], "pooled": pooled}}
+
+
+def test_a_challenger_that_loses_to_the_rules_is_refused_and_the_rules_rank(
+    trained: dict, retrained: dict, tmp_path: Path
+) -> None:
+    """A fresh registry (no champion) and a model whose pooled interval against the rules includes 0."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    weak = _with_pooled(retrained["evaluation"], 0.30, 0.34, [-0.09, 0.01])
+    r = retrained
+    report = register_and_report(
+        r["prepared"], r["run"], r["dispute"], weak, r["bundle"], CONFIG, tmp_path / "run", uri
+    )
+    assert report["promoted"] is False and report["ranking_engine"] == "rules"
+    assert report["promotion_reason"] == (
+        "the model's pooled recall@5 − rules interval [-0.090, +0.010] (model 0.300, rules 0.340) includes 0"
+    )
+    assert registry.aliases(registry.ESCALATION_MODEL, uri) == {"challenger": 1}  # no champion: the rules rank
+    on_disk = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert on_disk["promotion"]["sentence"].startswith("the scoring rules will rank: the model's pooled recall@5")
+    tags = registry._client(uri).get_run(report["mlflow"]["run_id"]).data.tags
+    assert tags["promotion.yujing-escalation.decision"] == "keep"
+    assert tags["promotion.yujing-escalation.ranking_engine"] == "rules"
+
+
+def test_a_challenger_that_beats_the_rules_but_not_the_champion_is_refused(trained: dict, retrained: dict) -> None:
+    """Champion v1 scores the same rows (same features); a margin no model can clear keeps it champion."""
+    uri = trained["uri"]
+    strong = _with_pooled(retrained["evaluation"], 0.45, 0.34, [0.03, 0.19])
+    r = retrained
+    out = trained["root"] / "run2"
     strict = dataclasses.replace(CONFIG, promotion_margin=1.0)
-    report = training.register_and_report(prepared, run, dispute, evaluation, bundle, strict, out, uri)
-    assert report["promoted"] is False
-    assert "margin" in report["promotion_reason"]
+    report = register_and_report(r["prepared"], r["run"], r["dispute"], strong, r["bundle"], strict, out, uri)
+    decision = report["promotion"]
+    assert report["promoted"] is False and report["ranking_engine"] == "model"
+    assert decision["champion_how"] == "paired" and decision["champion_version"] == 1
+    assert decision["candidate_value"] < decision["champion_value"] + strict.promotion_margin
+    assert (decision["gate_value"], decision["rules_value"]) == (0.45, 0.34)  # the pooled numbers against the rules
+    assert "is above 0, but on the same test rows it scores" in report["promotion_reason"]
+    assert decision["sentence"].startswith("champion model v1 keeps ranking; this run's model is not promoted")
     assert registry.aliases(registry.ESCALATION_MODEL, uri) == {"champion": 1, "challenger": 2}
     # Same data, same seed: the retrained model is the same model.
     assert report["escalation"]["model"]["pr_auc"] == trained["report"]["escalation"]["model"]["pr_auc"]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.warning import LEVELS, load_scenarios, score_warnings
+from models.levels import LEVELS
+from models.warning import load_scenarios, score_warnings
 from pipelines.batch import warn_frame
 
 
