@@ -47,7 +47,12 @@ _FIXED = {
     "relation_creditor_debtor": "涉债权债务关系",
     "relation_employer_worker": "涉劳资关系",
     "relation_land_neighbor": "涉地界相邻关系",
+    "excitation": "近期纠纷报警密集",
+    "days_since_last_violence": "距上次动手/殴打报警{v:.0f}天",
+    "gap_last_disputes": "最近两次纠纷报警间隔{v:.0f}天",
 }
+_MEMORY = re.compile(r"^(\w+)_memory$")
+_SHARE = re.compile(r"^(\w+)_share_365d$")
 _WINDOW = re.compile(r"^(calls|disputes)_(\d+)d$")
 _CAT = re.compile(r"^cat_(\w+)_(\d+)d$")
 _CUE = re.compile(r"^cue_(\w+)_(\d+)d$")
@@ -65,6 +70,10 @@ def phrase(feature: str, value: float) -> str:
         return f"近{m[2]}天出现{CUE_PHRASES.get(m[1], m[1])}表述{value:.0f}次"
     if m := _POINTS.match(feature):
         return f"积分预警({m[1]}){value:.0f}分"
+    if m := _MEMORY.match(feature):
+        return f"近期出现{CUE_PHRASES.get(m[1], m[1])}表述"
+    if m := _SHARE.match(feature):
+        return f"近一年纠纷报警中{value:.0%}出现{CUE_PHRASES.get(m[1], m[1])}表述"
     template = _FIXED.get(feature)
     return template.format(v=value) if template else f"{feature}={value:g}"
 
@@ -90,7 +99,7 @@ def top_reasons(contributions: np.ndarray, X: np.ndarray, feature_names: list[st
     contrib = np.asarray(contributions)[:, : len(feature_names)].copy()
     # "0 calls" is not a reason to visit a family, even when its absence moved the score: only
     # features with a value (or the "days since" kind, where any value speaks) can be given.
-    speaks = np.array([name.startswith("days_since") or name == "acceleration" for name in feature_names])
+    speaks = np.array([name.startswith(_QUIET_IS_LONG) or name == "acceleration" for name in feature_names])
     contrib[(np.asarray(X) == 0) & ~speaks] = 0.0
     static = np.array([is_static(name) for name in feature_names])
     out: list[list[str]] = []
@@ -128,6 +137,8 @@ def _cue_order(group: str) -> int:
 
 QUIET_DAYS = 730.0
 """What a ``days_since_*`` feature reads for a household with no such event (features.snapshots.MAX_DAYS)."""
+_QUIET_IS_LONG = ("days_since", "gap_last_disputes")
+"""Features whose quiet value is :data:`QUIET_DAYS`, not 0 (any value they take speaks)."""
 _NEVER_A_REASON = frozenset({"members"})
 
 
@@ -139,7 +150,7 @@ def quiet_reference(feature_names: list[str]) -> np.ndarray:
     """
     ref = np.zeros(len(feature_names))
     for j, name in enumerate(feature_names):
-        if name.startswith("days_since"):
+        if name.startswith(_QUIET_IS_LONG):
             ref[j] = QUIET_DAYS
         elif name == "acceleration":
             ref[j] = 1.0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,12 +39,17 @@ from models.levels import (
     threshold_levels,
     worst_scenarios,
 )
-from models.reasons import call_phrase, occlusion_contributions, top_reasons
-from models.rules import score_text
-from models.warning import load_scenarios, points_at_snapshots, score_warnings
+from models.warning import load_scenarios, points_at_snapshots
+from pipelines.ranking_reasons import (
+    ESCALATION,
+    dominant_category,
+    model_reasons,
+    negated_cues,
+    recent_calls,
+    rule_reasons,
+)
 from pipelines.training import Prepared, code_version, prepare
 
-ESCALATION = "escalation"
 NO_RULE_POINTS = "积分预警：近90天无计分报警"
 
 
@@ -216,79 +220,6 @@ def level_table(scored: Scored, config: RankConfig) -> pd.DataFrame:
     return table
 
 
-def model_reasons(scored: Scored, rows: np.ndarray, n: int) -> list[list[str]]:
-    """The factors that raised each warned household's score most, from the served ONNX model."""
-    if scored.scorer is None or len(rows) == 0:
-        return [[] for _ in rows]
-    X = scored.frame[scored.feature_names].to_numpy(np.float32)[rows]
-
-    def raw(x: np.ndarray) -> np.ndarray:
-        return scored.scorer.predict_batched(ESCALATION, x, workers=2)[:, 1]
-
-    contributions = occlusion_contributions(raw, X, scored.feature_names)
-    return top_reasons(contributions, X, scored.feature_names, n=n)
-
-
-def rule_reasons(prepared: Prepared, households: np.ndarray, day: pd.Timestamp) -> dict[str, list[str]]:
-    """The scoring rules' reasons (积分预警) for each household, as of the morning of ``day``."""
-    calls = prepared.calls[prepared.calls["household_id"].isin(set(households))]
-    calls = calls[calls["received_at"] < day]
-    if calls.empty:
-        return {}
-    graded = score_warnings(calls, day - pd.Timedelta(microseconds=1), key="household_id")
-    return dict(zip(graded["household_id"], graded["reasons"], strict=True))
-
-
-def recent_calls(
-    prepared: Prepared, households: np.ndarray, day: pd.Timestamp, calls_limit: int, terms_limit: int
-) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Each household's calls of the last ``EVIDENCE_DAYS`` days as phrases, and the lexicon terms found.
-
-    Calls (newest first, at most ``calls_limit``): date, category, cues found
-    and cues negated, from the rules' reading of each call (the same phrase the
-    online service gives, models.reasons.call_phrase). Terms: un-negated
-    lexicon terms of the dispute calls, most frequent first.
-    """
-    calls = prepared.calls
-    mask = (
-        calls["household_id"].isin(set(households))
-        & (calls["received_at"] >= day - pd.Timedelta(days=EVIDENCE_DAYS))
-        & (calls["received_at"] < day)
-    )
-    phrases: dict[str, list[tuple[pd.Timestamp, str]]] = {}
-    counters: dict[str, Counter[str]] = {}
-    narratives = prepared.incidents["narrative"]
-    for i in np.flatnonzero(mask.to_numpy()):
-        result = score_text(narratives.iloc[i])
-        household = calls["household_id"].iloc[i]
-        when = pd.Timestamp(calls["received_at"].iloc[i])
-        text = call_phrase(f"{when:%Y-%m-%d}", result.is_dispute, result.category, result.cues, result.negated_cues)
-        phrases.setdefault(household, []).append((when, text))
-        if result.is_dispute:
-            counter = counters.setdefault(household, Counter())
-            # Each term once per call, in text order: ties in frequency then keep a reproducible order.
-            counter.update(
-                dict.fromkeys(
-                    (t["term"] for t in result.matched_terms if t["kind"] != "negation" and not t["negated"]), 1
-                )
-            )
-    listed = {
-        h: [text for _, text in sorted(items, key=lambda kv: kv[0], reverse=True)[:calls_limit]]
-        for h, items in phrases.items()
-    }
-    terms = {h: [t for t, _ in sorted(c.items(), key=lambda kv: -kv[1])[:terms_limit]] for h, c in counters.items()}
-    return listed, terms
-
-
-def dominant_category(frame: pd.DataFrame) -> np.ndarray:
-    """The dispute category a household called about most in the last year (None without one)."""
-    from features.schema import CATEGORIES
-
-    counts = frame[[f"cat_{c}_365d" for c in CATEGORIES]].to_numpy()
-    best = np.argmax(counts, axis=1)
-    return np.where(counts.max(axis=1) > 0, np.array(CATEGORIES, dtype=object)[best], None)
-
-
 def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.DataFrame:
     """One row per household: where, levels, probability, and the reasons of the model and the rules side by side."""
     frame = scored.frame
@@ -353,27 +284,6 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
             "model_version": scored.model.get("model_version"),
         }
     )
-
-
-def negated_cues(prepared: Prepared, calls: pd.DataFrame, since_sec: int) -> list[str]:
-    """The cue groups each call negates ("violence,weapon"; "" when none), for calls since ``since_sec``.
-
-    The online service lists a household's recent calls with what they deny
-    (没有动手): the rules read that from the text, which the history does not
-    keep. Older calls get "" (they are never listed).
-    """
-    recent = np.flatnonzero(calls["received_sec"].to_numpy() >= since_sec)
-    wanted = set(calls["incident_id"].to_numpy()[recent])
-    incidents = prepared.incidents
-    mask = incidents["incident_id"].isin(wanted).to_numpy()
-    text_of = dict(zip(incidents["incident_id"].to_numpy()[mask], incidents["narrative"].to_numpy()[mask], strict=True))
-    out = [""] * len(calls)
-    ids = calls["incident_id"].to_numpy()
-    for k in recent:
-        text = text_of.get(ids[k])
-        if isinstance(text, str):
-            out[k] = ",".join(score_text(text).negated_cues)
-    return out
 
 
 def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dict[str, pd.DataFrame]:

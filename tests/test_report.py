@@ -175,7 +175,7 @@ def test_the_report_shows_folds_pooled_ceiling_levels_calibration_and_the_decisi
         "| orange | 120 | 12 | 10.00% | 50 | 40 | 30 |",
         "| none | 70,000 | 200 | 0.29% | 0 | 0 | 0 |",
     ]
-    assert "Expected calibration error on the final test period: **0.0012**" in text
+    assert "Expected calibration error over the backtest's held-out periods: **0.0012**" in text
     assert _table_rows(text, "| bin | mean predicted")[2] == "| 3 | 0.0300 | 0.0250 | 1,000 |"
     assert (tmp_path / "calibration.png").stat().st_size > 5_000
     assert (tmp_path / "pr_curve.png").stat().st_size > 5_000
