@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-PERSONS ?= 50000
+PERSONS ?= 300000
 
 .PHONY: run test install lint format bench clean
 

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
 
     seed: int = 20240411
-    sim_persons: int = 50_000
+    sim_persons: int = 300_000
+    """The default city: large enough that a station-week list tells the model from the rules (docs/escalation.md)."""
     sim_days: int = 730
     sim_start: str = "2023-01-01"
 

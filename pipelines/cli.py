@@ -353,15 +353,20 @@ def _fold_lines(escalation: dict[str, Any]) -> list[str]:
 _LEVEL_NAMES = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
 
 
+_RAISED_BY_NAMES = {"rules": "积分预警提出", "model": "模型提出", "both": "积分预警与模型共同提出"}
+
+
 def _print_top(top: list[dict]) -> None:  # type: ignore[type-arg]
-    """The city's most urgent warnings, one block each: the model's factors and the rules' side by side."""
+    """The city's most urgent warnings, one block each: who raised it, the recent calls, both sides' reasons."""
     for i, w in enumerate(top, start=1):
         p = w.get("probability")
         risk = f"{p:.1%}" if isinstance(p, float) and p == p else f"{w['rules_points']:g}分"
+        raised = _RAISED_BY_NAMES.get(w.get("raised_by") or "", "")
         typer.echo(
             f"{i:>2}. {_LEVEL_NAMES.get(w['level'], w['level'])} {w['household_id']} "
-            f"{w['station_id']} {w['station_name']} 风险 {risk}"
+            f"{w['station_id']} {w['station_name']} 风险 {risk}{f'（{raised}）' if raised else ''}"
         )
+        typer.echo(f"    近期报警: {'；'.join(w.get('recent_calls') or []) or '—'}")
         typer.echo(f"    模型因素: {'；'.join(w['model_reasons']) or '—'}")
         typer.echo(f"    积分预警: {'；'.join(w['rules_reasons']) or '—'}")
         typer.echo(f"    匹配词:   {'、'.join(w['matched_terms']) or '—'}")

@@ -226,7 +226,7 @@ HOUSEHOLD_SIZE_P = (0.25, 0.33, 0.22, 0.11, 0.06, 0.03)
 class SimConfig:
     """Parameters of one synthetic city. Defaults are the documented rates."""
 
-    persons: int = 50_000
+    persons: int = 300_000
     days: int = 730
     start: str = "2023-01-01"
     seed: int = 20240411

@@ -129,3 +129,19 @@ def test_ece_refuses_what_it_cannot_measure() -> None:
         expected_calibration_error(np.array([0, 1]), np.array([0.1, np.nan]))
     with pytest.raises(ValueError, match="differ in length"):
         expected_calibration_error(np.array([0, 1]), np.array([0.1]))
+
+
+def test_a_few_high_scores_do_not_make_a_centre_of_their_own() -> None:
+    """Two escalations among the three highest tuning scores must not promise 67 % to the next such household."""
+    rng = np.random.default_rng(5)
+    scores = rng.random(20_000) * 0.2
+    labels = (rng.random(20_000) < 0.005 + 0.1 * scores).astype(int)
+    scores = np.r_[scores, 0.5, 0.51, 0.52]
+    labels = np.r_[labels, 1, 1, 0]
+    plain = fit_calibration(scores, labels, method="isotonic")
+    assert plain.apply(np.array([0.52]))[0] > 0.6  # what a block of three rows says
+    cal = fit_calibration(scores, labels)
+    assert max(cal.y) < 0.15
+    top = scores >= np.quantile(scores, 0.99)
+    assert cal.apply(np.array([0.52]))[0] < 0.5
+    assert abs(cal.apply(scores[top]).mean() - labels[top].mean()) < 0.02  # the top percent as observed
