@@ -69,7 +69,11 @@ def monotone_constraints(names: list[str]) -> list[int]:
 
 @dataclass(frozen=True)
 class Split:
-    """Boolean masks over snapshot rows; no snapshot date belongs to two parts."""
+    """Boolean masks over snapshot rows: what the served model was trained and tuned on, and the latest test period.
+
+    ``test`` is the backtest's last fold (models/backtest.py), measured by a
+    model trained before it; the served model has seen those dates too.
+    """
 
     train: np.ndarray
     tune: np.ndarray

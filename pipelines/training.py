@@ -27,7 +27,7 @@ from features.lexicon import CATEGORIES, default_lexicon
 from features.linking import LinkResult, link_incidents
 from features.loaders import load_dataset
 from features.snapshots import build_snapshots, escalation_labels, snapshot_dates
-from models.backtest import Backtest, final_fold, levels_observed, rolling_origin_folds, run_backtest
+from models.backtest import Backtest, Fold, final_fold, levels_observed, rolling_origin_folds, run_backtest
 from models.escalation import EscalationModel, Split, model_features, train_escalation
 from models.evaluation import (
     bootstrap_intervals,
@@ -184,6 +184,13 @@ def build_escalation_data(prepared: Prepared, config: TrainConfig) -> tuple[pd.D
     return frame, names, labels, points
 
 
+def backtest_folds(frame: pd.DataFrame, config: TrainConfig) -> list[Fold]:
+    """The rolling-origin folds of the settings (``backtest_folds`` periods over ``backtest_test_share``)."""
+    return rolling_origin_folds(
+        frame["snapshot_date"], config.backtest_folds, config.backtest_test_share, config.horizon_days
+    )
+
+
 def fit_escalation(
     frame: pd.DataFrame,
     names: list[str],
@@ -199,9 +206,7 @@ def fit_escalation(
     def trainer(X_train: np.ndarray, y_train: np.ndarray, X_tune: np.ndarray, y_tune: np.ndarray) -> EscalationModel:
         return train_escalation(X_train, y_train, X_tune, y_tune, names, params)
 
-    folds = rolling_origin_folds(
-        frame["snapshot_date"], config.backtest_folds, config.backtest_test_share, config.horizon_days
-    )
+    folds = backtest_folds(frame, config)
     backtest = run_backtest(
         X, labels, frame, points, folds, trainer, config.top_k, config.bootstrap_samples, config.seed, progress
     )
@@ -295,15 +300,12 @@ def truth_ceiling(run: EscalationRun, config: TrainConfig, truth_dir: Path | Non
     X = np.hstack([run.frame[run.feature_names].to_numpy(np.float32), truth_features(run.frame, truth_dir)])
     names = [*run.feature_names, *TRUTH_FEATURES]
     params = {"seed": config.seed}
-    folds = rolling_origin_folds(
-        run.frame["snapshot_date"], config.backtest_folds, config.backtest_test_share, config.horizon_days
-    )
     ceiling = run_backtest(
         X,
         run.labels,
         run.frame,
         run.rule_points,
-        folds,
+        backtest_folds(run.frame, config),
         lambda a, b, c, d: train_escalation(a, b, c, d, names, params),
         config.top_k,
         n_boot=config.bootstrap_samples,
