@@ -96,11 +96,12 @@ def test_an_incident_updates_its_households_risk(service: dict) -> None:
     household = body["household"]
     assert household["household_id"] == service["target"]["household_id"]
     assert household["in_scope"] is True and household["engine"] == "model"
-    # the call is counted: the same household with a help request instead scores fewer rule points. (Which way
-    # the model's calibrated probability moves is issue 10's: isotonic plateaus, a model not monotone in calls.)
+    # the call is counted: the same household with a help request instead scores fewer rule points, and the
+    # model (monotone in violence, weapons and threats; strictly increasing calibration) a higher risk
     benign = _incident(service, id="call-0", narrative="称家中停水，请求帮助。")
     calm = service["client"].post("/v1/incidents/score", json=benign, headers=_h()).json()["household"]
     assert household["rules"]["points"] > calm["rules"]["points"]
+    assert household["probability"] > calm["probability"]
     assert household["reasons"]["model"] and household["reasons"]["rules"]
     assert household["rules"]["points"] > 0
     assert body["degraded"] is False and body["models"]["escalation"] and body["models"]["dispute"]
