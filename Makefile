@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PERSONS ?= 300000
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test install lint format bench clean distclean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,15 @@ format: install
 bench: install
 	$(PY) benchmarks/run_all.py
 
+## clean: caches and what a run re-creates; keeps the data, the warnings database (stations' feedback),
+## the model registry and its artifacts.
 clean:
-	rm -rf var .pytest_cache .ruff_cache
+	rm -rf .pytest_cache .ruff_cache var/runs var/outputs var/champion var/prefect var/logs
+
+## distclean: all of var/ as well, stations' feedback and registered models included (asks; FORCE=1 does not).
+distclean: clean
+	@if [ "$(FORCE)" != "1" ]; then \
+		printf 'This deletes var/: the data, warnings.db (stations'"'"' feedback) and mlflow.db (models). Type yes: '; \
+		read answer; [ "$$answer" = "yes" ] || { echo "kept var/"; exit 1; }; \
+	fi
+	rm -rf var

@@ -12,6 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -70,6 +71,11 @@ class Settings(BaseSettings):
     promotion_metric: str = "recall_at_k"
     """The escalation gate's metric, pooled over the backtest folds: recall_at_k, pr_auc or precision_at_k."""
     parity_rows: int = 10_000
+    earliest_event_date: str = "2000-01-01"
+    """Calls, cases and visits before this day are quarantined as implausible (a 1900 default, a typo)."""
+    export_date: str | None = None
+    """The day the data was exported (YYYY-MM-DD), when the export's manifest.json does not say: later rows are
+    quarantined and ``yujing rank`` ranks this day by default. Unset and unsaid: the day the data is loaded."""
     warning_models: Path | None = None
     """The scoring warning models file (default: conf/warning_models.toml)."""
     dispute_labels_path: Path | None = None
@@ -88,7 +94,9 @@ class Settings(BaseSettings):
     station_capacity: dict[str, int] = Field(default_factory=lambda: {"red": 3, "orange": 5, "yellow": 12})
     """Most warnings of a level one station gets per day; the rest move one level down (blue: no limit)."""
     schedule_cron: str = "0 6 * * *"
-    """When ``yujing schedule`` runs the daily ranking (cron, server-local time)."""
+    """When ``yujing schedule`` runs the daily ranking (cron, in ``schedule_timezone``)."""
+    schedule_timezone: str = "Asia/Shanghai"
+    """The time zone of ``schedule_cron`` (IANA name): 06:00 in Beijing, not 06:00 UTC (14:00 in Beijing)."""
 
     # Online endpoint (docs/serving.md).
     api_keys_file: Path | None = None
@@ -125,6 +133,11 @@ class Settings(BaseSettings):
                 f"promotion_metric {self.promotion_metric!r} cannot gate promotion; "
                 "use recall_at_k, pr_auc or precision_at_k (higher is better, with a paired interval)"
             )
+        try:
+            ZoneInfo(self.schedule_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = self.schedule_timezone
+            raise ValueError(f"schedule_timezone {zone!r} is not an IANA time zone, e.g. Asia/Shanghai") from None
         if self.api_keys_file is None and os.environ.get("YUJING_API_KEYS"):
             self.api_keys_file = Path(os.environ["YUJING_API_KEYS"])
         if not self.mlflow_tracking_uri:

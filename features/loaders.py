@@ -15,6 +15,7 @@ and the fix.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,53 @@ _CN_TIME = re.compile(r"(\d{1,2})[时點点:](\d{1,2})(?:[分:](\d{1,2})秒?)?�
 
 class DataContractError(ValueError):
     """A file that cannot be loaded at all: unreadable, or missing a column."""
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """When recorded events may have happened: from ``earliest`` (event columns) to the end of the export date.
+
+    A call dated 2099 or 1900 is a typo or an export's placeholder; accepted,
+    it would make "the day after the latest call" 2099 and publish an empty
+    ranking. Such rows are quarantined with a reason instead.
+    """
+
+    earliest: pd.Timestamp
+    export_date: pd.Timestamp
+    """Midnight of the export day; rows up to the end of that day are accepted."""
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return self.export_date + pd.Timedelta(days=1)
+
+    @classmethod
+    def for_folder(cls, root: Path, earliest: str, export_date: str | None = None) -> DateWindow:
+        """The window of one export folder: its manifest's ``export_date``, else ``export_date``, else today."""
+        stated = export_date_of(root) or export_date
+        day = _parse_day(stated, "export_date") if stated else pd.Timestamp.now().normalize()
+        return cls(_parse_day(earliest, "earliest_event_date"), day)
+
+
+def _parse_day(text: str, name: str) -> pd.Timestamp:
+    try:
+        day = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise DataContractError(f"{name} {text!r} is not a date; fix: use YYYY-MM-DD") from None
+    if pd.isna(day) or day != day.normalize():
+        raise DataContractError(f"{name} {text!r} is not a day; fix: use YYYY-MM-DD")
+    return day
+
+
+def export_date_of(root: Path) -> str | None:
+    """The ``export_date`` an export's ``manifest.json`` states (the simulator writes one), or None."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("export_date")
+    except (OSError, ValueError, AttributeError):
+        raise DataContractError(f"{path}: not a readable JSON object; fix: re-export it or remove it") from None
+    return str(value) if value else None
 
 
 @dataclass
@@ -69,6 +117,7 @@ class Dataset:
 
     root: Path
     tables: dict[str, LoadResult] = field(default_factory=dict)
+    window: DateWindow | None = None
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name].data
@@ -178,18 +227,36 @@ def _coerce(values: pd.Series, col: Col) -> tuple[pd.Series, pd.Series]:
         return out, failed
     # datetime
     if pd.api.types.is_datetime64_any_dtype(values):
-        return values.astype("datetime64[ns]"), pd.Series(False, index=values.index)
+        return _in_nanosecond_range(values, present)
     parsed = pd.to_datetime(
         _parse_cn_datetime(stripped.astype("str").where(present, None)), errors="coerce", format="mixed"
     )
-    failed = present & parsed.isna()
-    return parsed.astype("datetime64[ns]"), failed
+    return _in_nanosecond_range(parsed, present)
 
 
-def validate_frame(frame: pd.DataFrame, table: Table, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _in_nanosecond_range(values: pd.Series, present: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Datetimes as ``datetime64[ns]``; a value it cannot hold (9999-12-31, an export's "unknown") fails the row.
+
+    Parquet keeps microseconds and parsing may give seconds, so 9999-12-31 or
+    1600-01-01 arrive intact; casting them to nanoseconds would raise
+    ``OutOfBoundsDatetime`` and stop the whole load for one cell.
+    """
+    values = pd.Series(values, index=present.index)
+    if values.dtype == object:  # mixed parsing can leave Python datetimes; unparseable is NaT already
+        values = pd.to_datetime(values, errors="coerce")
+    outside = values.notna() & ((values < pd.Timestamp.min) | (values > pd.Timestamp.max))
+    kept = values.where(~outside)
+    return kept.astype("datetime64[ns]"), (present & kept.isna())
+
+
+def validate_frame(
+    frame: pd.DataFrame, table: Table, source: str, window: DateWindow | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a frame into rows that meet the contract and quarantined rows with reasons.
 
-    The frame's index must be the 1-based source row number.
+    The frame's index must be the 1-based source row number. With ``window``,
+    datetimes after the export date, and event times before its earliest day,
+    are quarantined too.
     """
     missing = [c for c in table.columns if c not in frame.columns]
     if missing:
@@ -212,6 +279,10 @@ def validate_frame(frame: pd.DataFrame, table: Table, source: str) -> tuple[pd.D
         if col.kind == "bool":  # pandera checks plain bool; flag gaps here, then fill them for the quarantined rows
             flag(typed[name].isna() & ~failed & (not col.nullable), f"{name}: fails not_nullable")
             typed[name] = typed[name].fillna(False).astype(bool)
+        if col.kind == "datetime" and window is not None:
+            flag(typed[name] >= window.end, f"{name}: after the export date {window.export_date:%Y-%m-%d}")
+            if col.event:
+                flag(typed[name] < window.earliest, f"{name}: before {window.earliest:%Y-%m-%d}, not plausible")
 
     if table.key:
         flag(
@@ -242,12 +313,14 @@ def validate_frame(frame: pd.DataFrame, table: Table, source: str) -> tuple[pd.D
     return accepted, quarantine.reset_index(drop=True)
 
 
-def load_table(path: str | Path, table: str | Table, encoding: str | None = None) -> LoadResult:
-    """Load one contract table from a Parquet or CSV file."""
+def load_table(
+    path: str | Path, table: str | Table, encoding: str | None = None, window: DateWindow | None = None
+) -> LoadResult:
+    """Load one contract table from a Parquet or CSV file (dates checked against ``window`` when given)."""
     spec = TABLES[table] if isinstance(table, str) else table
     path = Path(path)
     frame, broken = _read_any(path, encoding)
-    accepted, quarantine = validate_frame(frame, spec, str(path))
+    accepted, quarantine = validate_frame(frame, spec, str(path), window)
     if broken:
         width = frame.shape[1]
         lines = pd.DataFrame(
@@ -270,21 +343,36 @@ def find_table_file(root: Path, name: str) -> Path | None:
     return None
 
 
-def load_dataset(root: str | Path, tables: Iterable[str] | None = None, encoding: str | None = None) -> Dataset:
-    """Load every contract table found in a folder (all of them must be there)."""
+def load_dataset(
+    root: str | Path,
+    tables: Iterable[str] | None = None,
+    encoding: str | None = None,
+    window: DateWindow | None = None,
+) -> Dataset:
+    """Load every contract table found in a folder (all of them must be there).
+
+    Dates are checked against ``window``; by default the folder's own
+    (:meth:`DateWindow.for_folder` with the settings' ``earliest_event_date``
+    and ``export_date``).
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataContractError(
             f"{root}: no such folder; fix: run `yujing simulate --out {root}` or point --data at an export"
         )
-    dataset = Dataset(root)
+    if window is None:
+        from conf import get_settings
+
+        settings = get_settings()
+        window = DateWindow.for_folder(root, settings.earliest_event_date, settings.export_date)
+    dataset = Dataset(root, window=window)
     for name in tables or TABLES:
         path = find_table_file(root, name)
         if path is None:
             raise DataContractError(
                 f"{root}: no {name}.parquet or {name}.csv; fix: export table {name!r} into this folder"
             )
-        dataset.tables[name] = load_table(path, name, encoding)
+        dataset.tables[name] = load_table(path, name, encoding, window)
     return dataset
 
 

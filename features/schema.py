@@ -68,6 +68,10 @@ class Col:
     ge: float | None = None
     le: float | None = None
     unique: bool = False
+    event: bool = False
+    """A time something happened that police recorded: it must fall in the load's plausible window
+    (``earliest_event_date`` to the export date, features/loaders.py). Every datetime must be before the end of
+    the export date."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,7 @@ INCIDENTS = Table(
     "is the call taker's free text in the 110 layout.",
     {
         "incident_id": Col("str", "Incident key (接警单号).", unique=True),
-        "received_at": Col("datetime", "When the call was received."),
+        "received_at": Col("datetime", "When the call was received.", event=True),
         "caller_name": Col("str", "Caller name as given (personal data; may be a title like 张女士).", nullable=True),
         "caller_phone": Col(
             "str",
@@ -276,7 +280,7 @@ CASES = Table(
     "Criminal and administrative cases, one row per (case, person involved).",
     {
         "case_id": Col("str", "Case key (案件编号)."),
-        "opened_at": Col("datetime", "When the case was opened (受案/立案)."),
+        "opened_at": Col("datetime", "When the case was opened (受案/立案).", event=True),
         "case_type": Col("str", "criminal (刑事) or administrative (行政).", allowed=("criminal", "administrative")),
         "charge": Col("str", "Charge (案由).", allowed=CHARGES),
         "station_id": STATION,
@@ -292,7 +296,7 @@ VISITS = Table(
     "Door-to-door visits (入户走访), dispute screening, mediation and follow-up visits.",
     {
         "visit_id": Col("str", "Visit key.", unique=True),
-        "visited_at": Col("datetime", "When."),
+        "visited_at": Col("datetime", "When.", event=True),
         "household_id": Col("str", "Household visited."),
         "station_id": STATION,
         "visit_type": Col("str", "Kind of visit.", allowed=("入户走访", "矛盾排查", "调解", "回访")),
@@ -323,6 +327,8 @@ def contract_markdown() -> str:
                 rule.append(f"<= {col.le:g}")
             if col.unique:
                 rule.append("unique")
+            if col.kind == "datetime":
+                rule.append("from `earliest_event_date` to the export date" if col.event else "up to the export date")
             lines.append(
                 f"| `{name}` | {col.kind} | {'yes' if col.nullable else 'no'} | {'; '.join(rule)} | {col.doc} |"
             )

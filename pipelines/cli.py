@@ -82,6 +82,12 @@ def validate(
     except DataContractError as exc:
         raise _fail(str(exc)) from None
     typer.echo(dataset.summary())
+    if dataset.window is not None:
+        window = dataset.window
+        typer.echo(
+            f"dates: calls, cases and visits from {window.earliest:%Y-%m-%d}, nothing after the export date "
+            f"{window.export_date:%Y-%m-%d}"
+        )
     written = write_quarantine(dataset, (quarantine or root / "quarantine").resolve())
     total = sum(r.quarantined for r in dataset.tables.values())
     typer.echo(f"fingerprint {dataset_fingerprint(root)}; {total:,} rows quarantined")

@@ -110,11 +110,13 @@ def daily_deployment(settings: Settings, cron: str | None = None, data_dir: Path
     The deployed flow is ``pipelines/scheduled.py:daily_rank``, a module-level
     flow (Prefect's runner loads it by entrypoint in a subprocess).
     """
+    from prefect.schedules import Cron
+
     from pipelines.scheduled import daily_rank
 
     return daily_rank.to_deployment(
         name="yujing-daily-rank",
-        cron=cron or settings.schedule_cron,
+        schedule=Cron(cron or settings.schedule_cron, timezone=settings.schedule_timezone),
         parameters={"data_dir": str((data_dir or Path(settings.data_dir) / "city").resolve()), "date": None},
         description="预警日报: rank every household each morning with the champion model",
     )

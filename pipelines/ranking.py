@@ -99,9 +99,16 @@ class Scored:
             self.score = np.full(len(self.frame), np.nan)
 
 
-def ranking_day(incidents: pd.DataFrame, date: str | None) -> pd.Timestamp:
-    """The date to rank: the one asked for, or the day after the latest call on record ("today" for the data)."""
+def ranking_day(incidents: pd.DataFrame, date: str | None, export_date: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The date to rank: the one asked for, else the export date ("today" for the data).
+
+    Without an export date (a frame loaded by hand), the day after the latest
+    call. A date after the export date is refused: the data cannot know it,
+    and an empty list would look like a quiet city.
+    """
     if date is None:
+        if export_date is not None:
+            return pd.Timestamp(export_date).normalize()
         return (pd.Timestamp(incidents["received_at"].max()).normalize() + pd.Timedelta(days=1)).normalize()
     try:
         day = pd.Timestamp(date)
@@ -112,6 +119,11 @@ def ranking_day(incidents: pd.DataFrame, date: str | None) -> pd.Timestamp:
     first = pd.Timestamp(incidents["received_at"].min()).normalize()
     if day <= first:
         raise RankingError(f"--date {day:%Y-%m-%d} is before the data starts ({first:%Y-%m-%d}): nothing to rank on")
+    if export_date is not None and day > pd.Timestamp(export_date).normalize() + pd.Timedelta(days=1):
+        raise RankingError(
+            f"--date {day:%Y-%m-%d} is after the data was exported ({pd.Timestamp(export_date):%Y-%m-%d}): "
+            "it cannot know that day; fix: rank a date up to the day after the export, or load a newer export"
+        )
     return day
 
 
@@ -445,7 +457,7 @@ def run_ranking(
 
     if prepared is None:
         prepared = run("load, validate, score and link", prepare, Path(data_dir))
-    day = ranking_day(prepared.incidents, date)
+    day = ranking_day(prepared.incidents, date, prepared.export_date)
     scored = run("features as of the date and scoring", score_households, prepared, day, bundle_dir, model_version)
     if scored.engine == "rules":
         say(f"warning: the rules rank today ({scored.model['why']})")

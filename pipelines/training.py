@@ -79,6 +79,8 @@ class Prepared:
     rules: pd.DataFrame
     links: LinkResult
     calls: pd.DataFrame
+    export_date: pd.Timestamp | None = None
+    """The morning the data was exported (its manifest, the setting, or the load day): what `rank` ranks by default."""
 
 
 @dataclass
@@ -123,25 +125,26 @@ def code_version() -> str:
         return "unknown"
 
 
-def load_data(data_dir: Path) -> tuple[dict[str, pd.DataFrame], str, dict[str, dict[str, int]]]:
-    """Load and validate every contract table; quarantined rows are counted, not used."""
+def load_data(data_dir: Path) -> tuple[dict[str, pd.DataFrame], str, dict[str, dict[str, int]], pd.Timestamp | None]:
+    """Load and validate every contract table; quarantined rows are counted, not used. Also the export date."""
     dataset = load_dataset(data_dir)
     summary = {
         name: {"read": r.read, "accepted": r.accepted, "quarantined": r.quarantined}
         for name, r in dataset.tables.items()
     }
     tables = {name: r.data for name, r in dataset.tables.items()}
-    return tables, dataset_fingerprint(data_dir), summary
+    export_date = dataset.window.export_date if dataset.window else None
+    return tables, dataset_fingerprint(data_dir), summary, export_date
 
 
 def prepare(data_dir: Path) -> Prepared:
     """Load, score every narrative with the rules, and link every incident to a household."""
-    tables, fingerprint, summary = load_data(data_dir)
+    tables, fingerprint, summary, export_date = load_data(data_dir)
     incidents = tables["incidents"].reset_index(drop=True)
     rules = rule_verdicts(incidents["narrative"]).reset_index(drop=True)
     links = link_incidents(incidents, tables["persons"], tables["households"], tables["addresses"])
     calls = incident_calls(incidents, rules, links.links)
-    return Prepared(tables, fingerprint, summary, incidents, rules, links, calls)
+    return Prepared(tables, fingerprint, summary, incidents, rules, links, calls, export_date)
 
 
 def incident_calls(incidents: pd.DataFrame, rules: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:

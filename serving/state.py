@@ -14,10 +14,12 @@ built without it (degraded, the rules answer) and ``/healthz`` says why.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +45,32 @@ class Sources:
     problems: tuple[str, ...]
 
 
-def latest_ranking(rankings_dir: Path) -> Path | None:
-    """The newest published date folder that carries the online tables."""
+def latest_ranking(rankings_dir: Path, today: date | None = None) -> Path | None:
+    """The newest *completed* ranking: its manifest names its own date, and it carries the online tables.
+
+    Chosen by the date its manifest states, not by folder name alone, and
+    never a date after tomorrow (``today``: the local clock): a folder someone
+    copied in, or one published from a future-dated export, must not become
+    the service's history (issue 11).
+    """
     if not Path(rankings_dir).is_dir():
         return None
+    limit = (today or date.today()) + timedelta(days=1)
     dates = sorted((p for p in Path(rankings_dir).iterdir() if _DATE.match(p.name)), key=lambda p: p.name)
     for folder in reversed(dates):
-        if all((folder / name).is_file() for name in REQUIRED):
+        if not all((folder / name).is_file() for name in REQUIRED) or _manifest_date(folder) != folder.name:
+            continue
+        if date.fromisoformat(folder.name) <= limit:
             return folder.resolve()
     return None
+
+
+def _manifest_date(folder: Path) -> str | None:
+    """The date a ranking folder's manifest states (None when it has no readable manifest)."""
+    try:
+        return str(json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("date"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def ranking_folder(rankings_dir: Path, date: str) -> Path | None:

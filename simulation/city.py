@@ -215,6 +215,8 @@ def write_city(city: City, out: str | Path) -> dict:
             files[str(path.relative_to(out))] = file_sha256(path)
     manifest = {
         "simulator_version": SIMULATOR_VERSION,
+        # the morning after the last simulated day: when a real center would have exported this (features/loaders.py)
+        "export_date": f"{pd.Timestamp(city.config.start) + pd.Timedelta(days=city.config.days):%Y-%m-%d}",
         "seed": city.config.seed,
         "config": asdict(city.config),
         "row_counts": {name: len(frame) for name, frame in city.tables.items()},

@@ -139,6 +139,30 @@ def test_parquet_round_trip_keeps_types(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(first, again.data)
 
 
+def test_dates_the_pipeline_cannot_hold_quarantine_their_row_instead_of_stopping_the_load(tmp_path: Path) -> None:
+    """9999-12-31 (an export's "unknown") and 1600-01-01, as text and as Parquet microseconds (issue 11)."""
+    good = _incident_rows()[0]
+    rows = [
+        good,
+        {**good, "incident_id": "J8", "received_at": "9999-12-31"},
+        {**good, "incident_id": "J9", "received_at": "1600-01-01 08:00"},
+    ]
+    csv_path = tmp_path / "incidents.csv"
+    _write_csv(csv_path, rows, "utf-8")
+    from_csv = load_table(csv_path, "incidents")
+    assert from_csv.read == 3 and from_csv.accepted == 1 and from_csv.quarantined == 2
+    assert list(from_csv.quarantine[REASON]) == ["received_at: not a valid datetime"] * 2
+    frame = pd.DataFrame(rows)
+    frame["received_at"] = pd.Series(
+        ["2024-01-01T21:26:17", "9999-12-31T00:00:00", "1600-01-01T08:00:00"], dtype="datetime64[us]"
+    )
+    pq = tmp_path / "incidents.parquet"
+    frame.to_parquet(pq, index=False)
+    from_parquet = load_table(pq, "incidents")
+    assert (from_parquet.read, from_parquet.accepted, from_parquet.quarantined) == (3, 1, 2)
+    assert from_parquet.data["received_at"].dtype == "datetime64[ns]"
+
+
 def test_persons_bool_and_id_rules(tmp_path: Path) -> None:
     base = {
         "person_id": "P1",
@@ -187,3 +211,30 @@ def test_contract_doc_is_generated_from_the_schema() -> None:
     for table in TABLES.values():
         for column in table.columns:
             assert re.search(rf"`{column}`", doc), column
+
+
+def test_a_call_after_the_export_date_or_before_plausible_time_is_quarantined(tmp_path: Path) -> None:
+    """One call dated 2099 once made the daily ranking 2099 and empty (issue 11): the export date bounds every load."""
+    from features.loaders import DateWindow
+
+    good = _incident_rows()[0]
+    rows = [
+        good,
+        {**good, "incident_id": "J8", "received_at": "2099-01-01 08:00"},
+        {**good, "incident_id": "J9", "received_at": "1900-01-01 08:00"},
+        {**good, "incident_id": "J10", "received_at": "2024-01-05 23:59"},  # the export day itself is kept
+    ]
+    _write_csv(tmp_path / "incidents.csv", rows, "utf-8")
+    window = DateWindow.for_folder(tmp_path, "2000-01-01", "2024-01-05")
+    result = load_table(tmp_path / "incidents.csv", "incidents", window=window)
+    assert (result.read, result.accepted, result.quarantined) == (4, 2, 2)
+    assert list(result.quarantine[REASON]) == [
+        "received_at: after the export date 2024-01-05",
+        "received_at: before 2000-01-01, not plausible",
+    ]
+    (tmp_path / "manifest.json").write_text('{"export_date": "2023-12-31"}', encoding="utf-8")
+    stated = DateWindow.for_folder(tmp_path, "2000-01-01", "2024-01-05")  # the export's own word wins
+    assert stated.export_date == pd.Timestamp("2023-12-31")
+    assert load_table(tmp_path / "incidents.csv", "incidents", window=stated).accepted == 0
+    with pytest.raises(DataContractError, match="export_date"):
+        DateWindow.for_folder(tmp_path / "nowhere", "2000-01-01", "05/01/2024 10:00")

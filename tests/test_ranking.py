@@ -177,6 +177,12 @@ def test_dates_are_checked(ranked: dict) -> None:
     for bad in ("2022-05-01", "not-a-date", "2024-06-01T10:00"):
         with pytest.raises(RankingError):
             ranking.ranking_day(incidents, bad)
+    # an export states its date: that is "today" for the data, and a day it cannot know is refused
+    exported = pd.Timestamp("2025-01-03")
+    assert ranking.ranking_day(incidents, None, exported) == exported
+    assert ranking.ranking_day(incidents, "2025-01-04", exported) == pd.Timestamp("2025-01-04")
+    with pytest.raises(RankingError, match="after the data was exported"):
+        ranking.ranking_day(incidents, "2099-01-02", exported)
 
 
 def test_the_cli_ranks_prints_the_top_ten_and_reruns_identically_in_another_process(
@@ -235,5 +241,6 @@ def test_the_daily_deployment_runs_on_the_configured_cron(tmp_path: Path) -> Non
     deployment = daily_deployment(settings)
     assert deployment.name == "yujing-daily-rank"
     assert deployment.schedules[0].schedule.cron == "30 5 * * *"
+    assert deployment.schedules[0].schedule.timezone == "Asia/Shanghai"  # 05:30 in Beijing, not UTC
     assert deployment.parameters["date"] is None  # each run ranks its own today
     assert deployment.entrypoint.endswith("pipelines/scheduled.py:daily_rank")  # loadable by the runner

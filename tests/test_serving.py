@@ -372,3 +372,27 @@ def test_yujing_serve_answers_over_http(service: dict, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_service_takes_the_latest_completed_ranking_not_a_future_or_half_written_one(tmp_path: Path) -> None:
+    """A 2099 folder (from a future-dated export) or one without its manifest never becomes the history (issue 11)."""
+    import datetime
+
+    from serving.history import REQUIRED
+    from serving.state import latest_ranking
+
+    def publish(day: str, stated: str | None) -> None:
+        folder = tmp_path / day
+        folder.mkdir()
+        for name in REQUIRED:
+            (folder / name).write_text("{}" if name == "manifest.json" else "", encoding="utf-8")
+        if stated:
+            (folder / "manifest.json").write_text(json.dumps({"date": stated}), encoding="utf-8")
+
+    publish("2024-12-30", "2024-12-30")
+    publish("2024-12-31", None)  # files there, manifest without its date: not a completed ranking
+    publish("2099-01-02", "2099-01-02")
+    today = datetime.date(2025, 1, 1)
+    assert latest_ranking(tmp_path, today) == (tmp_path / "2024-12-30").resolve()
+    (tmp_path / "2024-12-31" / "manifest.json").write_text(json.dumps({"date": "2024-12-31"}), encoding="utf-8")
+    assert latest_ranking(tmp_path, today) == (tmp_path / "2024-12-31").resolve()
