@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from models.calibration import fit_calibration
-from models.evaluation import expected_calibration_error, ranking_metrics
+from models.evaluation import expected_calibration_error, ranking_metrics, top_k_chosen
 
 METRICS = ("roc_auc", "pr_auc", "recall_at_k", "precision_at_k", "brier", "ece")
 """What each fold reports for each side (contract of the report and the promotion gate)."""
@@ -139,13 +139,6 @@ class _Ranked:
 
     chosen: np.ndarray
     order: np.ndarray
-
-
-def top_k_chosen(scores: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
-    """Whether each row is in its group's top ``k`` by score (ties: row order, as models.evaluation)."""
-    frame = pd.DataFrame({"g": groups, "s": -np.asarray(scores, np.float64)})
-    rank = frame.groupby("g", sort=False)["s"].rank(method="first")
-    return (rank <= k).to_numpy()
 
 
 def _prepare(scores: np.ndarray, groups: np.ndarray, k: int) -> _Ranked:

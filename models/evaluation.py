@@ -50,6 +50,16 @@ def confusion_table(category: Sequence[str | None], predicted_category: Sequence
     return pd.crosstab(truth, pred)
 
 
+def top_k_chosen(scores: np.ndarray, groups: pd.DataFrame | np.ndarray, k: int) -> np.ndarray:
+    """Whether each row is on its group's list: the ``k`` highest scores of the group, ties broken by row order.
+
+    ``groups`` is a frame of key columns (station, snapshot date) or one key array.
+    """
+    keys = [groups[c].to_numpy() for c in groups.columns] if isinstance(groups, pd.DataFrame) else [groups]
+    rank = pd.Series(np.asarray(scores, np.float64)).groupby(keys, sort=False).rank(method="first", ascending=False)
+    return (rank <= k).to_numpy()
+
+
 def top_k_per_group(
     labels: np.ndarray, scores: np.ndarray, groups: pd.DataFrame, k: int
 ) -> tuple[float, float, pd.DataFrame]:
@@ -60,9 +70,8 @@ def top_k_per_group(
     how many of the visits were to such households. Ties break by row order.
     Returns micro recall, micro precision and a per-station table.
     """
-    frame = groups.reset_index(drop=True).assign(y=np.asarray(labels), s=np.asarray(scores))
-    frame["rank"] = frame.groupby(list(groups.columns), sort=False)["s"].rank(method="first", ascending=False)
-    chosen = frame["rank"] <= k
+    frame = groups.reset_index(drop=True).assign(y=np.asarray(labels))
+    chosen = pd.Series(top_k_chosen(scores, groups, k))
     captured = float((frame["y"] * chosen).sum())
     positives = float(frame["y"].sum())
     recall = captured / positives if positives else float("nan")

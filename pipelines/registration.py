@@ -148,7 +148,7 @@ def register_and_report(
 
     prov = provenance(prepared, config)
     report: dict[str, Any] = {
-        "escalation": {k: v for k, v in evaluation.items() if k not in ("curves", "rule_calibration")},
+        "escalation": {k: v for k, v in evaluation.items() if k != "curves"},
         "dispute": dispute_run.evaluation,
         "onnx": {
             "max_abs_diff": bundle["max_abs_diff"],

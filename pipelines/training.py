@@ -235,8 +235,6 @@ def evaluate_escalation(run: EscalationRun, config: TrainConfig, truth_dir: Path
     observed escalation rate level by level. For a simulated city
     (``truth_dir``), the truth ceiling is measured on the same folds.
     """
-    from models.calibration import fit_calibration
-
     assert run.backtest is not None
     bt = run.backtest
     last = bt.last_fold()
@@ -287,9 +285,6 @@ def evaluate_escalation(run: EscalationRun, config: TrainConfig, truth_dir: Path
     backtest["ceiling"] = truth_ceiling(run, config, truth_dir)
     out["backtest"] = backtest
     out["calibration"] = calibration_summary(pooled_y, bt.model_probability)
-    out["rule_calibration"] = fit_calibration(
-        bt.rule_score, pooled_y, method="isotonic"
-    ).to_dict()  # how points map to risk over all held-out periods: the rules' side of the reliability table
     return out
 
 
