@@ -22,13 +22,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from conf.errors import ConfigFileError
+
 
 def _config_file() -> Path | None:
     named = os.environ.get("YUJING_CONFIG")
     if named:
         path = Path(named)
         if not path.is_file():
-            raise FileNotFoundError(f"YUJING_CONFIG names {path}, which is not a file")
+            raise ConfigFileError(f"YUJING_CONFIG names {path}, which is not a file")
         return path
     local = Path.cwd() / "yujing.toml"
     return local if local.is_file() else None
@@ -100,7 +102,8 @@ class Settings(BaseSettings):
 
     # Online endpoint (docs/serving.md).
     api_keys_file: Path | None = None
-    """JSON file of API keys and their scopes (``YUJING_API_KEYS``); no file means every request is 401."""
+    """JSON file of API keys and their scopes (``YUJING_API_KEYS``; default ``<home>/keys.json`` when it exists, as
+    ``yujing keys add`` writes it); no file means every request is 401."""
     serve_bundle: Path | None = None
     """Serve this bundle folder instead of the registry's champions (reloaded when its content changes)."""
     serve_host: str = "127.0.0.1"
@@ -140,6 +143,8 @@ class Settings(BaseSettings):
             raise ValueError(f"schedule_timezone {zone!r} is not an IANA time zone, e.g. Asia/Shanghai") from None
         if self.api_keys_file is None and os.environ.get("YUJING_API_KEYS"):
             self.api_keys_file = Path(os.environ["YUJING_API_KEYS"])
+        if self.api_keys_file is None and (self.home / "keys.json").is_file():
+            self.api_keys_file = self.home / "keys.json"
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
                 f"sqlite:///{(self.home / 'mlflow.db').resolve()}"

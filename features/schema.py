@@ -50,6 +50,13 @@ SHOWN_ID_PATTERN = r"^[\d*]{14,17}[\dX*]$"
 
 SHOWN_PHONE_PATTERN = r"^[\d*+\-]{7,16}$"
 
+PERSONAL_NUMBER_PATTERN = r"(?<![0-9])(?:1[3-9]\d{9}|\d{17}[\dXx])(?![0-9])"
+"""A mobile number or an 18-digit ID number standing alone inside a longer string: what a key must never be.
+
+The online API echoes a caller's own reference back; a reference that is a
+phone or an ID number would carry personal data into responses and logs.
+"""
+
 
 @dataclass(frozen=True)
 class Col:

@@ -1,16 +1,26 @@
 """Prefect flows: thin shells whose tasks call the plain functions of ``pipelines/training.py``.
 
-Flows run against Prefect's local ephemeral API by default (no server to
-start by hand); ``configure_prefect`` points Prefect's home at the settings'
-folder before Prefect is imported. Tasks use ``NO_CACHE``: their inputs are
-large DataFrames that must not be hashed or persisted (they hold personal
-data), and nothing is persisted as a task result.
+Flows need a Prefect API. With ``PREFECT_API_URL`` set they use that server
+(one the job does not own). Otherwise the job starts Prefect's API itself, on
+loopback, as **its own child that dies with it** (:func:`ensure_prefect_api`):
+Prefect's built-in ephemeral server is a plain subprocess that a ``kill -9`` of
+the job leaves running (~200 MB and a port each, issue 11), while ours asks the
+kernel to SIGKILL it when the job dies (``prctl(PR_SET_PDEATHSIG)``) and is
+stopped cleanly when the job exits. ``configure_prefect`` points Prefect's home
+at the settings' folder before Prefect is imported. Tasks use ``NO_CACHE``:
+their inputs are large DataFrames that must not be hashed or persisted (they
+hold personal data), and nothing is persisted as a task result.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +40,145 @@ def configure_prefect(settings: Settings) -> None:
     Path(settings.prefect_home).mkdir(parents=True, exist_ok=True)
 
 
+# --------------------------------------------------------------------- the job's own Prefect API
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_OWNED: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when ``parent`` dies (Linux); exit at once if it already has.
+
+    Called first thing in the child, not in a ``preexec_fn`` (unsafe when the parent has threads).
+    The check of ``getppid`` after ``prctl`` closes the race of a parent killed before it.
+    """
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the parent's exit handler still stops it
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def serve_api(port: int, parent: int) -> None:
+    """The API child's entry point: Prefect's REST API in ephemeral mode (no UI, no services) on loopback."""
+    die_with_parent(parent)
+    import uvicorn
+    from prefect.server.api.server import create_app
+
+    uvicorn.run(create_app(ephemeral=True, final=True), host="127.0.0.1", port=port, log_level="error")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _api_configured() -> bool:
+    """Whether Prefect already has an API to talk to (an env var, or settings of an imported Prefect)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.settings" in sys.modules:  # e.g. prefect_test_harness: settings live in Prefect's context
+        from prefect.settings import PREFECT_API_URL
+
+        return bool(PREFECT_API_URL.value())
+    return False
+
+
+def _start_api(timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+    """Start :func:`serve_api` as our child and wait until ``/api/health`` answers; a lost port race retries."""
+    deadline = time.monotonic() + timeout
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(
+        os.environ,
+        PREFECT_UI_ENABLED="0",
+        PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    )
+    env.pop("PREFECT_API_URL", None)
+    for _attempt in range(3):
+        port = _free_port()
+        code = f"from pipelines.flows import serve_api; serve_api({port}, {os.getpid()})"
+        process = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/api"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break  # e.g. the port was taken between our probe and its bind: try another
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return process, url
+            except OSError:
+                time.sleep(0.2)
+        if process.poll() is None:
+            _stop(process)
+            raise RuntimeError(
+                f"Prefect's API did not answer on {url} within {timeout:.0f} s; "
+                "fix: run with --no-prefect, raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, "
+                "or set PREFECT_API_URL to a running server"
+            )
+        if time.monotonic() >= deadline:
+            break
+    raise RuntimeError(
+        f"Prefect's API exited with code {process.returncode} on start (three tries); "
+        "fix: see the lines above, run with --no-prefect, or set PREFECT_API_URL to a running server"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def stop_prefect_api() -> None:
+    """Stop the API this process started (flushing Prefect's log and event workers first); safe to call twice."""
+    process = _OWNED.pop("api", None)
+    if process is None:
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+        EventsWorker.drain_all(timeout=5)
+    except Exception:  # nothing to flush, or the API is already gone: stopping is what matters
+        pass
+    _stop(process)
+
+
+def ensure_prefect_api(timeout: float | None = None) -> str | None:
+    """Give Prefect an API the job controls; returns the URL of the one started here, or None.
+
+    With an API already configured (``PREFECT_API_URL``, or the test harness) nothing is started.
+    Otherwise Prefect's REST API runs as this process's child (:func:`serve_api`): it dies with
+    the job, however the job ends (``kill -9`` included: the kernel kills it), and a normal exit
+    stops it cleanly. Call it from the main thread (the death signal follows the thread that
+    started the child) and before Prefect runs anything.
+    """
+    if _api_configured() or "api" in _OWNED:
+        return None
+    wait = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
+    process, url = _start_api(wait)
+    _OWNED["api"] = process
+    atexit.register(stop_prefect_api)
+    os.environ["PREFECT_API_URL"] = url
+    if "prefect.context" in sys.modules:  # Prefect already read its settings: make it read them again
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
+    return url
+
+
 def build_train_flow():  # type: ignore[no-untyped-def]
     """The training flow, built after Prefect is configured: ``run_training`` with each step a task."""
+    ensure_prefect_api()
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
@@ -41,7 +188,9 @@ def build_train_flow():  # type: ignore[no-untyped-def]
         return task(function, name=name, cache_policy=NO_CACHE, persist_result=False)
 
     def say(message: str) -> None:
-        print(f"  {message}", file=sys.stderr, flush=True)
+        from pipelines.progress import emit  # the running command's stage display, or a plain line
+
+        emit(message)
 
     @flow(name="yujing-train", log_prints=False, persist_result=False)
     def train_flow(data_dir: str, out_dir: str, tracking_uri: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +201,7 @@ def build_train_flow():  # type: ignore[no-untyped-def]
 
 def build_rank_flow():  # type: ignore[no-untyped-def]
     """The daily ranking flow: ``run_ranking`` with each step a task."""
+    ensure_prefect_api()
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
@@ -61,7 +211,9 @@ def build_rank_flow():  # type: ignore[no-untyped-def]
         return task(function, name=name, cache_policy=NO_CACHE, persist_result=False)
 
     def say(message: str) -> None:
-        print(f"  {message}", file=sys.stderr, flush=True)
+        from pipelines.progress import emit  # the running command's stage display, or a plain line
+
+        emit(message)
 
     @flow(name="yujing-rank", log_prints=False, persist_result=False)
     def rank_flow(

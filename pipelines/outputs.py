@@ -6,11 +6,15 @@ turns it into what the city center and the stations read:
 - ``ranking.parquet``: every row, list columns kept as lists;
 - ``warnings.csv``: the warned rows, Chinese headers, UTF-8 with BOM so Excel
   on a Chinese Windows desktop opens it without garbling;
+- ``warnings.xlsx``: the same rows and headers as a workbook whose id and code
+  cells are text, so Excel keeps ``00000001`` and 18-digit ids as they are;
 - ``index.html`` (city center) and ``stations/<station_id>.html``: plain,
   self-contained pages (inline CSS, no script, every value escaped);
 - ``<name>.parquet`` for each extra table the job hands over;
-- ``manifest.json``: the job's manifest plus each file's size and sha256 and
-  the counts.
+- ``manifest.json``: the job's manifest plus each file's size and sha256, the
+  counts, and ``ranking_id`` (a hash of the date and the files): the id the
+  warnings database stores with the ranking, so a reader can tell which
+  ranking the files and the rows belong to.
 
 Everything is first written and fsynced into a hidden sibling folder
 ``out_root/.<date>-<unique>/`` (:func:`stage_outputs`), then made visible by
@@ -45,6 +49,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.quarantine import FOLDER as QUARANTINE_FOLDER
+from features.quarantine import write_quarantine
 from models.levels import LEVELS
 from pipelines.pages import TOP_N, _center_html, _station_html, render_center_page, render_station_page
 from pipelines.ranking_columns import (
@@ -80,7 +86,9 @@ __all__ = [
     "render_center_page",
     "render_station_page",
     "stage_outputs",
+    "sweep",
     "write_csv",
+    "write_xlsx",
 ]
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -99,11 +107,16 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what Excel would read as a 
 
 @dataclass(frozen=True)
 class Staged:
-    """A fully written, fsynced publication that readers cannot see yet."""
+    """A fully written, fsynced publication that readers cannot see yet.
+
+    ``ranking_id`` is the manifest's: a hash of the date and every file's sha256, equal for
+    byte-identical re-runs (the warnings database stores it with the ranking's rows).
+    """
 
     date: str
     path: Path
     final: Path
+    ranking_id: str = ""
 
 
 # --------------------------------------------------------------------- checks and canonical form
@@ -186,32 +199,77 @@ def write_csv(warnings: pd.DataFrame, path: Path) -> Path:
     return _write_bytes(Path(path), _csv_bytes(_canonical(warnings)))
 
 
+def _text_cells(frame: pd.DataFrame, col: str) -> list[str]:
+    """One column of the warned rows as the text a station reads (Chinese names, joined lists, 12.3%)."""
+    values = frame[col]
+    if col in LEVEL_COLUMNS:
+        return [_level_name(v) for v in values]
+    if col == "raised_by":
+        return [_raised_by_name(v) for v in values]
+    if col == "category":
+        return [_category_name(v) for v in values]
+    if col == "probability":
+        return [_pct(v) for v in values]
+    if col == "rules_points":
+        return [_points(v) for v in values]
+    if col == "rules_scenario":
+        return [_scenario_name(v) for v in values]
+    if col in LIST_COLUMNS:
+        return [LIST_SEPARATOR.join(v) for v in values]
+    if col in INT_COLUMNS:
+        return [str(int(v)) for v in values]
+    return ["" if v is None else str(v) for v in values]
+
+
 def _csv_bytes(canonical: pd.DataFrame) -> bytes:
     frame = _warnings(canonical)
-    cols: dict[str, list[str]] = {}
-    for header, col in CSV_COLUMNS.items():
-        values = frame[col]
-        if col in LEVEL_COLUMNS:
-            cells = [_level_name(v) for v in values]
-        elif col == "raised_by":
-            cells = [_raised_by_name(v) for v in values]
-        elif col == "category":
-            cells = [_category_name(v) for v in values]
-        elif col == "probability":
-            cells = [_pct(v) for v in values]
-        elif col == "rules_points":
-            cells = [_points(v) for v in values]
-        elif col == "rules_scenario":
-            cells = [_scenario_name(v) for v in values]
-        elif col in LIST_COLUMNS:
-            cells = [LIST_SEPARATOR.join(v) for v in values]
-        elif col in INT_COLUMNS:
-            cells = [str(int(v)) for v in values]
-        else:
-            cells = ["" if v is None else str(v) for v in values]
-        cols[header] = [_excel_text(c) for c in cells]
+    cols = {header: [_excel_text(c) for c in _text_cells(frame, col)] for header, col in CSV_COLUMNS.items()}
     text = pd.DataFrame(cols, columns=list(CSV_COLUMNS)).to_csv(index=False, lineterminator="\r\n")
     return text.encode("utf-8-sig")
+
+
+def write_xlsx(warnings: pd.DataFrame, path: Path, date: str) -> Path:
+    """The warnings as an Excel workbook beside the CSV; returns ``path`` (see :func:`_xlsx_bytes`)."""
+    return _write_bytes(Path(path), _xlsx_bytes(_canonical(warnings), _check_date(date)))
+
+
+def _xlsx_bytes(canonical: pd.DataFrame, date: str) -> bytes:
+    """The CSV's rows and Chinese headers as one worksheet in which every text column is a *text* cell.
+
+    Excel guesses the type of every CSV field, so digit-only ids lose their leading zeros and
+    18-digit ones become 1.505e+17; in a workbook the cell type is stored, and every column the
+    ranking declares as text (ids, codes, dates, levels, reasons: pipelines/ranking_columns.py) is
+    written as a string. Counts, ranks and points are numbers, the probability a number shown as a
+    percentage. A text cell is never a formula, so no quote prefix is needed. The workbook's
+    creation time is the ranking date, so a re-run gives the same bytes.
+    """
+    import xlsxwriter
+
+    frame = _warnings(canonical)
+    buf = io.BytesIO()
+    options = {"in_memory": True, "strings_to_numbers": False, "strings_to_formulas": False, "strings_to_urls": False}
+    book = xlsxwriter.Workbook(buf, options)
+    book.set_properties({"created": dt.datetime.fromisoformat(date), "title": f"预警 {date}"})
+    sheet = book.add_worksheet("预警")
+    bold = book.add_format({"bold": True})
+    percent = book.add_format({"num_format": "0.0%"})
+    numeric = set(INT_COLUMNS) | {"probability", "rules_points"}
+    for j, (header, col) in enumerate(CSV_COLUMNS.items()):
+        sheet.write_string(0, j, header, bold)
+        if col in numeric:
+            for i, value in enumerate(frame[col]):
+                if not pd.isna(value):
+                    sheet.write_number(i + 1, j, float(value), percent if col == "probability" else None)
+        else:
+            for i, text in enumerate(_text_cells(frame, col)):
+                if text:
+                    sheet.write_string(i + 1, j, text)
+        sheet.set_column(j, j, min(60, max(8, 2 * len(header) + 2)))
+    sheet.freeze_panes(1, 0)
+    if len(frame):
+        sheet.autofilter(0, 0, len(frame), len(CSV_COLUMNS) - 1)
+    book.close()
+    return buf.getvalue()
 
 
 def _sha256(path: Path) -> str:
@@ -249,6 +307,7 @@ def stage_outputs(
     date: str,
     manifest: dict[str, Any],
     extra_tables: Mapping[str, pd.DataFrame] = {},  # read only, never mutated
+    quarantine: Mapping[str, pd.DataFrame] = {},  # read only: the rows the load rejected, per table
 ) -> Staged:
     """Write one date's publication into a hidden folder beside ``out_root/<date>``; nothing is visible yet.
 
@@ -278,6 +337,7 @@ def stage_outputs(
     try:
         _write_bytes(staging / "ranking.parquet", _parquet_bytes(_ranking_table(frame), "ranking"))
         _write_bytes(staging / "warnings.csv", _csv_bytes(frame))
+        _write_bytes(staging / "warnings.xlsx", _xlsx_bytes(frame, date))
         (staging / "stations").mkdir(mode=0o755)
         page_manifest = {**manifest, "date": date}
         _write_bytes(staging / "index.html", _center_html(frame, page_manifest).encode("utf-8"))
@@ -288,20 +348,28 @@ def stage_outputs(
         for name in sorted(extra_tables):
             _write_bytes(staging / f"{name}.parquet", _parquet_bytes(extra_tables[name], name))
         _fsync_dir(staging / "stations")
+        write_quarantine(quarantine, staging / QUARANTINE_FOLDER)  # hashed into the manifest like every file
 
         files = {
             p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
             for p in sorted(staging.rglob("*"))
             if p.is_file()
         }
-        full = {**manifest, "date": date, "files": files, "counts": _counts(frame)}
+        ranking_id = _ranking_id(date, files)
+        full = {**manifest, "date": date, "files": files, "counts": _counts(frame), "ranking_id": ranking_id}
         text = json.dumps(full, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
         _write_bytes(staging / "manifest.json", text.encode("utf-8"))
         _fsync_dir(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Staged(date=date, path=staging, final=out_root / date)
+    return Staged(date=date, path=staging, final=out_root / date, ranking_id=ranking_id)
+
+
+def _ranking_id(date: str, files: Mapping[str, Mapping[str, Any]]) -> str:
+    """A hash of the date and every file's sha256: names one ranking in the files and the database alike."""
+    listing = json.dumps({"date": date, "files": {k: v["sha256"] for k, v in files.items()}}, sort_keys=True)
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------- publish
@@ -393,6 +461,30 @@ def publish(staged: Staged) -> Path:
                 if parts[0] < mine[0] and parts[1] == _host() and not _alive(parts[2]):
                     _remove(entry)
     return final
+
+
+def sweep(out_root: Path) -> list[str]:
+    """Remove hidden folders that runs killed on this host left under ``out_root``, for every date; returns their names.
+
+    Only folders made by a process that no longer exists and that no date's symlink shows are
+    removed: a live run's staging and every published folder stay. Call it after the warnings
+    database recovered (``WarningStore.recover``), which drops the pending rows of these folders.
+    """
+    out_root = Path(out_root)
+    if not out_root.is_dir():
+        return []
+    removed: list[str] = []
+    with _publish_lock(out_root):
+        visible = {(out_root / os.readlink(p)).resolve() for p in out_root.iterdir() if p.is_symlink()}
+        for entry in sorted(out_root.iterdir()):
+            found = re.fullmatch(r"\.(\d{4}-\d{2}-\d{2})-\d{20}-([0-9a-f]{8})-(\d+)-[A-Za-z0-9]+", entry.name)
+            if found is None or found.group(2) != _host() or _alive(int(found.group(3))):
+                continue
+            if not entry.is_symlink() and entry.resolve() in visible:
+                continue  # a temporary link of a killed publish is removed; a shown folder never
+            _remove(entry)
+            removed.append(entry.name)
+    return removed
 
 
 def discard(staged: Staged) -> None:

@@ -2,11 +2,14 @@
 
 ``pipelines/flows.py`` wraps each step in a Prefect task and
 ``yujing rank --date D`` runs it; tests call these functions directly. The
-order of the last steps makes the job atomic: every file is written into a
-hidden folder first, then the warnings are written to the database in one
-transaction, and only then is the folder made visible with one rename. A
-failure anywhere before that leaves yesterday's outputs and rows as they were;
-running a date twice gives the same files and rows (docs/ranking.md).
+order of the last steps makes the job crash-consistent
+(docs/ranking.md#crash-consistency): every file is written into a hidden
+folder, the warnings are staged in the database as *pending* (no reader sees
+them), the folder is made visible with one rename (the commit point), and the
+pending warnings are then applied. A kill at any point leaves files and rows
+both of the old ranking or both of the new one as every reader sees them:
+readers and the next run roll a published folder's pending warnings forward
+and drop the others. Running a date twice gives the same files and rows.
 
 "As of D" means the morning of D: calls, cases and visits before D count,
 exactly as for a training snapshot dated D.
@@ -15,6 +18,8 @@ exactly as for a training snapshot dated D.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -51,6 +56,19 @@ from pipelines.ranking_reasons import (
 from pipelines.training import Prepared, code_version, prepare
 
 NO_RULE_POINTS = "积分预警：近90天无计分报警"
+
+RANK_STEPS = (
+    "resolve champion",
+    "load, validate, score and link",
+    "features as of the date and scoring",
+    "levels and reasons",
+    "tables for the online service",
+    "write outputs",
+    "stage warnings in the database",
+    "publish",
+    "apply warnings in the database",
+)
+"""The steps of the daily job, in order, as :func:`run_ranking` (and the flow) name them to the progress display."""
 
 
 class RankingError(ValueError):
@@ -387,6 +405,7 @@ def manifest_for(prepared: Prepared, scored: Scored, ranking: pd.DataFrame, conf
         "warnings": {level: int((warned["level"] == level).sum()) for level in LEVELS},
         "raised_by": {who: int((warned["raised_by"] == who).sum()) for who in RAISED_BY},
         "stations_with_warnings": int(warned["station_id"].nunique()),
+        "load": prepared.load_summary,  # per table: read = accepted + quarantined, and the count per reason
     }
 
 
@@ -428,6 +447,33 @@ def top_warnings(ranking: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     return ordered.drop(columns=["_level", "_s"]).head(n).reset_index(drop=True)
 
 
+KILL_AT_ENV = "YUJING_KILL_AT"
+"""Test hook: ``YUJING_KILL_AT=staged|prepared|published|committed`` SIGKILLs the job right after that step
+(tests/test_crash_consistency.py kills the real job at each boundary of the publication protocol)."""
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process here when the test hook names this point (nothing otherwise)."""
+    if os.environ.get(KILL_AT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _settle_failed(store: Any, attempt: str, staged: Any, discard: Callable[[Any], None]) -> None:
+    """After a failure between staging and applying: roll forward if the folder got published, else back.
+
+    ``commit`` applies the pending warnings when the swap happened and discards them otherwise;
+    the staged folder is removed only in the second case. The caller re-raises the original error.
+    """
+    from models.warning_store import WarningStoreError
+
+    try:
+        store.commit(attempt)
+    except WarningStoreError:
+        discard(staged)  # never published: both stay old (discard leaves a published folder alone)
+    except Exception:  # the database is unreachable: readers and the next run finish the attempt
+        pass
+
+
 def run_ranking(
     data_dir: Path,
     date: str | None,
@@ -442,7 +488,7 @@ def run_ranking(
 ) -> RankResult:
     """The whole daily job; the Prefect flow runs this same function with ``step`` making tasks."""
     from models.warning_store import WarningStore
-    from pipelines.outputs import discard, publish, stage_outputs
+    from pipelines.outputs import discard, publish, stage_outputs, sweep
 
     say = progress or (lambda _msg: None)
     wrap = step or (lambda function, _name: function)
@@ -464,19 +510,46 @@ def run_ranking(
     ranking = run("levels and reasons", ranking_table, prepared, scored, config)
     tables = run("tables for the online service", serving_tables, prepared, scored, config.history_days)
     manifest = manifest_for(prepared, scored, ranking, config)
-    staged = run("write outputs", stage_outputs, ranking, Path(out_root), manifest["date"], manifest, tables)
+    rows = warnings_rows(ranking)
+    store = WarningStore(store_url)
     try:
-        store = WarningStore(store_url)
-        try:
-            counts = run(
-                "write warnings to the database", store.replace_date, manifest["date"], warnings_rows(ranking), manifest
+        recovered = store.recover()  # what a killed run left: its published folder's rows forward, the rest back
+        swept = sweep(Path(out_root))
+        if recovered["published"] or recovered["discarded"] or swept:
+            say(
+                f"recovered after a killed run: {len(recovered['published'])} ranking(s) rolled forward, "
+                f"{len(recovered['discarded'])} dropped, {len(swept)} leftover folder(s) removed"
             )
-        finally:
-            store.dispose()
-    except BaseException:
-        discard(staged)
-        raise
-    folder = run("publish", publish, staged)
+        staged = run(
+            "write outputs",
+            stage_outputs,
+            ranking,
+            Path(out_root),
+            manifest["date"],
+            manifest,
+            tables,
+            prepared.quarantine,  # rejected rows go into the staged folder: published (and hashed) with it
+        )
+        kill_point("staged")
+        info = {**manifest, "ranking_id": staged.ranking_id}
+        try:
+            attempt = run(
+                "stage warnings in the database", store.prepare, manifest["date"], rows, info, staged.path, staged.final
+            )
+        except BaseException:
+            discard(staged)
+            raise
+        kill_point("prepared")
+        try:
+            folder = run("publish", publish, staged)
+            kill_point("published")
+            counts = run("apply warnings in the database", store.commit, attempt)
+        except BaseException:
+            _settle_failed(store, attempt, staged, discard)
+            raise
+        kill_point("committed")
+    finally:
+        store.dispose()
     return RankResult(
         date=manifest["date"],
         folder=folder,

@@ -25,7 +25,9 @@ from features.fingerprint import dataset_fingerprint
 from features.labels import dispute_labels_from_codes
 from features.lexicon import CATEGORIES, default_lexicon
 from features.linking import LinkResult, link_incidents
-from features.loaders import load_dataset
+from features.loaders import OPTIONAL_TABLES, DataContractError, Dataset, load_dataset
+from features.quarantine import FOLDER as QUARANTINE_FOLDER
+from features.quarantine import write_quarantine
 from features.snapshots import build_snapshots, escalation_labels, snapshot_dates
 from models.backtest import Backtest, Fold, final_fold, levels_observed, rolling_origin_folds, run_backtest
 from models.escalation import EscalationModel, Split, model_features, train_escalation
@@ -74,13 +76,16 @@ class Prepared:
 
     tables: dict[str, pd.DataFrame]
     fingerprint: str
-    load_summary: dict[str, dict[str, int]]
+    load_summary: dict[str, dict[str, Any]]
+    """Per table: read, accepted, quarantined and the count per reason (``LoadResult.counts``), for reports."""
     incidents: pd.DataFrame
     rules: pd.DataFrame
     links: LinkResult
     calls: pd.DataFrame
     export_date: pd.Timestamp | None = None
     """The morning the data was exported (its manifest, the setting, or the load day): what `rank` ranks by default."""
+    quarantine: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    """Per table, the rows the load rejected (raw text, personal data): written to the run's ``quarantine/`` only."""
 
 
 @dataclass
@@ -125,26 +130,42 @@ def code_version() -> str:
         return "unknown"
 
 
-def load_data(data_dir: Path) -> tuple[dict[str, pd.DataFrame], str, dict[str, dict[str, int]], pd.Timestamp | None]:
-    """Load and validate every contract table; quarantined rows are counted, not used. Also the export date."""
+def load_data(data_dir: Path) -> Dataset:
+    """Load and validate every contract table; quarantined rows are counted and kept apart, not used.
+
+    A required table whose every row was quarantined stops the run here, with
+    the reasons' counts: training or ranking on nothing would fail later with
+    a message about models, or publish an empty day.
+    """
     dataset = load_dataset(data_dir)
-    summary = {
-        name: {"read": r.read, "accepted": r.accepted, "quarantined": r.quarantined}
-        for name, r in dataset.tables.items()
-    }
-    tables = {name: r.data for name, r in dataset.tables.items()}
-    export_date = dataset.window.export_date if dataset.window else None
-    return tables, dataset_fingerprint(data_dir), summary, export_date
+    for name, result in dataset.tables.items():
+        if result.read and not result.accepted and name not in OPTIONAL_TABLES:
+            top = ", ".join(f"{n:,} × {reason}" for reason, n in list(result.reasons().items())[:3])
+            raise DataContractError(
+                f"{result.source}: all {result.read:,} rows of required table {name!r} were quarantined ({top}); "
+                f"fix: run `yujing validate --data {dataset.root}` and correct the rows it writes to quarantine/"
+            )
+    return dataset
 
 
 def prepare(data_dir: Path) -> Prepared:
     """Load, score every narrative with the rules, and link every incident to a household."""
-    tables, fingerprint, summary, export_date = load_data(data_dir)
+    dataset = load_data(data_dir)
+    tables = {name: r.data for name, r in dataset.tables.items()}
+    summary = {name: r.counts() for name, r in dataset.tables.items()}
+    quarantine = {name: r.quarantine for name, r in dataset.tables.items()}
+    export_date = dataset.window.export_date if dataset.window else None
     incidents = tables["incidents"].reset_index(drop=True)
     rules = rule_verdicts(incidents["narrative"]).reset_index(drop=True)
     links = link_incidents(incidents, tables["persons"], tables["households"], tables["addresses"])
     calls = incident_calls(incidents, rules, links.links)
-    return Prepared(tables, fingerprint, summary, incidents, rules, links, calls, export_date)
+    fingerprint = dataset_fingerprint(data_dir)
+    return Prepared(tables, fingerprint, summary, incidents, rules, links, calls, export_date, quarantine)
+
+
+def write_run_quarantine(prepared: Prepared, out_dir: Path) -> list[Path]:
+    """The rows this run's load rejected, into ``out_dir/quarantine/`` (counts are in the report's ``load``)."""
+    return write_quarantine(prepared.quarantine, out_dir / QUARANTINE_FOLDER)
 
 
 def incident_calls(incidents: pd.DataFrame, rules: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
@@ -501,6 +522,24 @@ STEPS = (
 )
 
 
+def require_cases(prepared: Prepared, data_dir: Path) -> None:
+    """Training needs cases (the escalation label comes from them): ranking may run on an export without any."""
+    if not prepared.load_summary["cases"]["accepted"]:
+        raise DataContractError(
+            f"{data_dir}: table 'cases' has no accepted rows, and training takes its escalation labels from it; "
+            "fix: export the cases table (ranking alone can run without it)"
+        )
+
+
+def _quarantine_line(prepared: Prepared, folder: Path) -> str:
+    """One progress line: how many rows of which tables were quarantined, and where (counts only, never rows)."""
+    counts = {name: c["quarantined"] for name, c in prepared.load_summary.items() if c["quarantined"]}
+    if not counts:
+        return f"quarantine: no row rejected ({folder})"
+    listed = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    return f"quarantine: {sum(counts.values()):,} rows ({listed}) written to {folder}"
+
+
 def run_training(
     data_dir: Path,
     out_dir: Path,
@@ -527,6 +566,9 @@ def run_training(
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     prepared = run(prepare, data_dir)
+    write_run_quarantine(prepared, out_dir)
+    say(_quarantine_line(prepared, out_dir / QUARANTINE_FOLDER))
+    require_cases(prepared, data_dir)
     frame, names_, labels, points = run(build_escalation_data, prepared, config)
     escalation = run(fit_escalation, frame, names_, labels, points, config, progress)
     dispute_run = run(fit_dispute, prepared, config, data_dir / "truth")

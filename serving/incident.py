@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,11 +37,12 @@ from models.reasons import call_phrase, occlusion_contributions, top_reasons
 from models.rules import RuleResult, score_text
 from models.warning import Scenario, household_scores, load_scenarios, verdict_reasons
 from serving.history import Household, HouseholdHistory
-from serving.scorer import OnnxScorer
+from serving.scorer import OnnxScorer, positive_class
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 """Incident times in the data are local wall-clock times; an aware time is converted to this zone."""
 STALE_AFTER_DAYS = 2.0
+_EPOCH = datetime(1970, 1, 1)
 ESCALATION = "escalation"
 
 
@@ -68,11 +69,36 @@ class HouseholdNotFound(LookupError):
     """The incident names a household (or caller, or address) the stored history does not know."""
 
 
+class IncidentTimeError(ValueError):
+    """The incident's time is outside the window of calls the service scores; the message never quotes it."""
+
+
+EARLIEST_CALL = datetime(2000, 1, 1)
+"""Calls before this are not scored: older dates are typos or "unknown" markers (1900-01-01, 0001-01-01)."""
+LATEST_CALL_SLACK = timedelta(days=1)
+"""A call may lie at most this far after the server's clock (time zones, clock skew)."""
+TIME_WINDOW = "received_at must lie between 2000-01-01 and tomorrow"
+
+
 def incident_time(value: datetime | str | None, now: datetime | None = None) -> pd.Timestamp:
-    """The incident's local wall-clock time (naive, like the data); now when not given."""
-    stamp = pd.Timestamp(value if value is not None else (now or datetime.now(LOCAL_TIME)))
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert(LOCAL_TIME).tz_localize(None)
+    """The incident's local wall-clock time (naive, like the data); now when not given.
+
+    Raises :class:`IncidentTimeError` outside [2000-01-01, now + 1 day]: a
+    time outside pandas' nanosecond range (1677-2262) used to crash the
+    household update (issue 11), and a time far from today is a typo or a
+    placeholder, never a call to score.
+    """
+    current = now or datetime.now(LOCAL_TIME)
+    if current.tzinfo is not None:
+        current = current.astimezone(LOCAL_TIME).replace(tzinfo=None)
+    try:
+        stamp = pd.Timestamp(value if value is not None else current)
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert(LOCAL_TIME).tz_localize(None)
+    except (ValueError, OverflowError, TypeError):  # OutOfBoundsDatetime is a ValueError
+        raise IncidentTimeError(TIME_WINDOW) from None
+    if pd.isna(stamp) or not EARLIEST_CALL <= stamp <= current + LATEST_CALL_SLACK:
+        raise IncidentTimeError(TIME_WINDOW)
     return stamp
 
 
@@ -135,9 +161,8 @@ def model_scores(scorer: OnnxScorer, X: np.ndarray, workers: int = 1) -> tuple[n
 
     Batch (pipelines/ranking.py) and online both score through here.
     """
-    proba = scorer.predict_batched(ESCALATION, X, workers=workers)
-    raw = proba[:, 1] if proba.shape[1] == 2 else 1.0 - proba[:, 0]
-    return raw.astype(np.float64), scorer.predict_calibrated(ESCALATION, X, workers=workers)
+    raw = positive_class(scorer.predict_batched(ESCALATION, X, workers=workers))  # one run for both numbers
+    return raw.astype(np.float64), scorer.calibrate(ESCALATION, raw)
 
 
 def _row_values(
@@ -181,6 +206,11 @@ def rules_grade(points: Mapping[str, float], scenarios: dict[str, Scenario]) -> 
     }
 
 
+def call_date(sec: int) -> str:
+    """``YYYY-MM-DD`` of a call's naive local time (epoch seconds): ``pd.Timestamp(sec, unit="s")``, ~10x cheaper."""
+    return (_EPOCH + timedelta(seconds=sec)).date().isoformat()
+
+
 def recent_call_phrases(
     calls: tuple[Call, ...], negated: tuple[frozenset[str], ...], end_sec: int, limit: int = CALLS_LISTED
 ) -> list[str]:
@@ -190,8 +220,9 @@ def recent_call_phrases(
     out = []
     for sec, i in sorted(listed, reverse=True)[:limit]:
         c = calls[i]
-        when = f"{pd.Timestamp(sec, unit='s'):%Y-%m-%d}"
-        out.append(call_phrase(when, c.is_dispute, c.category, c.cues, negated[i] if i < len(negated) else ()))
+        out.append(
+            call_phrase(call_date(sec), c.is_dispute, c.category, c.cues, negated[i] if i < len(negated) else ())
+        )
     return out
 
 

@@ -31,9 +31,15 @@ import numpy as np
 import onnxruntime as ort
 
 from models.bundle import Manifest, ModelEntry, load_manifest, read_model_bytes
+from models.calibration import Calibration
 
 DEFAULT_BATCH_SIZE = 16_384
 """Rows per chunk in ``predict_batched``: ~4 MB of float32 input at 60 features, well inside L2/L3 per run."""
+
+
+def positive_class(proba: np.ndarray) -> np.ndarray:
+    """The positive-class score of raw probabilities: P(class 1) for a binary model, 1 - P(class 0) otherwise."""
+    return proba[:, 1] if proba.shape[1] == 2 else 1.0 - proba[:, 0]
 
 
 class ScorerError(ValueError):
@@ -173,12 +179,23 @@ class OnnxScorer:
         multiclass one (class 0 is "none"). Warning thresholds in the manifest
         are on this scale.
         """
+        self._calibration(model_name)  # fail before scoring when there is none
+        proba = self.predict_batched(model_name, X, batch_size=batch_size, workers=workers)
+        return self.calibrate(model_name, positive_class(proba))
+
+    def _calibration(self, model_name: str) -> Calibration:
         entry = self.entry(model_name)
         if entry.calibration is None:
             raise ScorerError(
                 f"model {model_name!r} has no calibration in the bundle; use predict() for raw probabilities"
                 " or re-export the bundle with a calibration"
             )
-        proba = self.predict_batched(model_name, X, batch_size=batch_size, workers=workers)
-        positive = proba[:, 1] if proba.shape[1] == 2 else 1.0 - proba[:, 0]
-        return entry.calibration.apply(positive)
+        return entry.calibration
+
+    def calibrate(self, model_name: str, positive: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float64) of positive-class scores already computed (:func:`positive_class`).
+
+        For callers that need both the raw score and the calibrated probability:
+        the model runs once instead of twice (``predict_calibrated`` would score again).
+        """
+        return self._calibration(model_name).apply(positive)

@@ -8,7 +8,9 @@ import io
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -135,6 +137,7 @@ def test_staged_files_parquet_pages_and_manifest(ranking: pd.DataFrame, tmp_path
         "stations/S001.html",
         "stations/S002.html",
         "warnings.csv",
+        "warnings.xlsx",
     ]
 
     back = pq.read_table(folder / "ranking.parquet").to_pandas()
@@ -155,6 +158,9 @@ def test_staged_files_parquet_pages_and_manifest(ranking: pd.DataFrame, tmp_path
     for name, meta in manifest["files"].items():
         data = (folder / name).read_bytes()
         assert meta == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    listing = {"date": DATE, "files": {k: v["sha256"] for k, v in manifest["files"].items()}}
+    expected_id = hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+    assert manifest["ranking_id"] == expected_id  # what the warnings database stores with the rows
     assert pd.read_parquet(folder / "features.parquet")["x"].tolist() == [1, 2]
 
 
@@ -303,3 +309,94 @@ def test_relative_out_root(ranking: pd.DataFrame, tmp_path: Path, monkeypatch: p
         assert publish(stage_outputs(ranking, Path("out"), DATE, MANIFEST)) == Path("out") / DATE
     dirs = [p for p in (tmp_path / "out").iterdir() if p.is_dir() and not p.is_symlink()]
     assert dirs == [published(Path("out"), DATE)]
+
+
+# --------------------------------------------------------------------- the Excel workbook
+
+
+def read_xlsx(path: Path) -> list[list[tuple[str, str]]]:
+    """Rows of the first sheet as (cell type, text) pairs, read from the XML inside the zip (no openpyxl here).
+
+    The type is ``s`` for a text cell (shared string) and ``n`` for a number: what Excel will show.
+    """
+    ns = {"x": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    with zipfile.ZipFile(path) as book:
+        shared = [
+            "".join(t.text or "" for t in si.iter(f"{{{ns['x']}}}t"))
+            for si in ET.fromstring(book.read("xl/sharedStrings.xml")).findall("x:si", ns)
+        ]
+        sheet = ET.fromstring(book.read("xl/worksheets/sheet1.xml"))
+    rows = []
+    for row in sheet.find("x:sheetData", ns).findall("x:row", ns):
+        cells: list[tuple[str, str]] = []
+        for cell in row.findall("x:c", ns):
+            column = "".join(ch for ch in cell.get("r", "") if ch.isalpha())
+            index = 0
+            for ch in column:
+                index = index * 26 + ord(ch) - 64
+            cells.extend([("", "")] * (index - 1 - len(cells)))  # empty cells are not stored
+            value = cell.find("x:v", ns)
+            if cell.get("t") == "s":
+                cells.append(("s", shared[int(value.text)]))
+            else:
+                cells.append(("n", value.text if value is not None else ""))
+        rows.append(cells)
+    return rows
+
+
+def test_xlsx_keeps_digit_only_ids_as_text(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    """Excel turns 00000001 into 1 and 18-digit ids into 1.505e+17 from a CSV; the workbook stores them as text."""
+    ids = {old: f"{i + 1:08d}" for i, old in enumerate(sorted(ranking["household_id"]))}
+    ids["H00000002"], ids["H00000003"] = "150502000012345601", "150502000012345602"  # equal as doubles
+    ranking["household_id"] = ranking["household_id"].map(ids)
+    ranking["address_id"] = ["0" + a[1:] for a in ranking["address_id"]]
+    ranking["station_id"] = ranking["station_id"].str.replace("S", "0")  # 0001, 0002: digit-only too
+    ranking.loc[ranking["household_id"] == "00000001", "community"] = "=1+1"
+    path = outputs.write_xlsx(ranking, tmp_path / "w.xlsx", DATE)
+    rows = read_xlsx(path)
+    headers = [text for _, text in rows[0]]
+    assert headers == list(outputs.CSV_COLUMNS)  # the CSV's Chinese headers, in its order
+
+    csv_rows = list(csv.DictReader(io.StringIO(outputs.write_csv(ranking, tmp_path / "w.csv").read_text("utf-8-sig"))))
+    assert len(rows) - 1 == len(csv_rows) == 9
+    col = {h: i for i, h in enumerate(headers)}
+    by_id = {r[col["户编号"]][1]: r for r in rows[1:]}
+    assert by_id["00000001"][col["户编号"]] == ("s", "00000001")  # a text cell: the zeros stay
+    assert by_id["150502000012345601"][col["户编号"]] == ("s", "150502000012345601")
+    assert by_id["150502000012345602"][col["户编号"]] == ("s", "150502000012345602")
+    for header in ("日期", "地址编号", "派出所", "旗县区代码", "最近报警日期", "预警等级", "模型因素"):
+        assert {cell[0] for row in rows[1:] for cell in [row[col[header]]] if cell[1]} == {"s"}, header
+    assert by_id["00000001"][col["派出所"]] == ("s", "0001") and by_id["00000001"][col["旗县区代码"]] == ("s", "150502")
+    assert by_id["00000001"][col["社区/村"]] == ("s", "=1+1")  # a text cell is never run as a formula
+    for row, csv_row in zip(rows[1:], csv_rows, strict=True):  # same rows, same order, same text as the CSV
+        assert row[col["户编号"]][1] == csv_row["户编号"]
+        assert row[col["站内排名"]] == ("n", csv_row["站内排名"])  # numbers stay numbers
+        assert float(row[col["风险概率"]][1]) == pytest.approx(float(csv_row["风险概率"].rstrip("%")) / 100, abs=5e-4)
+        assert row[col["积分因素"]][1] == csv_row["积分因素"] and row[col["预警等级"]][1] == csv_row["预警等级"]
+
+
+def test_xlsx_is_byte_identical_on_a_rerun(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    first = outputs.write_xlsx(ranking, tmp_path / "a.xlsx", DATE).read_bytes()
+    again = outputs.write_xlsx(ranking.sample(frac=1.0, random_state=5), tmp_path / "b.xlsx", DATE).read_bytes()
+    assert first == again
+
+
+# --------------------------------------------------------------------- leftovers of killed runs
+
+
+def test_sweep_removes_only_dead_runs_leftovers(ranking: pd.DataFrame, tmp_path: Path) -> None:
+    live = stage_and_publish(ranking, tmp_path)
+    shown = published(tmp_path, DATE)
+    host = outputs._host()
+    dead = tmp_path / f".2024-05-02-{1:020d}-{host}-999999999-abcd1234"  # a killed run's staging, pid gone
+    dead.mkdir()
+    link = tmp_path / f".2024-05-02-{2:020d}-{host}-999999999-link"  # a killed publish's temporary link
+    link.symlink_to(shown.name)
+    alive = tmp_path / f".2024-05-03-{3:020d}-{host}-{os.getpid()}-abcd1234"  # a run still writing
+    alive.mkdir()
+    other = tmp_path / f".2024-05-03-{4:020d}-00000000-999999999-abcd1234"  # another host's: not ours to judge
+    other.mkdir()
+    assert sorted(outputs.sweep(tmp_path)) == sorted([dead.name, link.name])
+    assert published(tmp_path, DATE) == shown and live.is_symlink()
+    assert alive.is_dir() and other.is_dir() and not dead.exists() and not link.is_symlink()
+    assert outputs.sweep(tmp_path / "missing") == []

@@ -139,7 +139,7 @@ def test_a_failed_run_leaves_the_previous_day_intact(ranked: dict, tmp_path: Pat
     def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(WarningStore, "replace_date", broken)
+    monkeypatch.setattr(WarningStore, "prepare", broken)
     tighter = dataclasses.replace(RankConfig(), thresholds={"red": 0.5, "orange": 0.4, "yellow": 0.3, "blue": 0.2})
     with pytest.raises(RuntimeError, match="database went away"):
         run_ranking(city, None, rankings, store_url, ranked["bundle"], "test v1", tighter)

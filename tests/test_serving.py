@@ -72,8 +72,12 @@ def _incident(service: dict, **extra) -> dict:  # type: ignore[no-untyped-def]
 
 def test_healthz_reports_the_models(service: dict) -> None:
     body = service["client"].get("/healthz").json()
-    assert body["status"] == "ok" and body["degraded"] is False and body["problems"] == []
+    assert set(body) == {"status", "degraded", "models"}  # public: no problems (they name paths), no counters
+    assert body["status"] == "ok" and body["degraded"] is False
     assert body["models"]["escalation"] and body["models"]["history_date"] == service["date"]
+    assert service["client"].get("/readyz").json() == {"status": "ready"}
+    models = service["client"].get("/v1/models", headers=_h()).json()
+    assert models["problems"] == [] and models["reloads"] == 1
 
 
 def test_keys_are_required(service: dict) -> None:
@@ -154,6 +158,8 @@ def test_batch_scores_in_order_with_errors_inline(service: dict) -> None:
     ]
     body = service["client"].post("/v1/incidents/score-batch", json={"incidents": incidents}, headers=_h()).json()
     assert [r["id"] for r in body["results"]] == ["a", "b", "c"]
+    assert [r["index"] for r in body["results"]] == [0, 1, 2]
+    assert (body["scored"], body["failed"]) == (2, 1)
     assert body["results"][1]["status"] == 404 and "error" in body["results"][1]
     assert body["results"][0]["household"]["probability"] is not None
     too_many = {"incidents": [{"narrative": "吵架"}] * 21}
@@ -190,7 +196,8 @@ def test_rankings_and_household_risk_for_the_city(service: dict, ranked: dict) -
     first = body["warnings"][0]
     assert first["warning"]["status"] == "pushed" and first["model_reasons"] and first["rules_reasons"]
     assert client.get("/v1/rankings/2019-01-01", headers=_h()).status_code == 404
-    assert client.get("/v1/rankings/not-a-date", headers=_h()).status_code == 404
+    assert client.get("/v1/rankings/not-a-date", headers=_h()).status_code == 422
+    assert client.get("/v1/rankings/2024-13-45", headers=_h()).status_code == 422
     risk = client.get(f"/v1/households/{service['target']['household_id']}/risk", headers=_h()).json()
     assert risk["as_of"] == service["date"] and risk["warning"]["level"] == service["target"]["level"]
     assert client.get("/v1/households/H99999999/risk", headers=_h()).status_code == 404
@@ -275,7 +282,8 @@ def test_degraded_mode_answers_from_the_rules(service: dict, tmp_path: Path) -> 
     settings = service["settings"].model_copy(update={"serve_bundle": broken, "home": tmp_path / "var"})
     with TestClient(create_app(settings)) as client:
         health = client.get("/healthz").json()
-        assert health["degraded"] is True and health["status"] == "degraded" and health["problems"]
+        assert health["degraded"] is True and health["status"] == "degraded"
+        assert client.get("/v1/models", headers=_h()).json()["problems"]
         body = client.post("/v1/incidents/score", json=_incident(service), headers=_h()).json()
         assert body["degraded"] is True and body["engine"] == "rules"
         assert body["household"]["engine"] == "rules" and body["household"]["probability"] is None
@@ -365,7 +373,8 @@ def test_yujing_serve_answers_over_http(service: dict, tmp_path: Path) -> None:
                 time.sleep(0.5)
         else:
             pytest.fail("yujing serve did not answer within 120 s")
-        assert health["status"] == "ok", health["problems"]
+        assert health["status"] == "ok", health
+        assert httpx.get(f"{url}/readyz", timeout=2).json() == {"status": "ready"}
         answer = httpx.post(f"{url}/v1/incidents/score", json=_incident(service), headers=_h(), timeout=10)
         assert answer.status_code == 200 and answer.json()["household"]["engine"] == "model"
         assert httpx.post(f"{url}/v1/incidents/score", json=_incident(service), timeout=10).status_code == 401

@@ -496,3 +496,129 @@ def test_concurrent_reruns_of_one_date_serialise(db_url: str) -> None:
     finally:
         for s in stores:
             s.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# Two-phase publication: pending until the folder is published (docs/ranking.md#crash-consistency)
+# --------------------------------------------------------------------------------------------------
+
+
+def _folder(root: Path, name: str) -> Path:
+    """A staged output folder (only its manifest matters to the store)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}", encoding="utf-8")
+    return folder
+
+
+def _show(target: Path, folder: Path) -> None:
+    """Point ``target`` at ``folder`` the way pipelines/outputs.py publishes: one atomic symlink swap."""
+    link = target.with_name(f".link-{folder.name}")
+    link.symlink_to(folder.name)
+    os.replace(link, target)
+
+
+def _set_writer(db_url: str, attempt: str, writer: str) -> None:
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            ws.ranking_publications.update().where(ws.ranking_publications.c.attempt == attempt).values(writer=writer)
+        )
+    engine.dispose()
+
+
+def test_a_pending_ranking_is_invisible_until_its_folder_is_published(store: WarningStore, tmp_path: Path) -> None:
+    store.replace_date(D1, ranking(4), {**RUN_INFO, "ranking_id": "old"})
+    old, new = _folder(tmp_path, ".old"), _folder(tmp_path, ".new")
+    target = tmp_path / D1
+    _show(target, old)
+    before = by_household(store, D1)
+
+    attempt = store.prepare(D1, ranking(6), {**RUN_INFO, "ranking_id": "new"}, new, target)
+    assert attempt == ".new"
+    assert by_household(store, D1) == before  # our own writer is alive: the pending ranking stays invisible
+    assert store.run_info(D1)["info"]["ranking_id"] == "old"
+    assert [p["state"] for p in store.publications(D1)] == ["pending"]
+
+    _show(target, new)  # the commit point: from now on every reader gets the new rows
+    assert sorted(by_household(store, D1)) == [f"H{i:05d}" for i in range(6)]
+    assert store.run_info(D1)["info"]["ranking_id"] == "new"
+    (publication,) = store.publications(D1)
+    assert publication["state"] == "published" and publication["counts"] == zero(inserted=2, unchanged=4)
+    assert store.commit(attempt) == zero(inserted=2, unchanged=4)  # the job's own commit finds it done: same counts
+
+
+def test_a_dead_writers_unpublished_ranking_is_dropped(store: WarningStore, db_url: str, tmp_path: Path) -> None:
+    store.replace_date(D1, ranking(4), {**RUN_INFO, "ranking_id": "old"})
+    target = tmp_path / D1
+    _show(target, _folder(tmp_path, ".old"))
+    attempt = store.prepare(D1, ranking(6), {**RUN_INFO, "ranking_id": "new"}, _folder(tmp_path, ".new"), target)
+
+    _set_writer(db_url, attempt, f"{ws._host()}:999999999:1")  # on this host, and that process is gone
+    assert store.recover() == {"published": [], "discarded": [attempt]}
+    assert sorted(by_household(store, D1)) == [f"H{i:05d}" for i in range(4)]
+    assert store.publications(D1)[0]["state"] == "discarded"
+    _show(target, tmp_path / ".new")  # too late: a discarded ranking never comes back
+    assert store.recover() == {"published": [], "discarded": []}
+    assert store.run_info(D1)["info"]["ranking_id"] == "old"
+
+
+def test_a_writer_on_another_host_is_never_judged_dead(store: WarningStore, db_url: str, tmp_path: Path) -> None:
+    target = tmp_path / D1
+    attempt = store.prepare(D1, ranking(3), RUN_INFO, _folder(tmp_path, ".new"), target)
+    _set_writer(db_url, attempt, "0therhst:1:1")
+    assert store.recover() == {"published": [], "discarded": []}
+    assert store.warnings_for(D1) == [] and store.publications(D1)[0]["state"] == "pending"
+
+
+def test_commit_of_a_superseded_attempt_applies_nothing(store: WarningStore, tmp_path: Path) -> None:
+    target = tmp_path / D1
+    first = store.prepare(D1, ranking(3), {"ranking_id": "a"}, _folder(tmp_path, ".a"), target)
+    second = store.prepare(D1, ranking(5), {"ranking_id": "b"}, _folder(tmp_path, ".b"), target)
+    _show(target, tmp_path / ".a")
+    _show(target, tmp_path / ".b")  # a second run published after the first
+    with pytest.raises(WarningStoreError, match="not the published folder"):
+        store.commit(first)
+    assert store.commit(second) == zero(inserted=5)
+    assert [p["state"] for p in store.publications(D1)] == ["discarded", "published"]
+
+
+def test_rolling_forward_keeps_what_stations_did(store: WarningStore, tmp_path: Path) -> None:
+    store.replace_date(D1, ranking(6), RUN_INFO)
+    rows = by_household(store, D1)
+    store.set_status(rows["H00005"]["id"], "acknowledged", actor="S002-值班")
+    store.set_status(rows["H00004"]["id"], "fed_back", actor="S001-值班", note="已调解", outcome="resolved")
+    target = tmp_path / D1
+    attempt = store.prepare(D1, ranking(4), RUN_INFO, _folder(tmp_path, ".new"), target)
+    store.set_status(rows["H00005"]["id"], "handled", actor="S002-值班")  # feedback while the ranking is pending
+    _show(target, tmp_path / ".new")
+    after = by_household(store, D1)  # the reader rolls the ranking forward first
+    assert store.publications(D1)[0]["state"] == "published" and store.commit(attempt)["withdrawn"] == 2
+    assert (after["H00005"]["status"], after["H00005"]["active"]) == ("handled", False)
+    assert (after["H00004"]["status"], after["H00004"]["outcome"], after["H00004"]["active"]) == (
+        "fed_back",
+        "resolved",
+        False,
+    )
+    assert [e["to_status"] for e in store.history(after["H00005"]["id"])] == ["pushed", "acknowledged", "handled"]
+
+
+def test_prepare_checks_the_rows_first(store: WarningStore, tmp_path: Path) -> None:
+    with pytest.raises(WarningStoreError, match="column level"):
+        store.prepare(D1, ranking(3, level="purple"), RUN_INFO, _folder(tmp_path, ".x"), tmp_path / D1)
+    assert store.publications(D1) == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**63, 10**30])
+def test_out_of_range_ids_are_refused_before_the_driver(store: WarningStore, bad: int) -> None:
+    for call in (store.get, store.history, lambda i: store.set_status(i, "handled", "officer-1")):
+        with pytest.raises(WarningStoreError, match="warning id must be between 1 and"):
+            call(bad)
+
+
+def test_an_id_beyond_the_engines_integer_column_is_refused(store: WarningStore) -> None:
+    """PostgreSQL's INTEGER key stops at 2**31 - 1, SQLite's at 2**63 - 1: past it, the store's own error."""
+    limit = 2**31 - 1 if store._engine.dialect.name == "postgresql" else 2**63 - 1
+    assert store.get(limit) is None
+    with pytest.raises(WarningStoreError, match="warning id must be between 1 and"):
+        store.get(limit + 1)
