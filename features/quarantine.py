@@ -53,11 +53,12 @@ def write_quarantine(frames: Mapping[str, pd.DataFrame], folder: Path) -> list[P
             os.fsync(handle.fileno())
         os.replace(temporary, path)
         written.append(path)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return written
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's new and renamed entries durable (a rename is not on disk until its folder is)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

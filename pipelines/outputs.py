@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.quarantine import FOLDER as QUARANTINE_FOLDER
+from features.quarantine import fsync_dir as _fsync_dir
 from features.quarantine import write_quarantine
 from models.levels import LEVELS
 from pipelines.pages import TOP_N, _center_html, _station_html, render_center_page, render_station_page
@@ -139,14 +140,6 @@ def _excel_text(value: str) -> str:
 
 
 # --------------------------------------------------------------------- files
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:

@@ -113,3 +113,27 @@ def ranked(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "store": store,
         "result": result,
     }
+
+
+def own_service_settings(ranked: dict, root: Path, keys: dict, **overrides: object):  # type: ignore[no-untyped-def]
+    """Settings for a service on the ranked city with its own copy of the warnings database and its own keys.
+
+    Tests that move warnings (feedback, fuzzing) must not move the shared
+    store's; ``overrides`` are further settings (limits, batch size ...).
+    """
+    import shutil
+
+    from conf import Settings
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ranked["store"].removeprefix("sqlite:///"), root / "warnings.db")
+    (root / "keys.json").write_text(json.dumps(keys), encoding="utf-8")
+    return Settings(
+        home=root / "var",
+        api_keys_file=root / "keys.json",
+        rankings_dir=ranked["rankings"],
+        warnings_db_url=f"sqlite:///{root / 'warnings.db'}",
+        serve_bundle=ranked["bundle"],
+        reload_interval_seconds=0,
+        **overrides,
+    )

@@ -10,7 +10,6 @@ resort handler is never reached and the audit log holds none of them.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from datetime import UTC
@@ -19,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import own_service_settings
 from fastapi.testclient import TestClient
 
 from conf import Settings
@@ -39,21 +39,11 @@ NARRATIVE_LIMIT = 300
 def api(ranked: dict, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The service on the ranked city, with its own copy of the warnings database (these tests move warnings)."""
     root = tmp_path_factory.mktemp("api_errors")
-    shutil.copy(ranked["store"].removeprefix("sqlite:///"), root / "warnings.db")
     table = pd.read_parquet(ranked["result"].folder / "ranking.parquet")
     target = table[table["level"].notna()].sort_values("rank_in_station").iloc[0]
     keys = {CITY_KEY: {"scope": "city"}, STATION_KEY: {"scope": "station", "station": target["station_id"]}}
-    (root / "keys.json").write_text(json.dumps(keys), encoding="utf-8")
-    settings = Settings(
-        home=root / "var",
-        api_keys_file=root / "keys.json",
-        rankings_dir=ranked["rankings"],
-        warnings_db_url=f"sqlite:///{root / 'warnings.db'}",
-        serve_bundle=ranked["bundle"],
-        reload_interval_seconds=0,
-        max_batch=20,
-        max_body_bytes=20_000,
-        max_narrative_chars=NARRATIVE_LIMIT,
+    settings = own_service_settings(
+        ranked, root, keys, max_batch=20, max_body_bytes=20_000, max_narrative_chars=NARRATIVE_LIMIT
     )
     with TestClient(create_app(settings)) as client:
         yield {

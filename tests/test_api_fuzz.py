@@ -14,17 +14,15 @@ a warning's move) are checked from seeded cases first.
 from __future__ import annotations
 
 import collections
-import json
 import os
-import shutil
 from typing import Any
 
 import pandas as pd
 import pytest
 import schemathesis
+from conftest import own_service_settings
 from fastapi.testclient import TestClient
 
-from conf import Settings
 from serving.app import create_app
 
 pytestmark = pytest.mark.xdist_group("trained")
@@ -38,18 +36,8 @@ HEADERS = {"X-API-Key": CITY_KEY}
 def fuzzed(ranked: dict, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The service on the ranked city with its own warnings database (fuzzing moves warnings), and its schema."""
     root = tmp_path_factory.mktemp("api_fuzz")
-    shutil.copy(ranked["store"].removeprefix("sqlite:///"), root / "warnings.db")
-    (root / "keys.json").write_text(json.dumps({CITY_KEY: {"scope": "city"}}), encoding="utf-8")
-    settings = Settings(
-        home=root / "var",
-        api_keys_file=root / "keys.json",
-        rankings_dir=ranked["rankings"],
-        warnings_db_url=f"sqlite:///{root / 'warnings.db'}",
-        serve_bundle=ranked["bundle"],
-        reload_interval_seconds=0,
-        max_batch=20,
-        max_body_bytes=100_000,
-        max_narrative_chars=2_000,
+    settings = own_service_settings(
+        ranked, root, {CITY_KEY: {"scope": "city"}}, max_batch=20, max_body_bytes=100_000, max_narrative_chars=2_000
     )
     app = create_app(settings)
     with TestClient(app):  # runs the lifespan: the app is started as uvicorn would

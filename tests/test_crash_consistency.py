@@ -44,6 +44,7 @@ from sqlalchemy import create_engine, make_url, select, text
 
 from models.warning_store import WarningStore, ranking_publications, ranking_runs
 from pipelines.outputs import published
+from pipelines.ranking import RANK_STEPS
 from simulation.city import simulate_city, write_city
 from simulation.config import SimConfig
 
@@ -59,16 +60,7 @@ THRESHOLDS = (
     {"red": 0.3, "orange": 0.2, "yellow": 0.1, "blue": 0.05},
 )
 BOUNDARIES = ("staged", "prepared", "published", "committed")
-STAGES = (  # what run_ranking announces on stderr, in order (pipelines/ranking.py)
-    "load, validate, score and link",
-    "features as of the date and scoring",
-    "levels and reasons",
-    "tables for the online service",
-    "write outputs",
-    "stage warnings in the database",
-    "publish",
-    "apply warnings in the database",
-)
+STAGES = RANK_STEPS[1:]  # what run_ranking announces on stderr, in order (the champion is resolved before)
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,15 @@ values may be, and is the only folder skipped.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import own_service_settings
 from fastapi.testclient import TestClient
 from pii_scan import personal_values, scan, scan_texts
 
-from conf import Settings
 from serving.app import create_app
 
 pytestmark = pytest.mark.xdist_group("trained")
@@ -65,17 +64,7 @@ def test_the_service_never_answers_or_records_a_personal_value(ranked: dict, val
     persons = pd.read_parquet(ranked["city"] / "persons.parquet", columns=["id_number", "name", "phone"])
     person = persons[persons["name"].map(lambda n: values.get(n) == "name")].iloc[0]
     name, id_number, phone = person["name"], person["id_number"], person["phone"]
-    store = tmp_path / "warnings.db"
-    shutil.copy(ranked["store"].removeprefix("sqlite:///"), store)
-    (tmp_path / "keys.json").write_text(json.dumps({KEY: {"scope": "city"}}), encoding="utf-8")
-    settings = Settings(
-        home=tmp_path / "var",
-        api_keys_file=tmp_path / "keys.json",
-        rankings_dir=ranked["rankings"],
-        warnings_db_url=f"sqlite:///{store}",
-        serve_bundle=ranked["bundle"],
-        reload_interval_seconds=0,
-    )
+    settings = own_service_settings(ranked, tmp_path, {KEY: {"scope": "city"}})
     narrative = f"{name}（身份证{id_number}，电话{phone}）报警称：丈夫{name}酒后持刀打人，已受伤。"
     headers = {"X-API-Key": KEY}
     with TestClient(create_app(settings)) as client:

@@ -252,6 +252,7 @@ def test_bad_input_gets_a_clear_4xx_without_echoing_it(service: dict, body: byte
 def test_the_audit_log_says_who_read_what_without_personal_data(service: dict) -> None:
     client = service["client"]
     client.post("/v1/incidents/score", json=_incident(service), headers=_h("station-key-0123456789ab"))
+    assert client.post("/v1/incidents/score", json=_incident(service)).status_code == 401
     log = (service["settings"].home / "logs" / "audit.jsonl").read_text(encoding="utf-8")
     entries = [json.loads(line) for line in log.splitlines()]
     scored = [e for e in entries if e["route"] == "/v1/incidents/score" and e["status"] == 200]
