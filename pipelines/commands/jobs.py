@@ -301,7 +301,10 @@ def rank(
         typer.echo(f"top {min(top, len(summary['top']))} warnings:")
         print_top(summary["top"][:top])
     published = Path(summary["folder"])
-    typer.echo(f"wrote {published}/: ranking.parquet, warnings.csv (Excel), index.html + stations/*.html")
+    typer.echo(
+        f"wrote {published}/: ranking.parquet, warnings.csv, warnings.xlsx (Excel), "
+        "index.html + stations/*.html, quarantine/"
+    )
 
 
 def schedule(
