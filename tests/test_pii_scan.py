@@ -76,7 +76,17 @@ def test_the_service_never_answers_or_records_a_personal_value(ranked: dict, val
             ("post", "/v1/incidents/score", {"narrative": narrative, "id": phone}),
             ("post", "/v1/incidents/score", {"narrative": narrative, "received_at": f"{id_number}"}),
             ("post", "/v1/incidents/score", {"narrative": narrative, "caller_person_id": name}),
-            ("post", "/v1/incidents/score-batch", {"incidents": [{"narrative": narrative}, {"narrative": 7}]}),
+            (
+                "post",
+                "/v1/incidents/score-batch",
+                {
+                    "incidents": [
+                        {"narrative": narrative},
+                        {"narrative": 7, "id": phone},
+                        {"narrative": "x", "id": id_number},
+                    ]
+                },
+            ),
             ("get", f"/v1/households/{id_number}/risk", None),
             ("get", f"/v1/households/{phone}/risk?date={id_number}", None),
             ("get", f"/v1/rankings/{id_number}", None),
