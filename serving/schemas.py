@@ -27,6 +27,13 @@ from serving.incident import incident_time
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 """Keys (household, person, address, station, a caller's own reference): letters, digits and ``_.:-``."""
 _PERSONAL_NUMBER = re.compile(PERSONAL_NUMBER_PATTERN)
+
+
+def echoable_reference(value: object) -> bool:
+    """Whether a caller's own reference may be sent back: a valid key that is not a phone or an ID number."""
+    return isinstance(value, str) and re.match(ID_PATTERN, value) is not None and not _PERSONAL_NUMBER.search(value)
+
+
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 COUNTY_PATTERN = r"^\d{6}$"
 MAX_WARNING_ID = 2**63 - 1

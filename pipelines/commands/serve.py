@@ -14,7 +14,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Annotated
@@ -53,17 +52,12 @@ def _local(host: str) -> str:
 
 
 def answers(base: str, timeout: float = 2.0) -> bool:
-    """Whether the service at ``base`` says it is ready (``/healthz`` for a service without ``/readyz``)."""
-    for path in ("/readyz", "/healthz"):
-        try:
-            with urllib.request.urlopen(base + path, timeout=timeout) as response:
-                return response.status == 200
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                return False
-        except (OSError, ValueError):
-            return False
-    return False
+    """Whether the service at ``base`` says it is ready: ``/readyz`` answers 200 (503 while it loads)."""
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, ValueError):  # HTTPError (503 loading, failed) is an OSError too
+        return False
 
 
 def wait_until_ready(base: str, in_a_row: int, timeout: float, stop: threading.Event | None = None) -> bool:

@@ -15,7 +15,6 @@ that they cannot stall the loop (docs/performance.md).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -23,17 +22,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from features.schema import PERSONAL_NUMBER_PATTERN
 from serving.audit import record
 from serving.auth import Principal
 from serving.incident import Engine, HouseholdNotFound, IncidentTimeError, score_incident
 from serving.routers._common import CheckedRoute, engine_of, errors, json_ok
-from serving.schemas import ID_PATTERN, BatchIn, BatchOut, IncidentIn, ScoreOut, plain_errors
+from serving.schemas import BatchIn, BatchOut, IncidentIn, ScoreOut, echoable_reference, plain_errors
 from serving.security import Caller
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"], route_class=CheckedRoute)
-_ID = re.compile(ID_PATTERN)
-PERSONAL_NUMBER = re.compile(PERSONAL_NUMBER_PATTERN)
 INLINE_NARRATIVE_CHARS = 4_000
 """Narratives up to this length are scored on the event loop (~1 ms); longer ones in the thread pool."""
 
@@ -108,8 +104,7 @@ async def score_one(
 def _item_id(raw: Any) -> str | None:
     """A batch item's own reference, only when it is a valid id (anything else may be personal data)."""
     value = raw.get("id") if isinstance(raw, dict) else None
-    valid = isinstance(value, str) and _ID.match(value) and not PERSONAL_NUMBER.search(value)
-    return value if valid else None
+    return value if echoable_reference(value) else None
 
 
 @router.post("/score-batch", response_model=BatchOut, responses=errors(400, 401, 413, 422, 503))
