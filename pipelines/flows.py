@@ -103,16 +103,9 @@ def _start_api(timeout: float) -> tuple[subprocess.Popen[bytes], str]:
         code = f"from pipelines.flows import serve_api; serve_api({port}, {os.getpid()})"
         process = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/api"
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                break  # e.g. the port was taken between our probe and its bind: try another
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return process, url
-            except OSError:
-                time.sleep(0.2)
-        if process.poll() is None:
+        if _answers_health(process, url, deadline, pause=0.2):
+            return process, url
+        if process.poll() is None:  # still running, never answered; an exit (a lost port race) tries another port
             _stop(process)
             raise RuntimeError(
                 f"Prefect's API did not answer on {url} within {timeout:.0f} s; "
@@ -125,6 +118,19 @@ def _start_api(timeout: float) -> tuple[subprocess.Popen[bytes], str]:
         f"Prefect's API exited with code {process.returncode} on start (three tries); "
         "fix: see the lines above, run with --no-prefect, or set PREFECT_API_URL to a running server"
     )
+
+
+def _answers_health(process: subprocess.Popen[bytes], url: str, deadline: float, pause: float) -> bool:
+    """Poll a Prefect API's ``/health`` until it answers 200 (True), or its process exits or ``deadline`` passes."""
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(pause)
+    return False
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -280,10 +286,6 @@ def start_local_server(settings: Settings, port: int = 4200, timeout: float = 12
     ``yujing schedule`` needs a server whose scheduler creates the cron's runs
     (the ephemeral API of one-off flows has none). The caller stops it by pid.
     """
-    import subprocess
-    import time
-    import urllib.request
-
     url = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ, PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port))
     env.pop("PREFECT_API_URL", None)
@@ -294,16 +296,10 @@ def start_local_server(settings: Settings, port: int = 4200, timeout: float = 12
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {process.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    os.environ["PREFECT_API_URL"] = url
-                    return process
-        except OSError:
-            time.sleep(1.0)
+    if _answers_health(process, url, time.monotonic() + timeout, pause=1.0):
+        os.environ["PREFECT_API_URL"] = url
+        return process
+    if process.poll() is not None:
+        raise RuntimeError(f"prefect server exited with {process.returncode}; see {log.name}")
     process.terminate()
     raise RuntimeError(f"prefect server did not answer on {url} within {timeout:.0f} s; see {log.name}")
