@@ -115,6 +115,23 @@ class Settings(BaseSettings):
     reload_interval_seconds: float = 30.0
     """How often the service checks the registry for a new champion (0 = never)."""
 
+    # The closed loop in the browser (docs/workbench.md) and the analysis reports (docs/reports.md).
+    warning_deadline_hours: dict[str, int] = Field(
+        default_factory=lambda: {"red": 24, "orange": 72, "yellow": 168, "blue": 360}
+    )
+    """Hours a station has to handle a warning of each level, counted from when the ranking pushed it (a county's
+    supervision sets a new deadline); an open warning past it is overdue (models/loop.py)."""
+    session_secret_file: Path | None = None
+    """Key that signs the workbench's session cookies (default ``<home>/session.key``, made 0600 on first use)."""
+    session_max_age_seconds: int = 43_200
+    """How long a workbench sign-in lasts (12 hours: one shift)."""
+    workbench_page_size: int = 50
+    """Warnings listed per workbench page (a station's page, the overdue lists)."""
+    reports_dir: Path | None = None
+    """Where ``yujing report`` writes (default: <outputs_dir>/reports)."""
+    report_cron: str = "0 7 * * 1"
+    """When ``yujing schedule`` writes the weekly analysis report (cron, in ``schedule_timezone``): Monday 07:00."""
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         self.home = self.home.resolve()
@@ -123,8 +140,12 @@ class Settings(BaseSettings):
         self.outputs_dir = (self.outputs_dir or self.home / "outputs").resolve()
         self.prefect_home = (self.prefect_home or self.home / "prefect").resolve()
         self.rankings_dir = (self.rankings_dir or self.outputs_dir / "rankings").resolve()
-        self.warnings_db_url = self.warnings_db_url or f"sqlite:///{(self.home / 'warnings.db').resolve()}"
         levels = ("red", "orange", "yellow", "blue")
+        self.reports_dir = (self.reports_dir or self.outputs_dir / "reports").resolve()
+        self.session_secret_file = (self.session_secret_file or self.home / "session.key").resolve()
+        if set(self.warning_deadline_hours) != set(levels) or min(self.warning_deadline_hours.values()) < 1:
+            raise ValueError(f"warning_deadline_hours needs exactly {levels}, each at least 1 hour")
+        self.warnings_db_url = self.warnings_db_url or f"sqlite:///{(self.home / 'warnings.db').resolve()}"
         if set(self.level_thresholds) != set(levels):
             raise ValueError(f"level_thresholds needs exactly {levels}, got {sorted(self.level_thresholds)}")
         if [self.level_thresholds[k] for k in levels] != sorted(self.level_thresholds.values(), reverse=True):

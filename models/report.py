@@ -114,6 +114,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines += [f"![PR curves]({plots['pr']})", ""]
     lines += _levels_lines(esc)
     lines += _calibration_lines(esc, plots)
+    lines += feedback_lines(esc.get("feedback"))
     dispute = report.get("dispute")
     if dispute:
         lines += [
@@ -303,6 +304,75 @@ def _calibration_lines(esc: dict[str, Any], plots: dict[str, str]) -> list[str]:
             lines.append(f"| {i + 1} | {p:.4f} | {o:.4f} | {int(n):,} |")
         lines.append("")
     return [*lines, f"![Calibration]({plots['calibration']})", ""]
+
+
+_FEEDBACK_GROUPS = (
+    ("level", "level"),
+    ("raised_by", "raised by"),
+    ("rules_scenario", "rules scenario"),
+    ("model_factor", "model factor"),
+)
+_MAX_FACTORS = 12
+
+
+def _rate_cell(row: dict[str, Any]) -> str:
+    if row.get("rate") is None:
+        return "–"
+    low, high = row["ci"]
+    return f"{row['rate']:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def feedback_lines(feedback: dict[str, Any] | None) -> list[str]:
+    """站点反馈: what stations fed back, the false-alarm rate per level and reason, and the labels it added.
+
+    Nothing for a run made by older code (no ``feedback`` at all); a plain sentence when there was
+    no feedback to read (a fresh machine trains before anything is ranked).
+    """
+    if feedback is None:
+        return []
+    lines = ["## 站点反馈 Station feedback", ""]
+    if not feedback.get("available"):
+        reason = feedback.get("reason", "")
+        return [*lines, f"No station feedback yet ({reason}): the labels are the cases' only.", ""]
+    labels = feedback["labels"]
+    lines += [
+        f"As of {feedback['as_of'][:16]} UTC the warnings database holds {feedback['warnings']:,} warnings "
+        f"({feedback['first_date']} to {feedback['last_date']}), {feedback['fed_back']:,} fed back with an outcome: "
+        + ", ".join(f"{code} {n:,}" for code, n in feedback["outcomes"].items())
+        + ".",
+        "",
+        "| status | warnings at it now | reached at least |",
+        "|---|---|---|",
+        *(f"| {code} | {n:,} | {feedback['reached'][code]:,} |" for code, n in feedback["status"].items()),
+        "",
+        "**Labels from feedback** (training only: the backtest and the gate keep the case labels; other "
+        "outcomes are neither labels nor features, docs/feedback.md):",
+        "",
+        f"- fed back `escalated`: {labels['escalated']:,}",
+        f"- placed in a snapshot's horizon: {labels['placed']:,}, covering {labels['snapshots']:,} snapshots of "
+        f"their households, {labels['already_labelled']:,} already labelled by a violent case: "
+        f"**{labels['added']:,} labels added** ({labels['households']:,} households)",
+        f"- not placed: {labels['too_late']:,} fed back a horizon or more after the push, "
+        f"{labels['not_covered']:,} outside the labelled snapshots (the data ends before their horizon, "
+        "or the household is not in it)",
+        "",
+        "False-alarm rate = `false_alarm` among the warnings fed back with an outcome; brackets: 95 % Wilson "
+        "intervals. A warning counts once for each model factor it cites.",
+        "",
+        "| by | group | fed back | false alarms | rate [95 %] |",
+        "|---|---|---|---|---|",
+    ]
+    rates = feedback["false_alarm"]
+    overall = rates["overall"]
+    lines.append(f"| all | – | {overall['fed_back']:,} | {overall['false_alarms']:,} | {_rate_cell(overall)} |")
+    for key, name in _FEEDBACK_GROUPS:
+        groups = list(rates.get(key, {}).items())
+        for group, row in groups[: _MAX_FACTORS if key == "model_factor" else None]:
+            cell = group.replace("|", "\\|")  # a table cell
+            lines.append(f"| {name} | {cell} | {row['fed_back']:,} | {row['false_alarms']:,} | {_rate_cell(row)} |")
+        if key == "model_factor" and len(groups) > _MAX_FACTORS:
+            lines.append(f"| {name} | {len(groups) - _MAX_FACTORS} more in report.json | | | |")
+    return [*lines, ""]
 
 
 def verdict(escalation: dict[str, Any], metric: str = "pr_auc") -> str:

@@ -4,8 +4,10 @@ Pure functions, no database: :func:`_rows_of` turns the ranking's DataFrame into
 fields (or refuses it with a :class:`~models.warning_tables.WarningStoreError` naming the column
 and row positions, never the household), :func:`_dumps` writes canonical JSON so a re-run with the
 same input compares equal as text, and :func:`_warning_dict` / :func:`_event_dict` turn rows back
-into plain JSON (UTC ISO strings, parsed reasons). Used by the store (models/warning_store.py) and
-the two-phase publication (models/warning_publication.py). See docs/warnings-db.md.
+into plain JSON (UTC ISO strings, parsed reasons). The closed loop's inputs are checked here too
+(actor, supervision comment and deadline), and :func:`_frame` turns a query's rows into the
+DataFrames of ``WarningStore.loop_frames``. Used by the store (models/warning_store.py) and the
+two-phase publication (models/warning_publication.py). See docs/warnings-db.md.
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import String, type_coerce
 
 from features.text import safe_repr
 from models.levels import LEVELS
-from models.warning_tables import ENGINES, REQUIRED_COLUMNS, WarningStoreError, _shown
+from models.loop import utc_times
+from models.warning_tables import (
+    _MAX_ACTOR,
+    ENGINES,
+    MAX_COMMENT,
+    MAX_DEADLINE_DAYS,
+    REQUIRED_COLUMNS,
+    WarningStoreError,
+    _shown,
+)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CHUNK = 500  # ids per IN (...) list: far under SQLite's and PostgreSQL's parameter limits
@@ -40,6 +52,63 @@ def _iso(value: datetime | None) -> str | None:
         return None
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.isoformat()
+
+
+def _utc(value: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive ones, written as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _check_actor(actor: object) -> str:
+    """The officer or system acting: a short non-empty string, recorded with every change of the loop."""
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > _MAX_ACTOR:
+        raise WarningStoreError(
+            f"actor must be a non-empty string of at most {_MAX_ACTOR} characters (the officer or system acting)"
+        )
+    return actor
+
+
+def _check_moment(value: object, name: str) -> datetime:
+    """An aware datetime converted to UTC (SQLite would store a naive or local one as if it were UTC)."""
+    if not isinstance(value, datetime):
+        raise WarningStoreError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise WarningStoreError(
+            f"{name} has no time zone; pass an aware datetime, "
+            "e.g. datetime(2024, 4, 12, 18, tzinfo=ZoneInfo('Asia/Shanghai'))"
+        )
+    return value.astimezone(UTC)
+
+
+def _check_deadline(value: object, now: datetime) -> datetime:
+    """A supervision's new deadline: aware, after ``now`` and at most :data:`MAX_DEADLINE_DAYS` ahead; UTC."""
+    deadline = _check_moment(value, "new_deadline")
+    if deadline <= now:
+        raise WarningStoreError("new_deadline is not in the future; give the station a deadline after now")
+    if deadline > now + _dt.timedelta(days=MAX_DEADLINE_DAYS):
+        raise WarningStoreError(
+            f"new_deadline is more than {MAX_DEADLINE_DAYS} days ahead; a supervision sets a near deadline "
+            "(a longer one would carry the warning past its assessment period)"
+        )
+    return deadline
+
+
+def _check_comment(comment: object) -> str:
+    """A supervision's comment, required and at most :data:`MAX_COMMENT` characters, masked for storage.
+
+    Masked with :func:`models.notes.mask_note` (IDs, phones, plates and names): a county writes about
+    a family. Imported here, not at the top, so opening the store does not load the segmenter.
+    Messages give the length, never the text.
+    """
+    if not isinstance(comment, str):
+        raise WarningStoreError(f"comment must be a string, got {type(comment).__name__}")
+    if not comment.strip():
+        raise WarningStoreError("comment is required: say what the station is asked to do")
+    if len(comment) > MAX_COMMENT:
+        raise WarningStoreError(f"comment has {len(comment)} characters, more than {MAX_COMMENT}; shorten it")
+    from models.notes import mask_note
+
+    return mask_note(comment.strip()).strip()
 
 
 def _check_date(value: object) -> str:
@@ -267,6 +336,17 @@ def _warning_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _supervision_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": int(row["id"]),
+        "warning_id": int(row["warning_id"]),
+        "actor": row["actor"],
+        "comment": row["comment"],
+        "new_deadline": _iso(row["new_deadline"]),
+        "at": _iso(row["at"]),
+    }
+
+
 def _event_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": int(row["id"]),
@@ -278,3 +358,50 @@ def _event_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "outcome": row["outcome"],
         "at": _iso(row["at"]),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop's frames (WarningStore.loop_frames)
+# --------------------------------------------------------------------------------------------------
+
+_TIME_COLUMNS = frozenset({"created_at", "at", "new_deadline"})
+"""Time columns the loop reads as text and parses in pandas (models/loop.py's dtype)."""
+
+LOOP_WARNING_COLUMNS = (
+    "id",
+    "date",
+    "household_id",
+    "station_id",
+    "county_code",
+    "level",
+    "category",
+    "status",
+    "outcome",
+    "created_at",
+)
+"""The warnings' columns ``WarningStore.loop_frames`` reads: the loop's, not the ranking's explanation."""
+
+
+def _raw(column: Any) -> Any:
+    """A time column without SQLAlchemy's per-value parsing (SQLite text; PostgreSQL's driver parses)."""
+    return type_coerce(column, String).label(column.name) if column.name in _TIME_COLUMNS else column
+
+
+def _frame(result: Any) -> pd.DataFrame:
+    """A query's rows as a DataFrame sorted by id: times as UTC, ids as int64.
+
+    Built column-wise (pandas probing each Row for namedtuple fields costs more than the query),
+    and sorted here rather than by ORDER BY (no temporary B-tree in the database).
+    """
+    names = list(result.keys())
+    rows = result.all()
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    frame = pd.DataFrame(dict(zip(names, map(list, values), strict=True)), columns=names)
+    for column in names:
+        if column in _TIME_COLUMNS:
+            frame[column] = utc_times(frame[column])
+        elif column in ("id", "warning_id"):
+            frame[column] = frame[column].astype("int64")
+        else:  # one text dtype whatever the rows (all missing, or none at all, would infer object)
+            frame[column] = frame[column].astype("str")
+    return frame.sort_values("id", kind="stable", ignore_index=True)

@@ -4,6 +4,9 @@ Every day ``yujing rank --date D`` ranks the households at risk of a dispute tur
 (民转刑) and hands one row per (date, household) to :meth:`WarningStore.replace_date`. Stations
 then move each warning along ``pushed -> acknowledged -> handled -> fed_back``
 (:meth:`WarningStore.set_status`), and the feedback says what happened (:data:`OUTCOMES`).
+A county supervises (督办) an open warning with a comment and a new deadline
+(:meth:`WarningStore.supervise`); the loop's deadlines and the stations' assessment are computed
+from :meth:`WarningStore.loop_frames` by models/loop.py and models/assessment.py.
 
 Why it is written the way it is:
 
@@ -20,8 +23,9 @@ Why it is written the way it is:
   which applies a pending ranking whose folder is now the visible one and drops one whose writer
   died before publishing, so after a ``kill -9`` anywhere every reader gets the rows of the
   ranking whose files it sees (docs/ranking.md#crash-consistency).
-* **Nothing a station did is lost.** A household that drops out of a re-run is deleted only
-  while its warning is still ``pushed``; otherwise the warning is kept with ``active=False``.
+* **Nothing a station or county did is lost.** A household that drops out of a re-run is deleted
+  only while its warning is still ``pushed`` and unsupervised; otherwise the warning is kept with
+  ``active=False``.
 * **Personal data stays out.** Station notes are masked with :func:`features.text.mask`
   before they are stored, and error messages never quote notes, rows or driver details
   (PostgreSQL's ``DETAIL`` lines show row values, so only the first line is kept).
@@ -40,12 +44,16 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -55,23 +63,31 @@ from models.warning_connection import _normalise_url, _open_engine
 from models.warning_publication import RankingPublication
 from models.warning_publication import _host as _host  # re-exported: tests judge writers on this host
 from models.warning_rows import (
+    LOOP_WARNING_COLUMNS,
+    _check_actor,
+    _check_comment,
     _check_date,
+    _check_deadline,
+    _check_moment,
     _chunks,
     _dumps,
     _event_dict,
+    _frame,
     _iso,
     _jsonable,
     _new_row,  # looked up here at call time, so a test can make one insert fail (atomicity)
     _now,
+    _raw,
     _rows_of,
+    _supervision_dict,
     _warning_dict,
 )
 from models.warning_tables import (
-    _MAX_ACTOR,
     _SCORE_FIELDS,
     ENGINES,
     MAX_WARNING_ID,
     MAX_WARNING_ID_POSTGRES,
+    OPEN_STATUSES,
     OUTCOMES,
     PUBLICATION_STATES,
     RANK_ACTOR,
@@ -81,16 +97,23 @@ from models.warning_tables import (
     _shown,
     ranking_runs,
     warning_events,
+    warning_supervisions,
     warnings_table,
 )
 from models.warning_tables import REQUIRED_COLUMNS as REQUIRED_COLUMNS  # re-exported: pipelines/ranking.py
 from models.warning_tables import metadata as metadata  # re-exported with the tables (one schema)
 from models.warning_tables import ranking_publications as ranking_publications  # re-exported: tests
 
+_LOOP_CACHE_ENTRIES = 16  # periods x scopes a workbench shows at once (city, counties, a few stations)
+_LOOP_CACHE_SECONDS = 300.0  # the longest a change the version cannot see (below) stays unseen
+_LOOP_ID_OVERLAP = 64  # new rows are read from this many ids below the last seen: late commits on PostgreSQL
+_monotonic = time.monotonic  # the cache's age clock (a name of its own, so a test can move it)
+
 __all__ = [
     "ENGINES",
     "LEVELS",
     "MAX_WARNING_ID",
+    "OPEN_STATUSES",
     "OUTCOMES",
     "PUBLICATION_STATES",
     "RANK_ACTOR",
@@ -122,6 +145,9 @@ class WarningStore(RankingPublication):
         self._sqlite = parsed.get_backend_name() == "sqlite"
         self._max_id = MAX_WARNING_ID if self._sqlite else MAX_WARNING_ID_POSTGRES
         self._engine: Engine = _open_engine(parsed)
+        self._loop_cache: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], float, tuple[pd.DataFrame, ...]]]
+        self._loop_cache = OrderedDict()
+        self._loop_lock = threading.Lock()
 
     @property
     def url_for_display(self) -> str:
@@ -226,8 +252,12 @@ class WarningStore(RankingPublication):
         for ids in _chunks(leaving):
             # The status test is in the statement, not only in Python: on PostgreSQL a station's
             # concurrent acknowledgement is re-checked here, so it is withdrawn rather than deleted.
-            # Events go with their warning (ON DELETE CASCADE).
-            deleted += conn.execute(delete(w).where(w.c.id.in_(ids), w.c.status == "pushed")).rowcount
+            # A supervised warning is kept (withdrawn) too: the county's comment is part of the audit
+            # trail. Events go with their warning (ON DELETE CASCADE).
+            supervised = select(warning_supervisions.c.id).where(warning_supervisions.c.warning_id == w.c.id)
+            deleted += conn.execute(
+                delete(w).where(w.c.id.in_(ids), w.c.status == "pushed", ~supervised.exists())
+            ).rowcount
             withdrawn += conn.execute(
                 update(w).where(w.c.id.in_(ids), w.c.active.is_(True)).values(active=False, updated_at=now)
             ).rowcount
@@ -246,6 +276,9 @@ class WarningStore(RankingPublication):
                     for i in ids
                 ],
             )
+        if new_rows or changed or withdrawn or deleted:
+            # The run's updated_at is "when this date's rows last changed": loop_frames' cache checks it.
+            conn.execute(update(ranking_runs).where(ranking_runs.c.date == day).values(updated_at=now))
         return {
             "inserted": len(new_rows),
             "updated": len(changed),
@@ -272,10 +305,7 @@ class WarningStore(RankingPublication):
         wid = self._check_id(warning_id)
         if status not in STATUSES:
             raise WarningStoreError(f"status {_shown(status)} is unknown; use one of {', '.join(STATUSES)}")
-        if not isinstance(actor, str) or not actor.strip() or len(actor) > _MAX_ACTOR:
-            raise WarningStoreError(
-                f"actor must be a non-empty string of at most {_MAX_ACTOR} characters (the officer or system acting)"
-            )
+        _check_actor(actor)
         if status == "fed_back":
             if outcome not in OUTCOMES:
                 raise WarningStoreError(
@@ -324,8 +354,64 @@ class WarningStore(RankingPublication):
                 out = conn.execute(select(w).where(w.c.id == wid)).mappings().one()
                 return _warning_dict(out)
         except DBAPIError as exc:
+            if "ck_warnings_outcome" in _first_line(exc):
+                raise WarningStoreError(
+                    f"the database's outcome check predates the outcome {outcome}, and it could not be widened "
+                    "when the store was opened (read-only file or a role without ALTER); open the store once "
+                    "with write access (any yujing command that writes) and feed back again"
+                ) from None
             raise WarningStoreError(
                 f"changing the status of warning {wid} failed and nothing was written: {_first_line(exc)}; try again"
+            ) from None
+
+    def supervise(self, warning_id: int, actor: str, comment: str, new_deadline: datetime) -> dict[str, Any]:
+        """A county's supervision (督办) of an open warning: a comment and a new deadline; returns the record.
+
+        Only an open (``pushed`` or ``acknowledged``), active warning can be supervised: a closed one
+        has nothing left to urge, a withdrawn one is no longer a warning. ``new_deadline`` must be an
+        aware datetime after now and at most :data:`~models.warning_tables.MAX_DEADLINE_DAYS` days
+        ahead; it may move the deadline earlier or later (the latest supervision sets the deadline,
+        models/loop.py). The comment is required, at most
+        :data:`~models.warning_tables.MAX_COMMENT` characters, and masked with
+        :func:`models.notes.mask_note` before it is stored. The record is
+        ``{"id", "warning_id", "actor", "comment" (masked), "new_deadline", "at"}`` (UTC ISO
+        strings); the warning's ``updated_at`` moves too, so caches keyed on it see the change.
+        """
+        wid = self._check_id(warning_id)
+        _check_actor(actor)
+        masked = _check_comment(comment)
+        if not isinstance(new_deadline, datetime):
+            _check_moment(new_deadline, "new_deadline")  # the type error, before any work
+        self.recover()
+        now = _now()
+        deadline = _check_deadline(new_deadline, now)
+        w, s = warnings_table, warning_supervisions
+        try:
+            with self._tx(write=True) as conn:
+                row = conn.execute(select(w.c.status, w.c.active).where(w.c.id == wid).with_for_update()).first()
+                if row is None:
+                    raise WarningStoreError(
+                        f"warning {wid} does not exist (a re-run of its date deletes warnings still pushed); "
+                        "list current warnings with warnings_for(date)"
+                    )
+                if row.status not in OPEN_STATUSES:
+                    raise WarningStoreError(
+                        f"warning {wid} is already {row.status}; only an open warning "
+                        f"({' or '.join(OPEN_STATUSES)}) can be supervised"
+                    )
+                if not row.active:
+                    raise WarningStoreError(
+                        f"warning {wid} was withdrawn by a re-run of its date; supervise the household's current "
+                        "warning instead"
+                    )
+                sid = conn.execute(
+                    insert(s).values(warning_id=wid, actor=actor, comment=masked, new_deadline=deadline, at=now)
+                ).inserted_primary_key[0]
+                conn.execute(update(w).where(w.c.id == wid).values(updated_at=now))
+                return _supervision_dict(conn.execute(select(s).where(s.c.id == sid)).mappings().one())
+        except DBAPIError as exc:
+            raise WarningStoreError(
+                f"supervising warning {wid} failed and nothing was written: {_first_line(exc)}; try again"
             ) from None
 
     def _check_id(self, warning_id: object) -> int:
@@ -443,6 +529,253 @@ class WarningStore(RankingPublication):
         with self._tx(write=False) as conn:
             row = conn.execute(query).mappings().first()
         return None if row is None else _warning_dict(row)
+
+    def _check_ids(self, warning_ids: Sequence[int] | None) -> list[int] | None:
+        """Warning ids to filter on (each checked like :meth:`_check_id`, duplicates dropped), or None for all."""
+        if warning_ids is None:
+            return None
+        if isinstance(warning_ids, str | bytes | Mapping) or not hasattr(warning_ids, "__iter__"):
+            raise WarningStoreError(f"warning_ids must be a list of integers or None, got {type(warning_ids).__name__}")
+        return sorted({self._check_id(i) for i in warning_ids})  # a list, set, array or pandas column
+
+    def _rows_for_ids(self, query: Select[Any], column: Any, ids: list[int] | None) -> list[Mapping[str, Any]]:
+        """Rows of ``query`` for the ids (chunked IN lists), or all of them; in the query's order per chunk."""
+        with self._tx(write=False) as conn:
+            if ids is None:
+                return list(conn.execute(query).mappings())
+            rows: list[Mapping[str, Any]] = []
+            for chunk in _chunks(ids):
+                rows.extend(conn.execute(query.where(column.in_(chunk))).mappings())
+            return rows
+
+    def events(self, warning_ids: Sequence[int] | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Status changes (every event, ``None -> pushed`` included), oldest first; of some warnings, since a time.
+
+        ``since`` is an aware datetime; events at or after it are returned.
+        """
+        ids = self._check_ids(warning_ids)
+        e = warning_events
+        query = select(e)
+        if since is not None:
+            query = query.where(e.c.at >= _check_moment(since, "since"))
+        self.recover()
+        rows = self._rows_for_ids(query, e.c.warning_id, ids)
+        rows.sort(key=lambda r: (r["at"], r["id"]))
+        return [_event_dict(r) for r in rows]
+
+    def supervisions(self, warning_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Supervisions (督办), oldest first, of some warnings or all; the comment as stored (masked)."""
+        ids = self._check_ids(warning_ids)
+        self.recover()
+        rows = self._rows_for_ids(select(warning_supervisions), warning_supervisions.c.warning_id, ids)
+        rows.sort(key=lambda r: (r["at"], r["id"]))
+        return [_supervision_dict(r) for r in rows]
+
+    def _between(
+        self, first_date: str, last_date: str, station_id: str | None, county_code: str | None, active_only: bool
+    ) -> list[Any]:
+        """The WHERE terms for warnings ranked from ``first_date`` to ``last_date`` (inclusive); uses the date index."""
+        first, last = _check_date(first_date), _check_date(last_date)
+        if first > last:
+            raise WarningStoreError(f"first_date {first} is after last_date {last}; pass the period's first day first")
+        w = warnings_table
+        terms: list[Any] = [w.c.date >= first, w.c.date <= last]
+        if station_id is not None:
+            terms.append(w.c.station_id == station_id)
+        if county_code is not None:
+            terms.append(w.c.county_code == county_code)
+        if active_only:
+            terms.append(w.c.active.is_(True))
+        return terms
+
+    def warnings_between(
+        self,
+        first_date: str,
+        last_date: str,
+        station_id: str | None = None,
+        county_code: str | None = None,
+        active_only: bool = True,
+    ) -> list[dict[str, Any]]:
+        """The warnings ranked on the dates ``first_date`` .. ``last_date`` (inclusive), newest date first.
+
+        Within a date, by station and rank (as :meth:`warnings_for`). Withdrawn warnings are left out
+        unless ``active_only=False``.
+        """
+        terms = self._between(first_date, last_date, station_id, county_code, active_only)
+        self.recover()
+        w = warnings_table
+        query = select(w).where(*terms).order_by(w.c.date.desc(), w.c.station_id, w.c.rank_in_station, w.c.id)
+        with self._tx(write=False) as conn:
+            return [_warning_dict(r) for r in conn.execute(query).mappings()]
+
+    def household_warnings(self, household_id: str) -> list[dict[str, Any]]:
+        """Every warning of a household (all dates, withdrawn ones too), newest first, with its loop.
+
+        Each warning carries ``"events"`` (its status changes, oldest first) and ``"supervisions"``
+        (oldest first): the household page's timeline in one call.
+        """
+        if not isinstance(household_id, str) or not household_id:
+            raise WarningStoreError("household_id must be a non-empty string")
+        self.recover()
+        w, e, s = warnings_table, warning_events, warning_supervisions
+        with self._tx(write=False) as conn:
+            warnings = [
+                _warning_dict(r)
+                for r in conn.execute(
+                    select(w).where(w.c.household_id == household_id).order_by(w.c.date.desc(), w.c.id.desc())
+                ).mappings()
+            ]
+            ids = [x["id"] for x in warnings]
+            events: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+            supervisions: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+            for chunk in _chunks(ids):
+                for r in conn.execute(select(e).where(e.c.warning_id.in_(chunk)).order_by(e.c.at, e.c.id)).mappings():
+                    events[int(r["warning_id"])].append(_event_dict(r))
+                for r in conn.execute(select(s).where(s.c.warning_id.in_(chunk)).order_by(s.c.at, s.c.id)).mappings():
+                    supervisions[int(r["warning_id"])].append(_supervision_dict(r))
+        return [{**x, "events": events[x["id"]], "supervisions": supervisions[x["id"]]} for x in warnings]
+
+    def loop_frames(
+        self,
+        first_date: str,
+        last_date: str,
+        station_id: str | None = None,
+        county_code: str | None = None,
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The closed loop of the active warnings ranked ``first_date`` .. ``last_date``, as three DataFrames.
+
+        Made for models/loop.py (``loop_frame``) and models/assessment.py, which a workbench page
+        calls on every load, so only what they need is read, by three indexed queries in one
+        transaction (a consistent snapshot), each sorted by ``id``:
+
+        * ``warnings``: id, date, household_id, station_id, county_code, level, category, status,
+          outcome, active (always True: withdrawn warnings are left out), created_at. No
+          ``reasons`` (parsing their JSON would cost more than the rest) nor the ranking's other
+          fields: :meth:`warnings_between` has them for display;
+        * ``events``: id, warning_id, to_status, at, for the moves *after* ``pushed`` (each
+          warning's ``None -> pushed`` event is its ``created_at``); no notes, no actors;
+        * ``supervisions``: id, warning_id, new_deadline, at; no comments, no actors.
+
+        Times are pandas ``datetime64[us, UTC]``; ids are int64.
+
+        The frames are cached per (period, station, county) and kept current cheaply: one query
+        of primary-key maxima (:meth:`_loop_version`) tells whether anything changed; new status
+        events and supervisions are then read by id (a few rows) and applied to the cached
+        frames, and a new or re-run ranking reads the period again. A workbench reloading a page
+        thus costs a millisecond, not three queries over the period, and a station sees its own
+        acknowledgement at once. The cached frames are re-read whole at least every 5 minutes
+        (the bound on a change the version cannot see, see :meth:`_loop_version`). Callers get
+        copies and may change them.
+        """
+        terms = self._between(first_date, last_date, station_id, county_code, active_only=True)
+        self.recover()
+        key = (_check_date(first_date), _check_date(last_date), station_id, county_code)
+        with self._tx(write=False) as conn:
+            version = self._loop_version(conn)
+            with self._loop_lock:
+                cached = self._loop_cache.get(key)
+            frames = None if cached is None else self._refreshed_loop(conn, cached, version)
+            born = cached[1] if frames is not None and cached is not None else _monotonic()
+            if frames is None:
+                frames = self._read_loop(conn, terms)
+            with self._loop_lock:
+                self._loop_cache[key] = (version, born, frames)
+                self._loop_cache.move_to_end(key)
+                while len(self._loop_cache) > _LOOP_CACHE_ENTRIES:
+                    self._loop_cache.popitem(last=False)
+        # Shallow copies: with pandas' copy-on-write a caller changing its frames never reaches the cache.
+        warnings, events, supervisions = (frame.copy(deep=False) for frame in frames)
+        return warnings, events, supervisions
+
+    def _loop_version(self, conn: Connection) -> tuple[Any, ...]:
+        """(last event id, last supervision id, ranking runs, their last ``updated_at``): one cheap query.
+
+        A status move adds an event and a supervision adds a row (ids only grow: AUTOINCREMENT on
+        SQLite, a sequence on PostgreSQL); a ranking that changes any warning (insert, level,
+        withdrawal, deletion) moves its run's ``updated_at``. On PostgreSQL two writers can commit
+        out of id order, so an event may appear below an id already seen: new rows are read from
+        ``_LOOP_ID_OVERLAP`` ids below the last one seen (a tiny primary-key range). A change made
+        to the database behind the store's back changes nothing here: the cache's age limit
+        (``_LOOP_CACHE_SECONDS``) bounds how long it stays unseen.
+        """
+        query = select(
+            select(func.max(warning_events.c.id)).scalar_subquery(),
+            select(func.max(warning_supervisions.c.id)).scalar_subquery(),
+            select(func.count()).select_from(ranking_runs).scalar_subquery(),
+            select(func.max(ranking_runs.c.updated_at)).scalar_subquery(),
+        )
+        return tuple(conn.execute(query).one())
+
+    def _refreshed_loop(
+        self,
+        conn: Connection,
+        cached: tuple[tuple[Any, ...], float, tuple[pd.DataFrame, ...]],
+        version: tuple[Any, ...],
+    ) -> tuple[pd.DataFrame, ...] | None:
+        """The cached frames brought up to ``version`` by the new events and supervisions, or None to read again.
+
+        Only when the rankings are as cached (same warnings in the period) and the frames are younger
+        than the age limit; new rows are read by id (primary-key ranges) and kept if they belong to a
+        cached warning, whose status and outcome are re-read.
+        """
+        old, born, (warnings, events, supervisions) = cached
+        if old[2:] != version[2:] or _monotonic() - born >= _LOOP_CACHE_SECONDS:
+            return None
+        if old == version:
+            return warnings, events, supervisions
+        w, e, s = warnings_table, warning_events, warning_supervisions
+        ids = warnings["id"]
+        new_events = _frame(
+            conn.execute(
+                select(_raw(e.c.id), e.c.warning_id, e.c.to_status, _raw(e.c.at)).where(
+                    e.c.id > (old[0] or 0) - _LOOP_ID_OVERLAP, e.c.to_status != "pushed"
+                )
+            )
+        )
+        new_events = new_events[new_events["warning_id"].isin(ids) & ~new_events["id"].isin(events["id"])]
+        new_supervisions = _frame(
+            conn.execute(
+                select(s.c.id, s.c.warning_id, _raw(s.c.new_deadline), _raw(s.c.at)).where(
+                    s.c.id > (old[1] or 0) - _LOOP_ID_OVERLAP
+                )
+            )
+        )
+        new_supervisions = new_supervisions[
+            new_supervisions["warning_id"].isin(ids) & ~new_supervisions["id"].isin(supervisions["id"])
+        ]
+        if len(new_events):
+            moved = sorted({int(i) for i in new_events["warning_id"]})
+            rows = [
+                r
+                for chunk in _chunks(moved)
+                for r in conn.execute(select(w.c.id, w.c.status, w.c.outcome).where(w.c.id.in_(chunk)))
+            ]
+            positions = pd.Index(ids).get_indexer([r.id for r in rows])
+            warnings = warnings.copy()
+            warnings.iloc[positions, warnings.columns.get_loc("status")] = [r.status for r in rows]
+            warnings.iloc[positions, warnings.columns.get_loc("outcome")] = [r.outcome for r in rows]
+            events = pd.concat([events, new_events], ignore_index=True).sort_values("id", ignore_index=True)
+        if len(new_supervisions):
+            supervisions = pd.concat([supervisions, new_supervisions], ignore_index=True).sort_values(
+                "id", ignore_index=True
+            )
+        return warnings, events, supervisions
+
+    def _read_loop(self, conn: Connection, terms: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The three frames of :meth:`loop_frames`, read whole in ``conn``'s transaction."""
+        w, e, s = warnings_table, warning_events, warning_supervisions
+        queries = (
+            select(*(_raw(w.c[c]) for c in LOOP_WARNING_COLUMNS)).where(*terms),
+            select(_raw(e.c.id), e.c.warning_id, e.c.to_status, _raw(e.c.at))
+            .select_from(e.join(w, e.c.warning_id == w.c.id))
+            .where(*terms, e.c.to_status != "pushed"),
+            select(s.c.id, s.c.warning_id, _raw(s.c.new_deadline), _raw(s.c.at))
+            .select_from(s.join(w, s.c.warning_id == w.c.id))
+            .where(*terms),
+        )
+        warnings, events, supervisions = (_frame(conn.execute(query)) for query in queries)
+        warnings.insert(warnings.columns.get_loc("created_at"), "active", True)
+        return warnings, events, supervisions
 
     def dispose(self) -> None:
         """Close every pooled connection (the store must not be used afterwards)."""

@@ -38,8 +38,16 @@ from models.levels import LEVELS
 STATUSES = ("pushed", "acknowledged", "handled", "fed_back")
 """The closed loop, in order: a warning only ever moves forward along this tuple."""
 
-OUTCOMES = ("resolved", "ongoing", "escalated", "false_alarm")
-"""What a station reports when it feeds back (required by ``fed_back``)."""
+OUTCOMES = ("resolved", "ongoing", "escalated", "false_alarm", "referred")
+"""What a station reports when it feeds back (required by ``fed_back``).
+
+``referred`` (handed to mediation or another department) came after the first four; a database
+created before it carries a narrower ``CHECK``, which opening the store widens in place
+(models/warning_connection.py).
+"""
+
+OPEN_STATUSES = ("pushed", "acknowledged")
+"""A warning is open (the station still owes work, and it can be supervised) while in one of these."""
 
 ENGINES = ("model", "rules")
 """Which engine ranked a warning: the promoted model or the keyword-rules fallback."""
@@ -50,6 +58,12 @@ PUBLICATION_STATES = ("pending", "published", "discarded")
 
 RANK_ACTOR = "yujing-rank"
 """The actor recorded on the ``None -> pushed`` event of every new warning."""
+
+MAX_COMMENT = 500
+"""The longest supervision comment accepted (characters, before masking): a request to a station, not a file."""
+
+MAX_DEADLINE_DAYS = 90
+"""How far ahead a supervision may set a deadline: past a two-month assessment period it would hide a warning."""
 
 MAX_WARNING_ID = 2**63 - 1
 """The largest warning id SQLite can hold (a signed 64-bit integer); larger ids never reach the driver."""
@@ -131,6 +145,11 @@ def _in(column: str, values: Sequence[str], nullable: bool = False) -> str:
     return f"{column} IS NULL OR {check}" if nullable else check
 
 
+def outcome_check() -> str:
+    """The CHECK expression of ``warnings.outcome`` for today's :data:`OUTCOMES` (the upgrade compares against it)."""
+    return _in("outcome", OUTCOMES, nullable=True)
+
+
 ranking_runs = Table(
     "ranking_runs",
     metadata,
@@ -165,7 +184,7 @@ warnings_table = Table(
     UniqueConstraint("date", "household_id"),
     CheckConstraint(_in("level", LEVELS), name="level"),
     CheckConstraint(_in("status", STATUSES), name="status"),
-    CheckConstraint(_in("outcome", OUTCOMES, nullable=True), name="outcome"),
+    CheckConstraint(outcome_check(), name="outcome"),
     CheckConstraint(_in("engine", ENGINES), name="engine"),
     Index(None, "date", "station_id"),
     Index(None, "household_id"),
@@ -188,6 +207,23 @@ warning_events = Table(
     sqlite_autoincrement=True,
 )
 
+warning_supervisions = Table(
+    "warning_supervisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("warning_id", Integer, ForeignKey("warnings.id", ondelete="CASCADE"), nullable=False),
+    Column("actor", String(_MAX_ACTOR), nullable=False),
+    Column("comment", Text, nullable=False),  # masked (models.notes.mask_note) before it is stored
+    Column("new_deadline", DateTime(timezone=True), nullable=False),  # UTC
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index(None, "warning_id"),
+    sqlite_autoincrement=True,
+)
+"""A county's supervision (督办) of an open warning: who, what they asked (masked), and the new deadline.
+
+The latest row of a warning sets its deadline (models/loop.py). A new table, so ``create_all`` adds it to
+an existing database without touching the others.
+"""
 
 ranking_publications = Table(
     "ranking_publications",

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from pipelines.commands import data, jobs, keys, serve, text
+from pipelines.commands import report as report_command
 from pipelines.commands.common import set_quiet
 from pipelines.commands.errors import report
 
@@ -65,6 +66,7 @@ for _name, _command in (
     ("train", jobs.train),
     ("rank", jobs.rank),
     ("schedule", jobs.schedule),
+    ("report", report_command.report),
     ("serve", serve.serve),
     ("ready", serve.ready),
 ):

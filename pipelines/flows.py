@@ -244,6 +244,77 @@ def build_rank_flow():  # type: ignore[no-untyped-def]
     return rank_flow
 
 
+def build_report_flow():  # type: ignore[no-untyped-def]
+    """The analysis report flow: ``run_report`` (or ``run_incident_report``) with each step a task."""
+    ensure_prefect_api()
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+
+    from pipelines.reports.run import run_incident_report, run_report
+
+    def as_task(function, name: str):  # type: ignore[no-untyped-def]
+        return task(function, name=name, cache_policy=NO_CACHE, persist_result=False)
+
+    def say(message: str) -> None:
+        from pipelines.progress import emit
+
+        emit(message)
+
+    @flow(name="yujing-report", log_prints=False, persist_result=False)
+    def report_flow(
+        data_dir: str,
+        out_root: str,
+        store_url: str,
+        rankings_dir: str,
+        runs_dir: str,
+        hours: dict[str, int],
+        pdf: bool = True,
+        period: str | None = None,
+        end: str | None = None,
+        incident: str | None = None,
+    ) -> dict[str, Any]:
+        """One period report (``period``, ``end``) or the special analysis of ``incident``."""
+        if incident is not None:
+            return run_incident_report(
+                Path(data_dir), incident, Path(out_root), store_url, pdf=pdf, progress=say, step=as_task
+            ).to_dict()
+        result = run_report(
+            Path(data_dir),
+            period or "week",
+            end,
+            Path(out_root),
+            store_url,
+            Path(rankings_dir),
+            Path(runs_dir),
+            hours,
+            pdf=pdf,
+            progress=say,
+            step=as_task,
+        )
+        return result.to_dict()
+
+    return report_flow
+
+
+def report_parameters(
+    settings: Settings,
+    data_dir: Path | None = None,
+    out_root: Path | None = None,
+    store_url: str | None = None,
+    pdf: bool = True,
+) -> dict[str, Any]:
+    """The report flow's parameters from the settings (period, end or incident are the caller's)."""
+    return {
+        "data_dir": str((data_dir or Path(settings.data_dir) / "city").resolve()),
+        "out_root": str(out_root or settings.reports_dir),
+        "store_url": store_url or settings.warnings_db_url,
+        "rankings_dir": str(settings.rankings_dir),
+        "runs_dir": str(settings.runs_dir),
+        "hours": dict(settings.warning_deadline_hours),
+        "pdf": pdf,
+    }
+
+
 def rank_parameters(settings: Settings, data_dir: Path | None = None, date: str | None = None) -> dict[str, Any]:
     """The ranking flow's parameters from the settings (the champion is looked up when the flow runs)."""
     from dataclasses import asdict
@@ -277,6 +348,24 @@ def daily_deployment(settings: Settings, cron: str | None = None, data_dir: Path
         schedule=Cron(cron or settings.schedule_cron, timezone=settings.schedule_timezone),
         parameters={"data_dir": str((data_dir or Path(settings.data_dir) / "city").resolve()), "date": None},
         description="预警日报: rank every household each morning with the champion model",
+    )
+
+
+def report_deployment(settings: Settings, cron: str | None = None, data_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    """The weekly analysis report as a deployment (``report_cron``, default Monday 07:00): the week to the latest day.
+
+    The deployed flow is ``pipelines/scheduled.py:weekly_report``; it runs after the
+    Monday ranking, so the report's warnings include that morning's.
+    """
+    from prefect.schedules import Cron
+
+    from pipelines.scheduled import weekly_report
+
+    return weekly_report.to_deployment(
+        name="yujing-weekly-report",
+        schedule=Cron(cron or settings.report_cron, timezone=settings.schedule_timezone),
+        parameters={"data_dir": str((data_dir or Path(settings.data_dir) / "city").resolve()), "end": None},
+        description="预警周报: the weekly analysis report (HTML, PDF, JSON) to the data's latest day",
     )
 
 

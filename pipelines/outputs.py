@@ -9,7 +9,8 @@ turns it into what the city center and the stations read:
 - ``warnings.xlsx``: the same rows and headers as a workbook whose id and code
   cells are text, so Excel keeps ``00000001`` and 18-digit ids as they are;
 - ``index.html`` (city center) and ``stations/<station_id>.html``: plain,
-  self-contained pages (inline CSS, no script, every value escaped);
+  self-contained pages (inline CSS and SVG charts, no script, every value
+  escaped) rendered by pipelines/pages.py from web/templates/ranking/;
 - ``<name>.parquet`` for each extra table the job hands over;
 - ``manifest.json``: the job's manifest plus each file's size and sha256, the
   counts, and ``ranking_id`` (a hash of the date and the files): the id the
@@ -53,7 +54,7 @@ from features.quarantine import FOLDER as QUARANTINE_FOLDER
 from features.quarantine import fsync_dir as _fsync_dir
 from features.quarantine import write_quarantine
 from models.levels import LEVELS
-from pipelines.pages import TOP_N, _center_html, _station_html, render_center_page, render_station_page
+from pipelines.pages import TOP_N, center_html, render_center_page, render_station_page, station_html
 from pipelines.ranking_columns import (
     BOOL_COLUMNS,
     CATEGORY_NAMES,
@@ -333,10 +334,10 @@ def stage_outputs(
         _write_bytes(staging / "warnings.xlsx", _xlsx_bytes(frame, date))
         (staging / "stations").mkdir(mode=0o755)
         page_manifest = {**manifest, "date": date}
-        _write_bytes(staging / "index.html", _center_html(frame, page_manifest).encode("utf-8"))
+        _write_bytes(staging / "index.html", center_html(frame, page_manifest).encode("utf-8"))
         by_station = dict(list(frame.groupby("station_id", sort=True)))
         for station in stations:
-            page = _station_html(by_station[station], station, page_manifest)
+            page = station_html(by_station[station], station, page_manifest)
             _write_bytes(staging / "stations" / f"{station}.html", page.encode("utf-8"))
         for name in sorted(extra_tables):
             _write_bytes(staging / f"{name}.parquet", _parquet_bytes(extra_tables[name], name))

@@ -1,134 +1,141 @@
 """The HTML pages of one date's ranking: the city center's overview and one page per station.
 
-Plain, self-contained pages (inline CSS, no script, every value escaped) that
-pipelines/outputs.py writes beside the CSV and Parquet files. Each warning
-shows its published level and who raised it (规则/模型), both sides' levels and
-reasons, and the household's recent calls, so a station knows why to knock.
+This module only prepares plain data (strings, numbers, lists, and the SVG charts of
+web/charts.py) from the ranking frame; the markup lives in web/templates/ranking/, rendered
+through the one autoescaping Jinja2 environment of web/render.py that the workbench and the
+reports use too, so a household id or a reason can never become markup and a level looks the
+same everywhere. pipelines/outputs.py writes the pages beside the CSV and Parquet files.
+
+The pages stay self-contained static files (inline CSS, no script, nothing remote, links
+relative and percent-encoded) and byte-identical for the same ranking, because the
+ranking's id hashes them.
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import pandas as pd
+from markupsafe import Markup
 
-from features.schema import CATEGORIES, CATEGORY_NAMES
+from features.schema import CATEGORIES
 from models.levels import LEVELS
-from pipelines.ranking_columns import (
-    ENGINE_NAMES,
-    LEVEL_COLOURS,
-    LIST_SEPARATOR,
-    _canonical,
-    _category_name,
-    _level_name,
-    _missing,
-    _pct,
-    _points,
-    _raised_by_name,
-    _scenario_name,
-    _warnings,
-)
+from pipelines.ranking_columns import _canonical, _missing, _scenario_name, _warnings
+from web import charts, labels
+from web.render import render
 
 TOP_N = 50
+"""How many warnings the city page lists, most urgent first."""
+
+UNCATEGORISED = "未分类"
+UNKNOWN_COUNTY = "旗县区不详"
+CHART_WIDTH = 540
+"""px: two charts side by side on a 1200 px screen with its scroll bar (.charts wraps them on narrower ones)."""
 
 
-_CSS = """
-body{font-family:"Microsoft YaHei","PingFang SC","Noto Sans CJK SC",SimSun,sans-serif;margin:24px;color:#222;
-font-size:14px;line-height:1.5}
-h1{font-size:22px;margin:0 0 8px}h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:4px 0 12px}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top;
-text-align:left}th{background:#f3f3f3}td.n{text-align:right}tr:nth-child(even) td{background:#fafafa}
-.badge{display:inline-block;padding:1px 8px;border-radius:3px;color:#fff;font-weight:bold;white-space:nowrap}
-.b-red{background:#d62728}.b-orange{background:#ff7f0e}.b-yellow{background:#e6b800;color:#222}
-.b-blue{background:#1f77b4}.b-none{background:#999}
-.banner{background:#fff3cd;border:1px solid #e0b800;padding:8px 12px;margin:8px 0;font-weight:bold}
-.prov{color:#666;font-size:12px}.muted{color:#888}ul{margin:0;padding-left:18px}.totals span{margin-right:12px}
-""".strip()
-
-_NO_RULES_LEVEL = '<span class="muted">未达积分预警</span>'
-_RULES_BANNER = "降级：规则引擎 — 模型不可用，本期预警由积分规则排序，不含风险概率。"
+def render_center_page(ranking: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
+    """The city center's page for one date: totals, charts, county and category summaries, top 50, stations."""
+    return center_html(_canonical(ranking), manifest)
 
 
-def _e(value: Any) -> str:
-    return "" if _missing(value) else html.escape(str(value), quote=True)
+def render_station_page(ranking: pd.DataFrame, station_id: str, manifest: Mapping[str, Any]) -> str:
+    """One station's page: its warnings in rank order, model factors beside the rules' points and reasons."""
+    return station_html(_canonical(ranking), station_id, manifest)
 
 
-def _badge(level: Any) -> str:
-    if _missing(level):
-        return '<span class="badge b-none">无</span>'
-    cls = f"b-{level}" if level in LEVEL_COLOURS else "b-none"
-    return f'<span class="badge {cls}">{_e(_level_name(level))}</span>'
+def center_html(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
+    """The city page of a canonical frame (pipelines/ranking_columns.py ``_canonical``)."""
+    return render("ranking/center.html", **center_context(frame, manifest))
 
 
-def _ul(items: Iterable[str]) -> str:
-    items = list(items)
-    if not items:
-        return '<span class="muted">—</span>'
-    return "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
+def station_html(frame: pd.DataFrame, station_id: str, manifest: Mapping[str, Any]) -> str:
+    """A station's page of a canonical frame; the frame may hold other stations' rows too."""
+    return render("ranking/station.html", **station_context(frame, station_id, manifest))
 
 
-def _station_href(station_id: str, prefix: str = "stations/") -> str:
-    return html.escape(prefix + quote(f"{station_id}.html"), quote=True)
+# --------------------------------------------------------------------- plain values
 
 
-def _page(title: str, body: list[str]) -> str:
-    head = (
-        "<!DOCTYPE html>\n"
-        '<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
-    )
-    return head + "\n".join(body) + "\n</body>\n</html>\n"
+def _text(value: Any) -> str:
+    """A cell as text for a template: nothing becomes "" (Jinja2 would print ``None``)."""
+    return "" if _missing(value) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    return None if _missing(value) else float(value)
+
+
+def _code(value: Any) -> str | None:
+    """A level/category/raised_by code, or None (the templates' filters show None as nothing)."""
+    return None if _missing(value) else str(value)
+
+
+# --------------------------------------------------------------------- shared pieces
+
+
+def _date_of(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
+    """The page's date: the manifest's, else the one date of the rows (empty when they disagree)."""
+    dates = sorted(set(frame["date"].dropna()))
+    return str(manifest.get("date") or (dates[0] if len(dates) == 1 else ""))
 
 
 def _is_rules(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> bool:
+    """Whether the rules engine ranked (the model was unavailable): both pages then carry the banner."""
     return manifest.get("engine") == "rules" or bool((frame["engine"] == "rules").any())
 
 
-def _provenance(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
+def _provenance(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs naming what produced the ranking; empty values are left out by the template."""
     engine_codes = [manifest["engine"]] if manifest.get("engine") else sorted(set(frame["engine"].dropna()))
-    engines = "、".join(ENGINE_NAMES.get(e, str(e)) for e in engine_codes)
     versions = manifest.get("model_version") or "、".join(sorted(set(frame["model_version"].dropna())))
-    items = [
-        ("引擎", engines),
-        ("模型版本", versions),
-        ("数据指纹", manifest.get("data_fingerprint")),
-        ("代码版本", manifest.get("code_version")),
+    return [
+        ("引擎", "、".join(labels.engine_name(e) for e in engine_codes)),
+        ("模型版本", _text(versions)),
+        ("数据指纹", _text(manifest.get("data_fingerprint"))),
+        ("代码版本", _text(manifest.get("code_version"))),
     ]
-    shown = [f"{label}：{_e(value)}" for label, value in items if not _missing(value) and value != ""]
-    return f'<p class="prov">{" · ".join(shown)}</p>' if shown else ""
 
 
-def _level_totals(frame: pd.DataFrame) -> str:
-    parts = [f"<span>{_badge(lvl)} {int((frame['level'] == lvl).sum())}</span>" for lvl in LEVELS]
-    parts.append(f"<span>合计 {int(frame['level'].notna().sum())}</span>")
-    return '<p class="totals">' + "".join(parts) + "</p>"
+def _level_totals(frame: pd.DataFrame) -> dict[str, Any]:
+    """Warnings per level (in LEVELS order) and their sum."""
+    counts = [(lvl, int((frame["level"] == lvl).sum())) for lvl in LEVELS]
+    return {"levels": counts, "total": int(frame["level"].notna().sum())}
 
 
-def _by_level_table(frame: pd.DataFrame, key: str, label: str, names: Mapping[Any, str], order: list[Any]) -> str:
-    """Rows ``order`` (values of ``key``, shown via ``names``) x levels, with totals."""
-    warned = frame[frame["level"].notna()]
+def _by_level(warned: pd.DataFrame, key: str, order: Sequence[Any]) -> dict[Any, list[int]]:
+    """Counts per level for each value of ``key`` in ``order`` (None: the rows where ``key`` is empty)."""
     counts = warned.groupby([warned[key].fillna("__none__"), "level"]).size()
-    header = f"<tr><th>{_e(label)}</th>" + "".join(f"<th>{_badge(lvl)}</th>" for lvl in LEVELS) + "<th>合计</th></tr>"
-    rows = []
-    for value in order:
-        k = "__none__" if value is None else value
-        nums = [int(counts.get((k, lvl), 0)) for lvl in LEVELS]
-        cells = "".join(f'<td class="n">{n}</td>' for n in nums)
-        rows.append(
-            f"<tr><td>{_e(names.get(value, value) if value is not None else '未分类')}</td>{cells}"
-            f'<td class="n">{sum(nums)}</td></tr>'
-        )
+    return {
+        value: [int(counts.get(("__none__" if value is None else value, lvl), 0)) for lvl in LEVELS] for value in order
+    }
+
+
+def _level_table(label: str, rows: Mapping[str, list[int]], warned: pd.DataFrame) -> dict[str, Any]:
+    """A name x level table with row and column totals (the column totals count every warning)."""
     totals = [int((warned["level"] == lvl).sum()) for lvl in LEVELS]
-    rows.append(
-        "<tr><th>合计</th>"
-        + "".join(f'<td class="n">{n}</td>' for n in totals)
-        + f'<td class="n">{sum(totals)}</td></tr>'
+    return {
+        "label": label,
+        "levels": list(LEVELS),
+        "rows": [{"name": name, "counts": nums, "total": sum(nums)} for name, nums in rows.items()],
+        "totals": totals,
+        "total": sum(totals),
+    }
+
+
+def _level_chart(title: str, rows: Mapping[str, list[int]], *, horizontal: bool) -> Markup:
+    """Warnings per row stacked by level, in the levels' colours; no warnings -> the 本期无数据 chart."""
+    names = [labels.level_name(lvl) for lvl in LEVELS]
+    colours = {labels.level_name(lvl): labels.LEVEL_COLOURS[lvl] for lvl in LEVELS}
+    if not any(sum(nums) for nums in rows.values()):
+        return charts.bar_chart(title, [], {}, width=CHART_WIDTH)
+    series = {name: [nums[i] for nums in rows.values()] for i, name in enumerate(names)}
+    return charts.bar_chart(
+        title, list(rows), series, stacked=True, colours=colours, horizontal=horizontal, width=CHART_WIDTH
     )
-    return "<table>\n" + header + "\n" + "\n".join(rows) + "\n</table>"
+
+
+# --------------------------------------------------------------------- the city page
 
 
 def _urgency_order(warned: pd.DataFrame) -> pd.DataFrame:
@@ -148,135 +155,157 @@ def _urgency_order(warned: pd.DataFrame) -> pd.DataFrame:
     return warned.loc[order]
 
 
-def _date_of(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
-    """The page's date: the manifest's, else the one date of the rows (empty when they disagree)."""
-    dates = sorted(set(frame["date"].dropna()))
-    return str(manifest.get("date") or (dates[0] if len(dates) == 1 else ""))
+def _counties(frame: pd.DataFrame) -> list[tuple[str | None, str, str]]:
+    """(code, table label, chart label) of every county in the ranking, by code; rows without a code come last.
+
+    The table names each county with its code (科尔沁区（150502）); the chart's narrower axis uses the
+    name alone unless two counties share it.
+    """
+    pairs = frame[["county_code", "county_name"]].drop_duplicates("county_code")
+    rows = []
+    for r in pairs.sort_values("county_code", na_position="last").itertuples():
+        code, name = _code(r.county_code), _text(r.county_name)
+        rows.append((code, f"{name}（{code}）" if code else name or UNKNOWN_COUNTY, name or code or UNKNOWN_COUNTY))
+    names = [short for _, _, short in rows]
+    return [(code, label, short if names.count(short) == 1 else label) for code, label, short in rows]
 
 
-def render_center_page(ranking: pd.DataFrame, manifest: dict) -> str:
-    """The city center's page for one date: totals, county and category summaries, top 50, stations."""
-    return _center_html(_canonical(ranking), manifest)
+def _top_rows(warned: pd.DataFrame) -> list[dict[str, Any]]:
+    """The TOP_N most urgent warnings with the reasons of the side that raised each (first three)."""
+    rows = []
+    for i, r in enumerate(_urgency_order(warned).head(TOP_N).itertuples(index=False), start=1):
+        reasons = (r.rules_reasons if r.raised_by == "rules" else r.model_reasons) or r.rules_reasons
+        rows.append(
+            {
+                "index": i,
+                "level": _code(r.level),
+                "raised_by": _code(r.raised_by),
+                "probability": _number(r.probability),
+                "rules_points": _number(r.rules_points),
+                "household_id": _text(r.household_id),
+                "station_id": _text(r.station_id),
+                "station_name": _text(r.station_name) or _text(r.station_id),
+                "rank": int(r.rank_in_station),
+                "county_name": _text(r.county_name),
+                "community": _text(r.community),
+                "category": _code(r.category),
+                "reasons": list(reasons[:3]),
+            }
+        )
+    return rows
 
 
-def _center_html(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
+def _station_rows(frame: pd.DataFrame, warned: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every station of the ranking (warned or not) with its counts per level, by station id."""
+    stations = frame[["station_id", "station_name", "county_name"]].drop_duplicates("station_id")
+    counts = warned.groupby(["station_id", "level"]).size()
+    rows = []
+    for r in stations.sort_values("station_id").itertuples(index=False):
+        nums = [int(counts.get((r.station_id, lvl), 0)) for lvl in LEVELS]
+        rows.append(
+            {
+                "id": _text(r.station_id),
+                "name": _text(r.station_name),
+                "county_name": _text(r.county_name),
+                "counts": nums,
+                "total": sum(nums),
+            }
+        )
+    return rows
+
+
+def center_context(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything ranking/center.html shows, as plain values, from a canonical frame."""
     date = _date_of(frame, manifest)
-    title = f"预警日报 {date}".strip()
     warned = _warnings(frame)
-    body = [f"<h1>{_e(title)}</h1>"]
-    if _is_rules(frame, manifest):
-        body.append(f'<div class="banner">{_e(_RULES_BANNER)}</div>')
-    body.append(_provenance(frame, manifest))
-    body.append(
-        f"<p>评估户数 {len(frame)}，其中近一年有纠纷报警 {int(frame['in_scope'].sum())} 户；"
-        f"预警 {len(warned)} 户，涉及派出所 {warned['station_id'].nunique()} 个。</p>"
-    )
-    body += ["<h2>预警总数</h2>", _level_totals(frame)]
 
-    counties = frame[["county_code", "county_name"]].drop_duplicates().sort_values(["county_code", "county_name"])
-    county_names = {r.county_code: f"{r.county_name or ''}（{r.county_code}）" for r in counties.itertuples()}
-    county_order = list(dict.fromkeys(counties["county_code"]))
-    body += ["<h2>按旗县区</h2>", _by_level_table(frame, "county_code", "旗县区", county_names, county_order)]
+    counties = _counties(frame)
+    county_rows = _by_level(warned, "county_code", [code for code, _, _ in counties])
+    county_table = {label: county_rows[code] for code, label, _ in counties}
+    county_chart = {short: county_rows[code] for code, _, short in counties}
+
     cat_order: list[Any] = list(CATEGORIES)
     if warned["category"].isna().any():
         cat_order.append(None)
-    body += ["<h2>按纠纷类别</h2>", _by_level_table(frame, "category", "纠纷类别", CATEGORY_NAMES, cat_order)]
+    cat_rows = {
+        labels.category_name(cat) if cat is not None else UNCATEGORISED: nums
+        for cat, nums in _by_level(warned, "category", cat_order).items()
+    }
+    raised_rows = {
+        labels.raised_by_name(code): nums
+        for code, nums in _by_level(warned, "raised_by", list(labels.RAISED_BY_NAMES)).items()
+    }
 
-    top = _urgency_order(warned).head(TOP_N)
-    body.append(f"<h2>全市前{TOP_N}条预警</h2>")
-    if top.empty:
-        body.append("<p>无预警</p>")
-    else:
-        rows = [
-            "<tr><th>序号</th><th>等级</th><th>来源</th><th>风险概率</th><th>积分</th><th>户编号</th><th>派出所</th>"
-            "<th>站内排名</th><th>旗县区</th><th>社区/村</th><th>纠纷类别</th><th>主要因素</th></tr>"
-        ]
-        for i, r in enumerate(top.itertuples(index=False), start=1):
-            reasons = (r.rules_reasons if r.raised_by == "rules" else r.model_reasons) or r.rules_reasons
-            rows.append(
-                f'<tr><td class="n">{i}</td><td>{_badge(r.level)}</td><td>{_e(_raised_by_name(r.raised_by))}</td>'
-                f'<td class="n">{_e(_pct(r.probability))}</td>'
-                f'<td class="n">{_e(_points(r.rules_points))}</td><td>{_e(r.household_id)}</td>'
-                f'<td><a href="{_station_href(r.station_id)}">{_e(r.station_name or r.station_id)}</a></td>'
-                f'<td class="n">{int(r.rank_in_station)}</td><td>{_e(r.county_name)}</td><td>{_e(r.community)}</td>'
-                f"<td>{_e(_category_name(r.category))}</td><td>{_e(LIST_SEPARATOR.join(reasons[:3]))}</td></tr>"
-            )
-        body.append("<table>\n" + "\n".join(rows) + "\n</table>")
-
-    body.append("<h2>各派出所</h2>")
-    stations = frame[["station_id", "station_name", "county_name"]].drop_duplicates("station_id")
-    counts = warned.groupby(["station_id", "level"]).size()
-    rows = [
-        "<tr><th>派出所</th><th>旗县区</th>"
-        + "".join(f"<th>{_badge(lvl)}</th>" for lvl in LEVELS)
-        + "<th>合计</th><th>页面</th></tr>"
-    ]
-    for r in stations.sort_values("station_id").itertuples(index=False):
-        nums = [int(counts.get((r.station_id, lvl), 0)) for lvl in LEVELS]
-        name = f"{r.station_name or ''}（{r.station_id}）"
-        link = f'<a href="{_station_href(r.station_id)}">查看</a>' if sum(nums) else '<span class="muted">无预警</span>'
-        rows.append(
-            f"<tr><td>{_e(name)}</td><td>{_e(r.county_name)}</td>"
-            + "".join(f'<td class="n">{n}</td>' for n in nums)
-            + f'<td class="n">{sum(nums)}</td><td>{link}</td></tr>'
-        )
-    body.append("<table>\n" + "\n".join(rows) + "\n</table>")
-    return _page(title, body)
+    return {
+        "title": f"预警日报 {date}".strip(),
+        "date": date,
+        "rules_banner": _is_rules(frame, manifest),
+        "provenance": _provenance(frame, manifest),
+        "households": len(frame),
+        "in_scope": int(frame["in_scope"].sum()),
+        "warnings": len(warned),
+        "stations_warned": int(warned["station_id"].nunique()),
+        "totals": _level_totals(frame),
+        "charts": [
+            _level_chart("各旗县区预警（按等级）", county_chart, horizontal=True),
+            _level_chart("各纠纷类别预警（按等级）", cat_rows, horizontal=True),
+            _level_chart("预警来源：积分规则 / 模型（按等级）", raised_rows, horizontal=False),
+        ],
+        "by_county": _level_table("旗县区", county_table, warned),
+        "by_category": _level_table("纠纷类别", cat_rows, warned),
+        "top_n": TOP_N,
+        "top": _top_rows(warned),
+        "levels": list(LEVELS),
+        "stations": _station_rows(frame, warned),
+    }
 
 
-def render_station_page(ranking: pd.DataFrame, station_id: str, manifest: dict) -> str:
-    """One station's page: its warnings in rank order, model factors beside the rules' points and reasons."""
-    return _station_html(_canonical(ranking), station_id, manifest)
+# --------------------------------------------------------------------- a station's page
 
 
-def _station_html(frame: pd.DataFrame, station_id: str, manifest: Mapping[str, Any]) -> str:
+def _warning_row(r: Any) -> dict[str, Any]:
+    """One warned household as the station page shows it: both sides' levels and reasons, the recent calls."""
+    moved = not _missing(r.threshold_level) and r.threshold_level != r.level
+    return {
+        "rank": int(r.rank_in_station),
+        "level": _code(r.level),
+        "raised_by": _code(r.raised_by),
+        "threshold_level": _code(r.threshold_level) if moved else None,
+        "probability": _number(r.probability),
+        "household_id": _text(r.household_id),
+        "address_id": _text(r.address_id),
+        "community": _text(r.community),
+        "category": _code(r.category),
+        "model_level": _code(r.model_level),
+        "model_reasons": list(r.model_reasons),
+        "rules_level": _code(r.rules_level),
+        "rules_points": _number(r.rules_points),
+        "rules_scenario": _scenario_name(r.rules_scenario),
+        "rules_reasons": list(r.rules_reasons),
+        "calls_90d": int(r.calls_90d),
+        "disputes_90d": int(r.disputes_90d),
+        "last_call_date": _text(r.last_call_date),
+        "recent_calls": list(r.recent_calls),
+        "matched_terms": list(r.matched_terms),
+    }
+
+
+def station_context(frame: pd.DataFrame, station_id: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything ranking/station.html shows, as plain values: this station's rows only."""
     rows_of = frame[frame["station_id"] == station_id]
     if rows_of.empty:
         raise ValueError("station_id is not in the ranking")
     first = rows_of.iloc[0]
     date = _date_of(rows_of, manifest)
-    name = first["station_name"] or station_id
-    title = f"{name} 预警 {date}".strip()
-    warned = _warnings(rows_of)
-
-    body = [
-        '<p><a href="../index.html">← 返回全市预警日报</a></p>',
-        f"<h1>{_e(name)}（{_e(station_id)}） 预警 {_e(date)}</h1>",
-        f"<p>{_e(first['county_name'])}</p>",
-    ]
-    if _is_rules(rows_of, manifest):
-        body.append(f'<div class="banner">{_e(_RULES_BANNER)}</div>')
-    body.append(_provenance(rows_of, manifest))
-    body += [_level_totals(rows_of), "<h2>预警户（按站内排名）</h2>"]
-    if warned.empty:
-        body.append("<p>无预警</p>")
-        return _page(title, body)
-    rows = [
-        "<tr><th>排名</th><th>等级</th><th>风险概率</th><th>户编号 / 地址编号</th><th>社区/村</th><th>纠纷类别</th>"
-        "<th>模型因素</th><th>积分预警</th><th>近期报警</th><th>匹配词</th></tr>"
-    ]
-    for r in warned.itertuples(index=False):
-        level = f"{_badge(r.level)}<br>来源：{_e(_raised_by_name(r.raised_by))}"
-        if not _missing(r.threshold_level) and r.threshold_level != r.level:
-            level += f'<br><span class="muted">阈值：{_e(_level_name(r.threshold_level))}（按警力容量调整）</span>'
-        model = f"{_badge(r.model_level)}" if not _missing(r.model_level) else '<span class="muted">模型未预警</span>'
-        model += _ul(r.model_reasons) if r.model_reasons else ""
-        rules_badge = _badge(r.rules_level) if not _missing(r.rules_level) else _NO_RULES_LEVEL
-        rules = f"{rules_badge} 积分 {_e(_points(r.rules_points))}"
-        if not _missing(r.rules_scenario):
-            rules += f"<br>{_e(_scenario_name(r.rules_scenario))}"
-        if r.rules_reasons:
-            rules += _ul(r.rules_reasons)
-        recent = (
-            f"近90天报警 {int(r.calls_90d)} 次，其中纠纷 {int(r.disputes_90d)} 次"
-            f"<br>最近 {_e(r.last_call_date) or '—'}" + (_ul(r.recent_calls) if r.recent_calls else "")
-        )
-        rows.append(
-            f'<tr><td class="n">{int(r.rank_in_station)}</td><td>{level}</td>'
-            f'<td class="n">{_e(_pct(r.probability)) or "—"}</td>'
-            f"<td>{_e(r.household_id)}<br>{_e(r.address_id)}</td><td>{_e(r.community)}</td>"
-            f"<td>{_e(_category_name(r.category))}</td><td>{model}</td><td>{rules}</td>"
-            f"<td>{recent}</td><td>{_e(LIST_SEPARATOR.join(r.matched_terms)) or '—'}</td></tr>"
-        )
-    body.append("<table>\n" + "\n".join(rows) + "\n</table>")
-    return _page(title, body)
+    name = _text(first["station_name"]) or station_id
+    return {
+        "title": f"{name} 预警 {date}".strip(),
+        "date": date,
+        "station_id": station_id,
+        "station_name": name,
+        "county_name": _text(first["county_name"]),
+        "rules_banner": _is_rules(rows_of, manifest),
+        "provenance": _provenance(rows_of, manifest),
+        "totals": _level_totals(rows_of),
+        "warnings": [_warning_row(r) for r in _warnings(rows_of).itertuples(index=False)],
+    }

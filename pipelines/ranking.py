@@ -323,7 +323,10 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
     ``calls``: each linked call of the last ``history_days`` as the features
     see it (rule outputs and caller keys, no text); ``context``: where each
     household is and its first dispute call; ``person_households``: which
-    household a caller key belongs to.
+    household a caller key belongs to; ``visits``: the visits of the last
+    ``history_days`` (no text); ``escalations``: the violent cases of the last
+    year with the rules' level before each and its lead time
+    (models/escalations.py), for the workbench's "were they warned" table.
     """
     frame = scored.frame
     from_calls = set(call_feature_names()) | {n for n in scored.feature_names if n.startswith("points_")}
@@ -372,7 +375,31 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
         "calls": calls.reset_index(drop=True),
         "context": context,
         "person_households": persons,
+        "visits": recent_visits(tables["visits"], scored.day, history_days),
+        "escalations": recent_escalations(prepared, scored.day),
     }
+
+
+def recent_visits(visits: pd.DataFrame, day: pd.Timestamp, history_days: int) -> pd.DataFrame:
+    """Visits in the ``history_days`` before the morning of ``day``, oldest first (a household's timeline)."""
+    at = pd.to_datetime(visits["visited_at"])
+    keep = (at < day) & (at >= day - pd.Timedelta(days=history_days))
+    columns = ["household_id", "visited_at", "visit_type", "outcome"]
+    return visits.loc[keep, columns].sort_values(["visited_at", "household_id"], kind="stable").reset_index(drop=True)
+
+
+ESCALATION_DAYS = 365
+"""Violent cases of this many days before the ranking date go into its ``escalations.parquet``."""
+
+
+def recent_escalations(prepared: Prepared, day: pd.Timestamp) -> pd.DataFrame:
+    """Violent cases opened in the year before ``day``, with the rules' level before each and the lead time."""
+    from models.escalations import escalation_lead_times, household_places
+
+    tables = prepared.tables
+    places = household_places(tables["households"], tables["addresses"])
+    start = day - pd.Timedelta(days=ESCALATION_DAYS)
+    return escalation_lead_times(prepared.calls, tables["cases"], tables["persons"], places, start, day)
 
 
 def warnings_rows(ranking: pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,13 @@ import pandas as pd
 from features.schema import CATEGORIES, CATEGORY_NAMES
 from models.levels import LEVELS, RAISED_BY
 from models.warning import load_scenarios
+from web import labels
+
+# The Chinese names and colours live once, in web/labels.py; re-exported for callers that import them from here.
+from web.labels import ENGINE_NAMES as ENGINE_NAMES
+from web.labels import LEVEL_COLOURS as LEVEL_COLOURS
+from web.labels import LEVEL_NAMES as LEVEL_NAMES
+from web.labels import RAISED_BY_NAMES as RAISED_BY_NAMES
 
 Kind = Literal["string", "level", "float", "int", "bool", "list"]
 
@@ -80,9 +87,6 @@ CSV_COLUMNS: dict[str, str] = {c.csv: c.name for c in RANKING_COLUMNS if c.csv}
 API_COLUMNS: tuple[str, ...] = tuple(c.name for c in RANKING_COLUMNS if c.api)
 """What ``GET /v1/rankings/<date>`` returns per warning."""
 
-RAISED_BY_NAMES = {"rules": "积分规则", "model": "模型", "both": "规则与模型"}
-"""What a station calls each side of ``raised_by``."""
-
 DB_REASON_FIELDS = (
     "raised_by",
     "rules_level",
@@ -121,9 +125,6 @@ def reasons_record(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-LEVEL_COLOURS = {"red": "#d62728", "orange": "#ff7f0e", "yellow": "#e6b800", "blue": "#1f77b4"}
-LEVEL_NAMES = {"red": "红色预警", "orange": "橙色预警", "yellow": "黄色预警", "blue": "蓝色预警"}
-ENGINE_NAMES = {"model": "模型", "rules": "积分规则"}
 LIST_SEPARATOR = "；"
 assert tuple(CATEGORY_NAMES) == CATEGORIES and tuple(LEVEL_NAMES) == LEVELS and tuple(RAISED_BY_NAMES) == RAISED_BY
 
@@ -232,12 +233,9 @@ def _points(x: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _level_name(level: Any) -> str:
-    return "" if _missing(level) else LEVEL_NAMES.get(level, str(level))
-
-
-def _category_name(category: Any) -> str:
-    return "" if _missing(category) else CATEGORY_NAMES.get(category, str(category))
+_level_name = labels.level_name
+_category_name = labels.category_name
+_raised_by_name = labels.raised_by_name
 
 
 @lru_cache(maxsize=1)
@@ -250,7 +248,3 @@ def _scenario_labels() -> dict[str, str]:
 
 def _scenario_name(name: Any) -> str:
     return "" if _missing(name) else _scenario_labels().get(name, str(name))
-
-
-def _raised_by_name(value: Any) -> str:
-    return "" if _missing(value) else RAISED_BY_NAMES.get(value, str(value))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from models.feedback import feedback_metrics
 from pipelines.training import (
     DisputeRun,
     EscalationRun,
@@ -180,6 +181,7 @@ def register_and_report(
         **_metric_numbers("dispute.test.model", dispute_run.evaluation["model"]),
         **_metric_numbers("dispute.test.rules", dispute_run.evaluation["rules"]),
         "onnx.max_abs_diff": float(bundle["max_abs_diff"]),
+        **feedback_metrics(evaluation.get("feedback")),
     }
     champion = champion_evidence(run, evidence, metrics, config, tracking_uri)
     gate = promotion.decide_gate(evidence, champion, config.promotion_margin, bool(bundle["ok"]))

@@ -1,4 +1,4 @@
-"""The flow ``yujing schedule`` deploys: rank today with the settings and champion of the moment.
+"""The flows ``yujing schedule`` deploys: rank today with the champion of the moment, and the weekly report.
 
 A module-level flow, because Prefect's runner starts each scheduled run in a
 subprocess that imports the flow by its entrypoint. Import this module only
@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from conf import get_settings
-from pipelines.flows import build_rank_flow, rank_parameters
+from pipelines.flows import build_rank_flow, build_report_flow, rank_parameters, report_parameters
 
 
 @flow(name="yujing-daily-rank", log_prints=False, persist_result=False)
@@ -21,3 +21,11 @@ def daily_rank(data_dir: str | None = None, date: str | None = None) -> dict[str
     """Rank ``date`` (default: the day after the latest call) with the registry's champion, as a subflow."""
     settings = get_settings()
     return build_rank_flow()(**rank_parameters(settings, Path(data_dir) if data_dir else None, date))
+
+
+@flow(name="yujing-weekly-report", log_prints=False, persist_result=False)
+def weekly_report(data_dir: str | None = None, end: str | None = None) -> dict[str, Any]:
+    """The weekly analysis report to ``end`` (default: the data's latest day) into reports_dir, as a subflow."""
+    settings = get_settings()
+    params = report_parameters(settings, Path(data_dir) if data_dir else None)
+    return build_report_flow()(**params, period="week", end=end)

@@ -39,6 +39,7 @@ from models.evaluation import (
     pr_curve,
     ranking_metrics,
 )
+from models.feedback import apply_feedback
 from models.levels import EVIDENCE_FEATURE
 from models.reasons import top_reasons
 from models.rules import rule_verdicts
@@ -222,8 +223,14 @@ def fit_escalation(
     points: dict,
     config: TrainConfig,
     progress: Any = None,
+    train_labels: np.ndarray | None = None,
 ) -> EscalationRun:
-    """Backtest the recipe fold by fold, then train the model that will rank on every labelled snapshot."""
+    """Backtest the recipe fold by fold, then train the model that will rank on every labelled snapshot.
+
+    ``train_labels`` (the labels with station feedback added, models/feedback.py) train the
+    served model only; the backtest and every evaluation keep ``labels`` (from cases), so the
+    gate's number means the same from run to run.
+    """
     X = frame[names].to_numpy(np.float32)
     params = {"seed": config.seed}
 
@@ -235,7 +242,8 @@ def fit_escalation(
         X, labels, frame, points, folds, trainer, config.top_k, config.bootstrap_samples, config.seed, progress
     )
     final = final_fold(frame["snapshot_date"])
-    model = trainer(X[final.train], labels[final.train], X[final.tune], labels[final.tune])
+    y = labels if train_labels is None else train_labels
+    model = trainer(X[final.train], y[final.train], X[final.tune], y[final.tune])
     last = folds[-1]
     split = Split(
         final.train,
@@ -540,6 +548,16 @@ def _quarantine_line(prepared: Prepared, folder: Path) -> str:
     return f"quarantine: {sum(counts.values()):,} rows ({listed}) written to {folder}"
 
 
+def _feedback_line(feedback: dict[str, Any]) -> str:
+    """One progress line: what station feedback this run found and how many labels it added."""
+    if not feedback["available"]:
+        return f"station feedback: none yet ({feedback['reason']})"
+    return (
+        f"station feedback: {feedback['warnings']:,} warnings, {feedback['fed_back']:,} fed back, "
+        f"{feedback['labels']['added']:,} escalation labels added (training only)"
+    )
+
+
 def run_training(
     data_dir: Path,
     out_dir: Path,
@@ -547,11 +565,13 @@ def run_training(
     config: TrainConfig,
     progress: Any = None,
     step: Any = None,
+    warnings_db_url: str | None = None,
 ) -> dict[str, Any]:
     """The whole job, step by step; the Prefect flow runs this same function with ``step`` making tasks.
 
     ``step(function, name)`` wraps each step (default: no wrapping); ``progress``
-    receives one line per step.
+    receives one line per step. ``warnings_db_url``: the station feedback to learn from
+    (docs/feedback.md); without it, or without a database there, the labels are the cases'.
     """
     say = progress or (lambda _msg: None)
     wrap = step or (lambda function, _name: function)
@@ -562,6 +582,7 @@ def run_training(
         say(name)
         return wrap(function, name)(*args)
 
+    from pipelines.feedback_data import read_loop_frames
     from pipelines.registration import register_and_report  # imports this module: load it when needed
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -570,9 +591,13 @@ def run_training(
     say(_quarantine_line(prepared, out_dir / QUARANTINE_FOLDER))
     require_cases(prepared, data_dir)
     frame, names_, labels, points = run(build_escalation_data, prepared, config)
-    escalation = run(fit_escalation, frame, names_, labels, points, config, progress)
+    now = pd.Timestamp.now(tz="UTC")  # point in time: feedback recorded later does not exist for this run
+    warnings, events, missing = read_loop_frames(warnings_db_url)
+    train_labels, feedback = apply_feedback(frame, labels, warnings, events, config.horizon_days, now, missing)
+    say(_feedback_line(feedback))
+    escalation = run(fit_escalation, frame, names_, labels, points, config, progress, train_labels)
     dispute_run = run(fit_dispute, prepared, config, data_dir / "truth")
-    evaluation = run(evaluate_escalation, escalation, config, data_dir / "truth")
+    evaluation = run(evaluate_escalation, escalation, config, data_dir / "truth") | {"feedback": feedback}
     bundle = run(export_bundle, escalation, dispute_run, prepared, config, out_dir)
     return run(
         register_and_report, prepared, escalation, dispute_run, evaluation, bundle, config, out_dir, tracking_uri

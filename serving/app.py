@@ -15,6 +15,10 @@ what holds for every request, outermost first:
   an empty body), and the offline Swagger UI and ReDoc at ``/docs`` and
   ``/redoc`` (assets from the fastapi-offline package, no CDN).
 
+The workbench (serving/workbench/, docs/workbench.md) is mounted on the same
+app under ``/wb``: browser pages signed in with the same keys, outside the
+published schema, with their own security headers.
+
 Every route but ``/healthz``, ``/readyz`` and the documentation needs an
 ``X-API-Key``. Nothing a caller sent is echoed in an error.
 """
@@ -37,6 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conf import Settings, get_settings
+from serving import workbench
 from serving.audit import AuditLog, AuditWriter
 from serving.auth import KeyRing
 from serving.routers import health, households, incidents, rankings, warnings
@@ -249,6 +254,7 @@ def create_app(
         yield
         if app.state.service is not None:
             app.state.service.close()
+        app.state.workbench.data.close()
         if "store" in app.state.stores:
             app.state.stores.pop("store").dispose()
 
@@ -275,9 +281,7 @@ def create_app(
     app.state.load_failed = None
     if state is not None:
         app.state.service = state
-    elif background:
-        threading.Thread(target=_load, args=(app, settings), name="yujing-load", daemon=True).start()
-    else:
+    elif not background:
         _load(app, settings)
         if app.state.service is None:
             raise RuntimeError(f"the service could not load its state ({app.state.load_failed}); see the log")
@@ -287,10 +291,21 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _invalid)
     _documented_limits(app, settings)
     _offline_docs(app)
+    workbench.install(app, settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(LastResort)
     app.add_middleware(AuditLog, writer=writer)
+    if background:
+        threading.Thread(target=_load_and_warm, args=(app, settings), name="yujing-load", daemon=True).start()
+    else:
+        workbench.warm(app)
     return app
+
+
+def _load_and_warm(app: FastAPI, settings: Settings) -> None:
+    """The loading thread of ``background=True``: the state, then the workbench's caches (pages answer meanwhile)."""
+    _load(app, settings)
+    workbench.warm(app)
 
 
 def create_background_app() -> FastAPI:

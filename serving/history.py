@@ -24,6 +24,22 @@ from features.snapshots import CUE_GROUPS, to_seconds
 
 REQUIRED = ("manifest.json", "features.parquet", "calls.parquet", "context.parquet", "person_households.parquet")
 
+VISIT_COLUMNS = ("household_id", "visited_at", "visit_type", "outcome")
+"""``visits.parquet`` (optional): the households' visits of the 730 days before the ranking date, no free text."""
+ESCALATION_COLUMNS = (
+    "case_id",
+    "household_id",
+    "station_id",
+    "county_code",
+    "opened_at",
+    "charge",
+    "rules_level_before",
+    "first_rules_warning_at",
+    "lead_days",
+)
+"""``escalations.parquet`` (optional): violent cases of the 365 days before the date, one row per (case, household),
+with whether and how long before the scoring rules had warned (models/escalations.py)."""
+
 
 class HistoryError(ValueError):
     """A ranking folder the service cannot read as history; the message names the file."""
@@ -142,3 +158,34 @@ class HouseholdHistory:
             probability=None if np.isnan(probability) else float(probability),
             negated=tuple(self._negated[j] for j in range(lo, hi)),
         )
+
+
+def optional_table(folder: Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """An optional table of a ranking folder with exactly ``columns`` (None when the ranking predates it).
+
+    A file that is there but lacks a column is an error naming the file and the columns: a
+    half-written or foreign file must not pass for "no visits".
+    """
+    path = Path(folder) / name
+    if not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        present = set(pq.read_schema(path).names)
+    except (OSError, ValueError) as exc:
+        raise HistoryError(f"{path}: not a readable Parquet file ({type(exc).__name__}); re-run yujing rank") from None
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise HistoryError(f"{path}: lacks the columns {', '.join(missing)}; re-run yujing rank")
+    return pd.read_parquet(path, columns=list(columns))
+
+
+def read_visits(folder: Path) -> pd.DataFrame | None:
+    """The ranking's ``visits.parquet`` (household_id, visited_at, visit_type, outcome), or None."""
+    return optional_table(folder, "visits.parquet", VISIT_COLUMNS)
+
+
+def read_escalations(folder: Path) -> pd.DataFrame | None:
+    """The ranking's ``escalations.parquet`` (violent cases and whether the rules had warned), or None."""
+    return optional_table(folder, "escalations.parquet", ESCALATION_COLUMNS)

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -102,11 +103,20 @@ class ServiceState:
         self._sources: Sources | None = None
         self._engine: Engine | None = None
         self._history_cache: tuple[str, HouseholdHistory] | None = None
+        self._history_hooks: list[Callable[[HouseholdHistory], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reloads = 0
         get_segmenter()  # jieba's dictionary, once per process
         self.reload()
+
+    def add_history_hook(self, hook: Callable[[HouseholdHistory], None]) -> None:
+        """Call ``hook(history)`` whenever a newly published ranking is loaded, before requests see it.
+
+        The workbench precomputes its per-ranking views here (serving/workbench/folder.py), in the
+        reload thread, so the first page after a new ranking is not the one that pays for them.
+        """
+        self._history_hooks.append(hook)
 
     @property
     def engine(self) -> Engine:
@@ -159,6 +169,11 @@ class ServiceState:
             problems.append(f"history {folder} unusable: {type(exc).__name__}")
             return None
         self._history_cache = (folder, history)
+        for hook in self._history_hooks:  # before the swap: readers of the new engine find their caches ready
+            try:
+                hook(history)
+            except Exception as exc:  # a hook's failure must not keep the new ranking out of service
+                log.warning("a history hook failed: %s", type(exc).__name__)
         return history
 
     def _build(self, sources: Sources) -> Engine:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import math
 import os
+import re
 import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -21,6 +24,7 @@ from pipelines.outputs import discard, publish, published, render_center_page, r
 
 DATE = "2024-05-01"
 XSS = "<script>alert(1)</script>"
+SVG = "{http://www.w3.org/2000/svg}"
 MANIFEST = {"engine": "model", "model_version": "7", "data_fingerprint": "fp-abc", "code_version": "deadbeef0000"}
 
 # station -> (name, county code, county name, levels of its warnings in rank order)
@@ -192,6 +196,155 @@ def test_values_are_escaped(ranking: pd.DataFrame) -> None:
         assert "<script" not in page
 
 
+class _Tags(HTMLParser):
+    """Every start tag of a page with its attributes (what a browser would fetch or run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(page)
+    return parser.tags
+
+
+def charts_of(page: str) -> dict[str, ET.Element]:
+    """The page's inline SVG charts by title, each parsed as XML (fails if one is not well-formed)."""
+    found = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+    parsed = [ET.fromstring(svg) for svg in found]
+    return {root.get("data-chart"): root for root in parsed}
+
+
+def hostile_ranking() -> pd.DataFrame:
+    """The fixture with a household id, a reason, a recent call, a matched term and a station name that are markup."""
+    ranking = make_ranking()
+    first = ranking["household_id"] == "H00000001"
+    ranking.loc[first, "household_id"] = HOSTILE_ID
+    ranking.loc[first, "address_id"] = "A\"1'<b>"
+    ranking.loc[first, "model_reasons"] = pd.Series([[HOSTILE_REASON]], index=ranking.index[first])
+    ranking.loc[first, "rules_reasons"] = pd.Series([[HOSTILE_REASON]], index=ranking.index[first])  # raised by rules
+    ranking.loc[first, "recent_calls"] = pd.Series([["<img src=x onerror=alert(2)>"]], index=ranking.index[first])
+    ranking.loc[ranking["station_id"] == "S001", "station_name"] = '明仁"><script>alert(3)</script>'
+    ranking.loc[ranking["county_code"] == "150521", "county_name"] = "<b>科左中旗</b>"
+    return ranking
+
+
+HOSTILE_ID = '<script>alert("id")</script>'
+HOSTILE_REASON = "近期'报警'<script>x</script>"
+
+
+def test_hostile_values_show_as_text_on_both_pages() -> None:
+    ranking = hostile_ranking()
+    center = render_center_page(ranking, {**MANIFEST, "code_version": "<i>v</i>"})
+    station = render_station_page(ranking, "S001", MANIFEST)
+    for page in (center, station):
+        assert "<script" not in page and "<img" not in page and "<b>" not in page and "<i>" not in page
+        assert [t for t, _ in tags(page) if t in ("script", "img", "b", "i", "iframe")] == []
+        assert "&lt;script&gt;alert(&#34;id&#34;)&lt;/script&gt;" in page  # the household id, as text
+        assert html.unescape(page).count(HOSTILE_ID) >= 1
+    assert "&lt;b&gt;科左中旗&lt;/b&gt;" in center  # county tables and the chart's labels
+    assert "近期&#39;报警&#39;&lt;script&gt;x&lt;/script&gt;" in center  # the top-50 list's reasons
+    assert "近期&#39;报警&#39;&lt;script&gt;x&lt;/script&gt;" in station
+    assert "&lt;img src=x onerror=alert(2)&gt;" in station and "A&#34;1&#39;&lt;b&gt;" in station
+    assert "明仁&#34;&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in station
+    svg_labels = [t.text for root in charts_of(center).values() for t in root.iter(f"{SVG}text")]
+    assert "<b>科左中旗</b>" in svg_labels  # the chart holds the exact text, escaped by ElementTree
+
+
+def test_pages_are_self_contained_and_link_relatively(ranking: pd.DataFrame) -> None:
+    ranking.loc[ranking["station_id"] == "S002", "station_id"] = "西门 #2/?"  # rendered directly: any id
+    center = render_center_page(ranking, MANIFEST)
+    station = render_station_page(ranking, "S001", MANIFEST)
+    for page in (center, station):
+        found = tags(page)
+        assert not [t for t, _ in found if t in ("script", "link", "iframe", "img", "object", "embed")]
+        assert not [a for _, a in found if "src" in a or any(k.startswith("on") for k in a)]
+        assert "url(" not in page and "@import" not in page and "<style>" in page
+        hrefs = [a["href"] for t, a in found if t == "a"]
+        assert hrefs and all(h and "://" not in h and not h.startswith(("/", "javascript:")) for h in hrefs)
+    center_links = [a["href"] for t, a in tags(center) if t == "a"]
+    assert "stations/%E8%A5%BF%E9%97%A8%20%232%2F%3F.html" in center_links  # one path segment, percent-encoded
+    assert set(center_links) == {"stations/S001.html", "stations/%E8%A5%BF%E9%97%A8%20%232%2F%3F.html"}
+    assert [a["href"] for t, a in tags(station) if t == "a"] == ["../index.html"]  # back to the index, and only that
+
+
+def test_city_page_charts_match_its_tables(ranking: pd.DataFrame) -> None:
+    center = render_center_page(ranking, MANIFEST)
+    found = charts_of(center)
+    assert list(found) == ["各旗县区预警（按等级）", "各纠纷类别预警（按等级）", "预警来源：积分规则 / 模型（按等级）"]
+    for root in found.values():
+        assert root.get("class") == "chart" and root.find(f"{SVG}title") is not None
+
+    def totals(root: ET.Element) -> list[str]:
+        return [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "total"]
+
+    by_county, by_category, by_source = found.values()
+    assert totals(by_county) == ["9", "0"]  # 科尔沁区 has both warned stations, 科左中旗 none
+    red = [
+        r.find(f"{SVG}title").text
+        for r in by_county.iter(f"{SVG}rect")
+        if r.get("fill") == "#d62728" and "data-value" in r.attrib
+    ]
+    assert red == ["科尔沁区 · 红色预警：1", "科左中旗 · 红色预警：0"]
+    assert sum(int(t) for t in totals(by_category)) == 9
+    assert totals(by_source) == ["5", "4", "0"]  # rules, model, both: the fixture raises odd households by rules
+    # the same numbers as the county table
+    table = center[center.index('<table id="by-county">') :]
+    assert re.search(r"科尔沁区（150502）</td>(<td class=\"n\">\d+</td>){4}<td class=\"n\">9</td>", table)
+
+
+def test_county_without_code_and_shared_names(ranking: pd.DataFrame) -> None:
+    ranking.loc[ranking["station_id"] == "S002", "county_code"] = None  # same name 科尔沁区, no code
+    center = render_center_page(ranking, MANIFEST)
+    table = center[center.index('<table id="by-county">') : center.index('<table id="by-category">')]
+    assert re.search(r"<td>科尔沁区（150502）</td>(<td class=\"n\">\d+</td>){4}<td class=\"n\">5</td>", table)
+    assert re.search(r"<td>科尔沁区</td>(<td class=\"n\">\d+</td>){4}<td class=\"n\">4</td>", table)
+    assert table.index("科左中旗") < table.index("<td>科尔沁区</td>")  # the row without a code comes last
+    chart = charts_of(center)["各旗县区预警（按等级）"]
+    tips = [
+        r.find(f"{SVG}title").text
+        for r in chart.iter(f"{SVG}rect")
+        if r.get("fill") == "#d62728" and r.find(f"{SVG}title") is not None
+    ]
+    assert tips == ["科尔沁区（150502） · 红色预警：1", "科左中旗 · 红色预警：0", "科尔沁区 · 红色预警：0"]
+
+
+def test_a_ranking_without_warnings_shows_empty_charts(ranking: pd.DataFrame) -> None:
+    ranking["level"] = None
+    ranking["raised_by"] = None
+    center = render_center_page(ranking, MANIFEST)
+    assert "全市前50条预警</h2>\n<p>无预警</p>" in center
+    assert len(charts_of(center)) == 3 and center.count("本期无数据") == 3
+    assert 'href="stations/' not in center
+    station = render_station_page(ranking, "S001", MANIFEST)
+    assert "<p>无预警</p>" in station and '<table id="warnings">' not in station
+
+
+def test_pages_are_byte_identical_for_the_same_ranking(ranking: pd.DataFrame) -> None:
+    shuffled = ranking.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    assert render_center_page(ranking, MANIFEST) == render_center_page(shuffled, MANIFEST)
+    assert render_station_page(ranking, "S002", MANIFEST) == render_station_page(shuffled, "S002", MANIFEST)
+
+
+def test_station_page_rows_show_both_sides(ranking: pd.DataFrame) -> None:
+    page = render_station_page(ranking, "S001", MANIFEST)
+    rows = page[page.index('<table id="warnings">') :].split("<tr data-level=")[1:]
+    assert [r.split(">", 1)[0] for r in rows] == ['"red"', '"orange"', '"orange"', '"yellow"', '"blue"']
+    first, second = rows[0], rows[1]
+    assert "来源：积分规则" in first and "88.0%" in first and "H00000001<br>A00000001" in first
+    assert "<li>近90天纠纷报警1次</li><li>出现持械表述</li>" in first and "积分 39.5" in first
+    assert "模型未预警" in first and "涉家庭纠纷警情积分预警" in first  # odd rows: raised by rules, not the model
+    assert "近90天报警 1 次，其中纠纷 1 次<br>最近 2024-04-28" in first
+    assert "<li>2024-04-21 婚姻家庭纠纷：动手/殴打；否定：持械</li>" in first
+    assert "阈值：红色预警（按警力容量调整）" in second and "未达积分预警" in second
+    assert "打人；=HYPERLINK(1)" in rows[2]
+
+
 def test_rules_engine_banner(tmp_path: Path) -> None:
     ranking = make_ranking("rules")
     manifest = {**MANIFEST, "engine": "rules", "model_version": None}
@@ -232,7 +385,7 @@ def test_failed_staging_leaves_the_previous_publication(
     def boom(*args: object, **kwargs: object) -> str:
         raise RuntimeError("renderer failed")
 
-    monkeypatch.setattr(outputs, "_station_html", boom)  # the renderer stage_outputs uses
+    monkeypatch.setattr(outputs, "station_html", boom)  # the renderer stage_outputs uses
     with pytest.raises(RuntimeError, match="renderer failed"):
         stage_outputs(ranking, tmp_path, DATE, MANIFEST)
     assert published(tmp_path, DATE) == before and tree(before) == files

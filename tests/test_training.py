@@ -48,6 +48,10 @@ def test_report_has_the_contract_fields(trained: dict) -> None:
         "the model will rank" if on_disk["promoted"] else "the scoring rules will rank"
     )
     assert on_disk["mlflow"]["model_versions"] == {"yujing-escalation": 1, "yujing-dispute": 1}
+    # no warnings database in this run: training says so and changes nothing (docs/feedback.md)
+    feedback = on_disk["escalation"]["feedback"]
+    assert feedback["available"] is False and feedback["labels"] == {"added": 0}
+    assert "No station feedback yet" in (trained["root"] / "run1" / "report.md").read_text(encoding="utf-8")
     text = (trained["root"] / "run1" / "report.md").read_text(encoding="utf-8")
     assert text.count("| model |") >= 2 and "## Which engine ranks" in text and "## Calibration" in text
     assert (trained["root"] / "run1" / "pr_curve.png").stat().st_size > 1000

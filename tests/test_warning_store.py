@@ -11,16 +11,20 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, insert, make_url, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 import models.warning_store as ws
 from models.warning_store import OUTCOMES, STATUSES, WarningStore, WarningStoreError
+from models.warning_tables import outcome_check
 
 PG_URL = os.environ.get("YUJING_TEST_POSTGRES_URL")
 PG_SKIP = (
@@ -300,7 +304,7 @@ def test_status_errors(store: WarningStore) -> None:
         store.set_status(str(wid), "handled", "officer-1")  # type: ignore[arg-type]
     assert store.get(wid)["status"] == "pushed"  # type: ignore[index]
     assert len(store.history(wid)) == 1
-    assert set(OUTCOMES) == {"resolved", "ongoing", "escalated", "false_alarm"}
+    assert OUTCOMES == ("resolved", "ongoing", "escalated", "false_alarm", "referred")
     assert STATUSES == ("pushed", "acknowledged", "handled", "fed_back")
 
 
@@ -622,3 +626,383 @@ def test_an_id_beyond_the_engines_integer_column_is_refused(store: WarningStore)
     assert store.get(limit) is None
     with pytest.raises(WarningStoreError, match="warning id must be between 1 and"):
         store.get(limit + 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Supervision (督办), the loop's reads, and the outcome "referred" on an old database
+# --------------------------------------------------------------------------------------------------
+
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+NAME_NOTE = f"户主王建国身份证{ID_NUMBER}电话{PHONE}，请今日内上门"
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, datetime]:
+    """The store's clock, moved by the test: created_at, status_at, event and supervision times."""
+    now = {"t": T0}
+    monkeypatch.setattr(ws, "_now", lambda: now["t"])
+    return now
+
+
+def test_supervise_records_a_masked_comment_and_a_utc_deadline(
+    store: WarningStore, db_url: str, clock: dict[str, datetime]
+) -> None:
+    store.replace_date(D1, ranking(2), RUN_INFO)
+    wid = by_household(store, D1)["H00000"]["id"]
+    clock["t"] = at(30)
+    shanghai = timezone(timedelta(hours=8))
+    record = store.supervise(wid, "150502-督办", NAME_NOTE, at(48).astimezone(shanghai))
+    assert record == {
+        "id": record["id"],
+        "warning_id": wid,
+        "actor": "150502-督办",
+        "comment": "户主<NAME>身份证<ID>电话<PHONE>，请今日内上门",
+        "new_deadline": "2025-03-03T08:00:00+00:00",  # stored as UTC, whatever zone it came in
+        "at": "2025-03-02T14:00:00+00:00",
+    }
+    assert store.get(wid)["updated_at"] == record["at"]  # type: ignore[index]
+    assert store.get(wid)["status"] == "pushed"  # type: ignore[index]  # supervision is not a status move
+    clock["t"] = at(31)
+    second = store.supervise(wid, "150502-督办", "再次督办", at(40))
+    assert [s["id"] for s in store.supervisions([wid])] == [record["id"], second["id"]]
+    assert store.supervisions([by_household(store, D1)["H00001"]["id"]]) == []
+    assert len(store.supervisions()) == 2
+
+    engine = create_engine(db_url)  # the comment's personal data is nowhere in the table
+    with engine.connect() as conn:
+        flat = " ".join(str(v) for r in conn.execute(text("SELECT * FROM warning_supervisions")) for v in r)
+    engine.dispose()
+    assert ID_NUMBER not in flat and PHONE not in flat and "王建国" not in flat
+
+
+def test_supervise_refuses_without_quoting_the_comment(store: WarningStore, clock: dict[str, datetime]) -> None:
+    store.replace_date(D1, ranking(3), RUN_INFO)
+    rows = by_household(store, D1)
+    wid = rows["H00000"]["id"]
+    store.set_status(rows["H00001"]["id"], "handled", "S002-值班")
+    store.set_status(rows["H00002"]["id"], "acknowledged", "S001-值班")
+    store.replace_date(D1, ranking(3).iloc[:2], RUN_INFO)  # H00002 (acknowledged) is withdrawn
+    now = clock["t"]
+    cases = [
+        (dict(warning_id=rows["H00001"]["id"]), "already handled; only an open warning \\(pushed or acknowledged\\)"),
+        (dict(warning_id=rows["H00002"]["id"]), "was withdrawn by a re-run"),
+        (dict(warning_id=wid + 1000), f"warning {wid + 1000} does not exist"),
+        (dict(warning_id="1"), "warning id must be an integer"),
+        (dict(actor=" "), "actor must be a non-empty string"),
+        (dict(comment=" \n"), "comment is required"),
+        (dict(comment=NAME_NOTE * 20), f"comment has {len(NAME_NOTE) * 20} characters, more than 500"),
+        (dict(comment=12), "comment must be a string, got int"),
+        (dict(new_deadline=datetime(2025, 3, 2, 8)), "new_deadline has no time zone"),
+        (dict(new_deadline="2025-03-02T08:00:00+00:00"), "new_deadline must be a datetime, got str"),
+        (dict(new_deadline=now), "new_deadline is not in the future"),
+        (dict(new_deadline=now - timedelta(hours=1)), "new_deadline is not in the future"),
+        (dict(new_deadline=now + timedelta(days=90, seconds=1)), "more than 90 days ahead"),
+    ]
+    for change, message in cases:
+        call = {"warning_id": wid, "actor": "150502-督办", "comment": NAME_NOTE, "new_deadline": now + timedelta(1)}
+        with pytest.raises(WarningStoreError, match=message) as err:
+            store.supervise(**{**call, **change})
+        assert ID_NUMBER not in str(err.value) and PHONE not in str(err.value) and "王建国" not in str(err.value)
+        assert "上门" not in str(err.value)
+    assert store.supervisions() == []
+    assert store.supervise(wid, "a", "x" * 500, now + timedelta(days=90))["comment"] == "x" * 500  # the limits hold
+    assert store.supervise(rows["H00002"]["id"] - 2, "a", "y", now + timedelta(1))["warning_id"] == wid
+
+
+def test_a_supervised_pushed_warning_is_withdrawn_not_deleted_by_a_rerun(
+    store: WarningStore, clock: dict[str, datetime]
+) -> None:
+    store.replace_date(D1, ranking(4), RUN_INFO)
+    rows = by_household(store, D1)
+    store.supervise(rows["H00003"]["id"], "150502-督办", "请核实", at(10))
+    assert store.replace_date(D1, ranking(4).iloc[:2], RUN_INFO) == zero(unchanged=2, withdrawn=1, deleted=1)
+    kept = store.get(rows["H00003"]["id"])
+    assert kept is not None and kept["active"] is False and kept["status"] == "pushed"
+    assert store.get(rows["H00002"]["id"]) is None
+    assert len(store.supervisions([rows["H00003"]["id"]])) == 1
+
+
+def test_events_in_order_by_warning_and_since(store: WarningStore, clock: dict[str, datetime]) -> None:
+    store.replace_date(D1, ranking(3), RUN_INFO)
+    rows = by_household(store, D1)
+    a, b = rows["H00000"]["id"], rows["H00001"]["id"]
+    clock["t"] = at(2)
+    store.set_status(b, "acknowledged", "S002-值班")
+    clock["t"] = at(5)
+    store.set_status(a, "fed_back", "S001-值班", note=f"电话{PHONE}", outcome="referred")
+    everything = store.events()
+    assert len(everything) == 5
+    assert [(e["warning_id"], e["to_status"]) for e in everything[-2:]] == [(b, "acknowledged"), (a, "fed_back")]
+    assert [e["to_status"] for e in store.events([a])] == ["pushed", "fed_back"]
+    assert store.events(pd.Series([a, a])) == store.events({a}) == store.events(np.array([a]))  # any id column
+    assert store.events([a])[-1]["note"] == "电话<PHONE>" and store.events([a])[-1]["outcome"] == "referred"
+    assert [e["to_status"] for e in store.events(since=at(2))] == ["acknowledged", "fed_back"]  # inclusive
+    assert [e["to_status"] for e in store.events([b, b], since=at(2).astimezone(timezone(timedelta(hours=8))))] == [
+        "acknowledged"
+    ]
+    assert store.events([], since=at(6)) == [] and store.events(since=at(6)) == []
+    with pytest.raises(WarningStoreError, match="since has no time zone"):
+        store.events(since=datetime(2025, 3, 1))
+    with pytest.raises(WarningStoreError, match="warning_ids must be a list of integers or None, got int"):
+        store.events(a)  # type: ignore[arg-type]
+    with pytest.raises(WarningStoreError, match="warning id must be between 1 and"):
+        store.supervisions([0])
+
+
+def test_events_of_many_warnings_in_chunks(store: WarningStore) -> None:
+    store.replace_date(D1, ranking(1_100, stations=10), RUN_INFO)
+    ids = [w["id"] for w in store.warnings_for(D1)]
+    assert {e["warning_id"] for e in store.events(ids)} == set(ids)
+    assert len(store.events(ids[:501])) == 501
+
+
+def test_warnings_between_dates_filters_and_order(store: WarningStore) -> None:
+    frame = pd.concat([ranking(4), ranking(2, stations=1, county="150521")], ignore_index=True)
+    frame.loc[4:, ["household_id", "station_id"]] = [["K0", "S900"], ["K1", "S900"]]
+    for day in (D1, D2, D3):
+        store.replace_date(day, frame, RUN_INFO)
+    store.set_status(by_household(store, D2)["H00003"]["id"], "acknowledged", "S002-值班")
+    store.replace_date(D2, frame.drop(index=3), RUN_INFO)  # withdrawn on D2
+
+    got = store.warnings_between(D1, D2)
+    assert [(w["date"], w["household_id"]) for w in got] == [
+        (D2, "H00000"),
+        (D2, "H00002"),
+        (D2, "H00001"),
+        (D2, "K0"),
+        (D2, "K1"),
+        (D1, "H00000"),
+        (D1, "H00002"),
+        (D1, "H00001"),
+        (D1, "H00003"),
+        (D1, "K0"),
+        (D1, "K1"),
+    ]
+    assert len(store.warnings_between(D1, D2, active_only=False)) == 12
+    on_d2_d3 = store.warnings_between(D2, D3, station_id="S002")  # D3 first; H00003 withdrawn on D2
+    assert [(w["date"], w["household_id"]) for w in on_d2_d3] == [(D3, "H00001"), (D3, "H00003"), (D2, "H00001")]
+    assert {w["household_id"] for w in store.warnings_between(D1, D3, county_code="150521")} == {"K0", "K1"}
+    assert store.warnings_between(D3, D3)[0]["reasons"]["rules"] == ["动手"]
+    assert store.warnings_between("2024-01-01", "2024-01-31") == []
+    with pytest.raises(WarningStoreError, match=f"first_date {D2} is after last_date {D1}"):
+        store.warnings_between(D2, D1)
+    with pytest.raises(WarningStoreError, match="is not a calendar date"):
+        store.warnings_between("2024-02-30", D1)
+
+
+def test_household_warnings_carry_their_loop(store: WarningStore, clock: dict[str, datetime]) -> None:
+    for day in (D1, D2, D3):
+        store.replace_date(day, ranking(3), RUN_INFO)
+    rows = {day: by_household(store, day)["H00001"]["id"] for day in (D1, D2, D3)}
+    clock["t"] = at(1)
+    store.supervise(rows[D2], "150502-督办", "请核实", at(20))
+    store.set_status(rows[D2], "handled", "S002-值班", note="已上门")
+    store.replace_date(D3, ranking(3).drop(index=1), RUN_INFO)  # pushed on D3: deleted
+
+    timeline = store.household_warnings("H00001")
+    assert [(w["date"], w["id"]) for w in timeline] == [(D2, rows[D2]), (D1, rows[D1])]
+    assert [e["to_status"] for e in timeline[0]["events"]] == ["pushed", "handled"]
+    assert timeline[0]["events"][1]["note"] == "已上门"
+    assert [s["comment"] for s in timeline[0]["supervisions"]] == ["请核实"]
+    assert timeline[1]["supervisions"] == [] and len(timeline[1]["events"]) == 1
+    assert store.household_warnings("H99999") == []
+    with pytest.raises(WarningStoreError, match="household_id must be a non-empty string"):
+        store.household_warnings("")
+
+
+def test_loop_frames_read_what_the_loop_needs(store: WarningStore, clock: dict[str, datetime]) -> None:
+    from models.loop import TIME_DTYPE, loop_frame
+
+    store.replace_date(D1, ranking(4), RUN_INFO)
+    clock["t"] = at(24)
+    store.replace_date(D2, ranking(4), RUN_INFO)
+    d1 = by_household(store, D1)
+    clock["t"] = at(2)
+    store.set_status(d1["H00000"]["id"], "acknowledged", "S001-值班", note="已签收")
+    clock["t"] = at(5)
+    store.set_status(d1["H00000"]["id"], "handled", "S001-值班")
+    clock["t"] = at(6)
+    store.supervise(d1["H00001"]["id"], "150502-督办", f"电话{PHONE}", at(100))
+    store.set_status(d1["H00003"]["id"], "acknowledged", "S002-值班")
+    store.replace_date(D1, ranking(4).drop(index=3), RUN_INFO)  # H00003 withdrawn: left out
+
+    warnings, events, supervisions = store.loop_frames(D1, D1)
+    assert list(warnings["household_id"]) == ["H00000", "H00001", "H00002"]
+    assert "reasons" not in warnings and warnings["active"].all()
+    assert list(warnings["status"]) == ["handled", "pushed", "pushed"]
+    assert [(e.warning_id, e.to_status) for e in events.itertuples()] == [
+        (d1["H00000"]["id"], "acknowledged"),
+        (d1["H00000"]["id"], "handled"),
+    ]
+    assert list(supervisions["warning_id"]) == [d1["H00001"]["id"]]
+    assert list(warnings.columns) == [
+        "id",
+        "date",
+        "household_id",
+        "station_id",
+        "county_code",
+        "level",
+        "category",
+        "status",
+        "outcome",
+        "active",
+        "created_at",
+    ]
+    assert list(events.columns) == ["id", "warning_id", "to_status", "at"]
+    assert list(supervisions.columns) == ["id", "warning_id", "new_deadline", "at"]
+    assert supervisions["new_deadline"].tolist() == [pd.Timestamp(at(100))]
+    for frame, columns in ((warnings, ("created_at",)), (events, ("at",)), (supervisions, ("at", "new_deadline"))):
+        for column in columns:
+            assert str(frame[column].dtype) == TIME_DTYPE
+    assert warnings["created_at"].tolist() == [pd.Timestamp(T0)] * 3
+
+    loop = loop_frame(warnings, events, supervisions, {"red": 24, "orange": 72, "yellow": 168, "blue": 360}, at(80))
+    assert loop["hours_to_acknowledge"].tolist()[0] == 2.0 and loop["hours_to_handle"].tolist()[0] == 5.0
+    assert loop["deadline"].tolist()[1] == pd.Timestamp(at(100))  # orange, supervised to 100 h
+    assert loop["overdue"].tolist() == [False, False, False]  # H00002 is yellow: 168 h
+    assert len(store.loop_frames(D1, D2)[0]) == 7
+    assert len(store.loop_frames(D1, D2, station_id="S001")[0]) == 4
+    assert len(store.loop_frames(D1, D2, county_code="150521")[0]) == 0
+    empty = store.loop_frames("2023-01-01", "2023-02-28")
+    assert [len(f) for f in empty] == [0, 0, 0] and str(empty[0]["created_at"].dtype) == TIME_DTYPE
+
+
+def _old_database(db_url: str) -> None:
+    """The warnings table as created before "referred" existed (its CHECK lists four outcomes), with rows."""
+    if db_url.startswith("sqlite"):
+        Path(make_url(db_url).database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(db_url)
+    old = "outcome IS NULL OR outcome IN ('resolved', 'ongoing', 'escalated', 'false_alarm')"
+    table = ws.warnings_table
+    ddl = str(CreateTable(table).compile(dialect=engine.dialect))
+    assert outcome_check() in ddl
+    with engine.begin() as conn:
+        conn.execute(text(ddl.replace(outcome_check(), old)))
+        for index in table.indexes:
+            conn.execute(CreateIndex(index))
+        row = {
+            "date": D1,
+            "household_id": "H1",
+            "station_id": "S001",
+            "county_code": "150502",
+            "level": "red",
+            "probability": 0.5,
+            "rank_in_station": 1,
+            "category": None,
+            "engine": "rules",
+            "model_version": None,
+            "reasons": "{}",
+            "status": "fed_back",
+            "status_at": T0,
+            "outcome": "resolved",
+            "active": True,
+            "created_at": T0,
+            "updated_at": T0,
+        }
+        conn.execute(insert(table), [row, {**row, "household_id": "H2", "status": "pushed", "outcome": None}])
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            conn.execute(insert(table), [{**row, "household_id": "H3", "outcome": "referred"}])
+    engine.dispose()
+
+
+def test_an_old_databases_outcome_check_is_widened_on_open(db_url: str) -> None:
+    _old_database(db_url)
+    store = WarningStore(db_url)  # opening widens the CHECK in place
+    try:
+        rows = by_household(store, D1)
+        assert (rows["H1"]["outcome"], rows["H1"]["created_at"]) == ("resolved", T0.isoformat())
+        moved = store.set_status(rows["H2"]["id"], "fed_back", "S001-值班", outcome="referred")
+        assert moved["outcome"] == "referred"
+        engine = store._engine
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'warnings'").scalar()
+                assert outcome_check() in sql and sql.count("ck_warnings_outcome") == 1
+                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            with pytest.raises(IntegrityError):  # the check is still there, only wider
+                conn.exec_driver_sql("UPDATE warnings SET outcome = 'bogus' WHERE household_id = 'H1'")
+    finally:
+        store.dispose()
+    again = WarningStore(db_url)  # a second open finds nothing to do
+    assert by_household(again, D1)["H2"]["outcome"] == "referred"
+    again.dispose()
+
+
+def test_an_old_database_that_could_not_be_widened_says_why(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _old_database(db_url)
+    import models.warning_connection as wc
+
+    monkeypatch.setattr(wc, "_widen_outcome_check", lambda engine: None)  # as if the file were read-only
+    store = WarningStore(db_url)
+    try:
+        wid = by_household(store, D1)["H2"]["id"]
+        with pytest.raises(WarningStoreError, match=r"outcome check predates the outcome referred.*write access"):
+            store.set_status(wid, "fed_back", "S001-值班", outcome="referred")
+        assert store.set_status(wid, "fed_back", "S001-值班", outcome="resolved")["outcome"] == "resolved"
+    finally:
+        store.dispose()
+
+
+def test_loop_frames_cache_follows_every_write(
+    store: WarningStore, db_url: str, clock: dict[str, datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached period stays equal to a fresh read after every kind of write; only a ranking reads it again."""
+    reads = {"n": 0}
+    full_read = ws.WarningStore._read_loop
+
+    def counted(self: WarningStore, *args: Any) -> Any:
+        reads["n"] += 1
+        return full_read(self, *args)
+
+    monkeypatch.setattr(ws.WarningStore, "_read_loop", counted)
+    store.replace_date(D1, ranking(6), RUN_INFO)
+    store.replace_date(D3, ranking(2), RUN_INFO)  # outside the period read below
+    rows = by_household(store, D1)
+    scopes = [{}, {"station_id": "S001"}, {"county_code": "150502"}]
+
+    def same() -> None:
+        fresh_store = WarningStore(db_url)
+        try:
+            for scope in scopes:
+                pairs = zip(store.loop_frames(D1, D2, **scope), fresh_store.loop_frames(D1, D2, **scope), strict=True)
+                for got, fresh in pairs:
+                    pd.testing.assert_frame_equal(got, fresh)
+        finally:
+            fresh_store.dispose()
+
+    same()
+    assert reads["n"] == 6  # three scopes read whole by each store
+    clock["t"] = at(1)
+    store.set_status(rows["H00000"]["id"], "acknowledged", "S001-值班")
+    store.supervise(rows["H00001"]["id"], "150502-督办", "请核实", at(30))
+    store.set_status(rows["H00002"]["id"], "fed_back", "S001-值班", outcome="referred")
+    store.set_status(by_household(store, D3)["H00000"]["id"], "handled", "S001-值班")  # not in the period
+    reads["n"] = 0
+    same()
+    assert reads["n"] == 3  # only the fresh store read whole: the cache took the new rows by id
+    store.replace_date(D2, ranking(3), RUN_INFO)  # a new ranking in the period: read again
+    store.replace_date(D1, ranking(6).iloc[1:], RUN_INFO)  # H00000 (acknowledged) withdrawn
+    reads["n"] = 0
+    same()
+    assert reads["n"] == 6
+
+    # Callers may change their frames; the cache keeps its own.
+    warnings, _, _ = store.loop_frames(D1, D2)
+    warnings.loc[0, "status"] = "changed"
+    warnings["extra"] = 1
+    assert "changed" not in set(store.loop_frames(D1, D2)[0]["status"]) and "extra" not in store.loop_frames(D1, D2)[0]
+
+    # A change behind the store's back (no event, no ranking) shows after the cache's age limit.
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE warnings SET category = 'debt'"))
+    engine.dispose()
+    assert "debt" not in set(store.loop_frames(D1, D2)[0]["category"])
+    later = ws._monotonic() + ws._LOOP_CACHE_SECONDS
+    monkeypatch.setattr(ws, "_monotonic", lambda: later)
+    assert set(store.loop_frames(D1, D2)[0]["category"]) == {"debt"}

@@ -315,9 +315,14 @@ def schedule(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="Port of the local Prefect server started when no API is set.")
     ] = 4200,
+    report_cron: Annotated[
+        str | None,
+        typer.Option("--report-cron", help="Cron for the weekly analysis report (default: settings.report_cron)."),
+    ] = None,
 ) -> None:
-    """Serve the daily ranking on a cron with Prefect (starts a local Prefect server unless PREFECT_API_URL is set)."""
+    """Serve the daily ranking and the weekly report on their crons with Prefect (a local server unless one is set)."""
     cron(cron_)
+    cron(report_cron, "--report-cron")
     folder(data, "--data")
     config = settings()
     if not os.environ.get("PREFECT_API_URL"):
@@ -327,7 +332,7 @@ def schedule(
         if problem:
             raise fail(f"{problem}; fix: choose --port or stop the other process")
     prefect_logs_to_file(config)
-    from pipelines.flows import configure_prefect, daily_deployment, start_local_server
+    from pipelines.flows import configure_prefect, daily_deployment, report_deployment, start_local_server
 
     configure_prefect(config)
     server = None
@@ -338,9 +343,14 @@ def schedule(
         from prefect import serve
 
         deployment = daily_deployment(config, cron_, data)
+        weekly = report_deployment(config, report_cron, data)
         schedule_ = deployment.schedules[0].schedule
-        info(f"serving yujing-daily-rank on cron {schedule_.cron!r} ({schedule_.timezone}); Ctrl-C stops")
-        serve(deployment)
+        report_schedule = weekly.schedules[0].schedule
+        info(
+            f"serving yujing-daily-rank on cron {schedule_.cron!r} and yujing-weekly-report on "
+            f"{report_schedule.cron!r} ({schedule_.timezone}); Ctrl-C stops"
+        )
+        serve(deployment, weekly)
     finally:
         if server is not None:
             server.terminate()

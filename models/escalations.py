@@ -1,0 +1,176 @@
+"""Escalations (民转刑) and whether the scoring rules saw them coming: the lead time of a warning.
+
+A violent case (features.schema.VIOLENT_CHARGES) opened against a member of a
+household is the event every warning exists to prevent. For each such case
+and household this module answers, point in time: what level did the scoring
+rules (积分预警) give the household on the morning the case was opened, and on
+which day of the 90 before did they first give it any level at all? The
+difference is the lead time a station had. Both the daily ranking (its
+``escalations.parquet``, read by the workbench) and the analysis reports call
+:func:`escalation_lead_times`, so the two never tell different stories.
+
+"As of the morning of D" is the ranking's convention (pipelines/ranking.py):
+calls received before D count, calls of D itself do not. The rules' level is
+the one policy's (models/levels.py :func:`worst_scenarios` over
+models/warning.py :func:`points_at_snapshots`), never re-implemented here.
+Pure functions over DataFrames; no personal data in the output (ids of
+cases, households and stations, dates, charges and levels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from features.schema import VIOLENT_CHARGES
+from models.levels import worst_scenarios
+from models.warning import Scenario, load_scenarios, points_at_snapshots
+
+LOOKBACK_DAYS = 90
+"""How far back a first warning counts as "beforehand": the escalation model's horizon (horizon_days)."""
+
+COLUMNS = (
+    "case_id",
+    "household_id",
+    "station_id",
+    "county_code",
+    "opened_at",
+    "charge",
+    "rules_level_before",
+    "first_rules_warning_at",
+    "lead_days",
+)
+"""The columns of :func:`escalation_lead_times` (and of a ranking's ``escalations.parquet``)."""
+
+
+def household_places(households: pd.DataFrame, addresses: pd.DataFrame) -> pd.DataFrame:
+    """Each household's station and county (through its address): where a warning for it would have gone."""
+    place = addresses.drop_duplicates("address_id").set_index("address_id")[["station_id", "county_code"]]
+    hh = households[["household_id", "address_id"]].drop_duplicates("household_id")
+    located = place.reindex(hh["address_id"].to_numpy())
+    return pd.DataFrame(
+        {
+            "household_id": hh["household_id"].astype(str).to_numpy(),
+            "station_id": located["station_id"].to_numpy(object),
+            "county_code": located["county_code"].to_numpy(object),
+        }
+    )
+
+
+def violent_case_households(
+    cases: pd.DataFrame, persons: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """One row per (violent case opened in ``[start, end)``, household of a person involved), oldest first.
+
+    A case names persons (suspect, victim); their registered households are
+    the ones it escalated in. Persons outside the registry have no household
+    and drop out; two persons of one household make one row.
+    """
+    violent = cases[cases["charge"].isin(VIOLENT_CHARGES)]
+    opened = pd.to_datetime(violent["opened_at"])
+    violent = violent[(opened >= start) & (opened < end)]
+    household = violent["person_id"].map(persons.drop_duplicates("person_id").set_index("person_id")["household_id"])
+    rows = pd.DataFrame(
+        {
+            "case_id": violent["case_id"].astype(str).to_numpy(),
+            "household_id": household.to_numpy(object),
+            "opened_at": pd.to_datetime(violent["opened_at"]).to_numpy(),
+            "charge": violent["charge"].astype(str).to_numpy(),
+        }
+    )
+    rows = rows[rows["household_id"].notna()]
+    rows = rows.sort_values(["opened_at", "case_id", "household_id"], kind="stable")
+    return rows.drop_duplicates(["case_id", "household_id"]).reset_index(drop=True)
+
+
+def rules_verdicts(
+    calls: pd.DataFrame,
+    household_ids: pd.Series,
+    days: pd.Series,
+    scenarios: Mapping[str, Scenario] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scoring rules' level and points of each (household, morning of day) pair (level None below blue).
+
+    Exactly what the daily ranking publishes as ``rules_level`` and
+    ``rules_points`` for that date (points over calls received before the
+    day, the worst scenario wins).
+    """
+    if len(household_ids) == 0:
+        return np.array([], dtype=object), np.array([], dtype=np.float64)
+    chosen = dict(scenarios or load_scenarios())
+    points = points_at_snapshots(calls, household_ids.reset_index(drop=True), days.reset_index(drop=True), chosen)
+    level, _, worst_points = worst_scenarios(points, chosen)
+    return np.asarray(level, dtype=object), np.asarray(worst_points, dtype=np.float64)
+
+
+def rules_levels(
+    calls: pd.DataFrame,
+    household_ids: pd.Series,
+    days: pd.Series,
+    scenarios: Mapping[str, Scenario] | None = None,
+) -> np.ndarray:
+    """The level half of :func:`rules_verdicts`."""
+    return rules_verdicts(calls, household_ids, days, scenarios)[0]
+
+
+def escalation_lead_times(
+    calls: pd.DataFrame,
+    cases: pd.DataFrame,
+    persons: pd.DataFrame,
+    places: pd.DataFrame,
+    start: pd.Timestamp | str,
+    end: pd.Timestamp | str,
+    lookback_days: int = LOOKBACK_DAYS,
+    scenarios: Mapping[str, Scenario] | None = None,
+) -> pd.DataFrame:
+    """Violent cases opened in ``[start, end)`` with the rules' level before each and the lead time.
+
+    ``calls``: one row per call with ``household_id``, ``received_at`` and the
+    rules' columns (``Prepared.calls``); ``places``: :func:`household_places`.
+    Per (case, household): ``rules_level_before`` is the rules' level on the
+    morning of the day the case was opened (None below blue);
+    ``first_rules_warning_at`` the earliest morning in the ``lookback_days``
+    days before (that morning included) on which the level was blue or worse
+    (NaT when never); ``lead_days`` the whole days from that morning to the
+    day of the case (0: warned that very morning; NaN: not warned).
+    """
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    rows = violent_case_households(cases, persons, start, end)
+    located = places.drop_duplicates("household_id").set_index("household_id").reindex(rows["household_id"])
+    rows["station_id"] = located["station_id"].to_numpy(object)
+    rows["county_code"] = located["county_code"].to_numpy(object)
+    opened_day = pd.to_datetime(rows["opened_at"]).dt.normalize()
+    pairs = pd.DataFrame({"household_id": rows["household_id"], "day": opened_day}).drop_duplicates()
+    offsets = np.arange(lookback_days + 1)
+    grid = pd.DataFrame(
+        {
+            "household_id": np.repeat(pairs["household_id"].to_numpy(object), len(offsets)),
+            "opened_day": np.repeat(pairs["day"].to_numpy(), len(offsets)),
+            "back": np.tile(offsets, len(pairs)),
+        }
+    )
+    grid["day"] = grid["opened_day"] - pd.to_timedelta(grid["back"], unit="D")
+    grid["level"] = rules_levels(calls, grid["household_id"], grid["day"], scenarios)
+    warned = grid[grid["level"].notna()]
+    first_back = warned.groupby(["household_id", "opened_day"])["back"].max()
+    on_the_day = grid[grid["back"] == 0].set_index(["household_id", "opened_day"])["level"]
+    key = pd.MultiIndex.from_arrays([rows["household_id"], opened_day])
+    back = first_back.reindex(key).to_numpy(np.float64)
+    rows["rules_level_before"] = pd.Series(on_the_day.reindex(key).to_numpy(object), dtype=object)
+    rows["first_rules_warning_at"] = opened_day.to_numpy() - pd.to_timedelta(back, unit="D")
+    rows["lead_days"] = back
+    rows["rules_level_before"] = rows["rules_level_before"].where(rows["rules_level_before"].notna(), None)
+    return rows[list(COLUMNS)].reset_index(drop=True)
+
+
+def lead_time_bins(lead_days: pd.Series) -> pd.Series:
+    """How many escalations were first warned 0-6, 7-13, 14-29, 30-59 and 60-90 days before, and not at all."""
+    edges = [0, 7, 14, 30, 60, LOOKBACK_DAYS + 1]
+    names = ["0-6天", "7-13天", "14-29天", "30-59天", "60-90天"]
+    values = pd.to_numeric(lead_days, errors="coerce")
+    binned = pd.cut(values.dropna(), bins=edges, right=False, labels=names)
+    counts = binned.value_counts().reindex(names, fill_value=0)
+    counts.loc["未预警"] = int(values.isna().sum())
+    return counts.astype(int)
