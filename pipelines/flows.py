@@ -199,8 +199,12 @@ def build_train_flow():  # type: ignore[no-untyped-def]
         emit(message)
 
     @flow(name="yujing-train", log_prints=False, persist_result=False)
-    def train_flow(data_dir: str, out_dir: str, tracking_uri: str, config: dict[str, Any]) -> dict[str, Any]:
-        return run_training(Path(data_dir), Path(out_dir), tracking_uri, TrainConfig(**config), say, as_task)
+    def train_flow(
+        data_dir: str, out_dir: str, tracking_uri: str, config: dict[str, Any], warnings_db_url: str | None = None
+    ) -> dict[str, Any]:
+        return run_training(
+            Path(data_dir), Path(out_dir), tracking_uri, TrainConfig(**config), say, as_task, warnings_db_url
+        )
 
     return train_flow
 

@@ -96,8 +96,8 @@ class StatusIn(BaseModel):
         ..., description="acknowledged, handled or fed_back: forward only (a move back, or to pushed, is 409)."
     )
     note: str | None = Field(None, max_length=2000, description="Free text; stored masked (IDs, phones, names).")
-    outcome: Literal["resolved", "ongoing", "escalated", "false_alarm"] | None = Field(
-        None, description="With fed_back only: resolved, ongoing, escalated or false_alarm."
+    outcome: Literal["resolved", "ongoing", "escalated", "false_alarm", "referred"] | None = Field(
+        None, description="With fed_back only: resolved, ongoing, escalated, false_alarm or referred."
     )
 
 

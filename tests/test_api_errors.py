@@ -367,3 +367,21 @@ def test_incident_time_is_bounded() -> None:
     for bad in ("1600-01-01", "1999-12-31T23:59:59", "2262-04-12", "9999-12-31", now + timedelta(days=2), "x"):
         with pytest.raises(IncidentTimeError):
             incident_time(bad, now)
+
+
+def test_the_api_takes_every_outcome_the_store_takes() -> None:
+    """One list of outcomes: the status route's schema accepts exactly the store's (referred included)."""
+    import typing
+
+    from models.warning_tables import OUTCOMES
+    from serving import schemas
+
+    fields = [m for m in vars(schemas).values() if isinstance(m, type) and "outcome" in getattr(m, "model_fields", {})]
+    assert fields, "no request model carries an outcome"
+    checked: list[str] = []
+    for model in fields:
+        allowed = {a for arg in typing.get_args(model.model_fields["outcome"].annotation) for a in typing.get_args(arg)}
+        if allowed:  # a request model restricts the values; a response model carries the stored text
+            checked.append(model.__name__)
+            assert allowed == set(OUTCOMES), model.__name__
+    assert checked, "no request model restricts the outcome"

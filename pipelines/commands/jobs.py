@@ -142,9 +142,18 @@ def train(
 
                 from pipelines.flows import build_train_flow
 
-                report = build_train_flow()(str(root), str(target), config.mlflow_tracking_uri, asdict(train_config))
+                report = build_train_flow()(
+                    str(root), str(target), config.mlflow_tracking_uri, asdict(train_config), config.warnings_db_url
+                )
             else:
-                report = run_training(root, target, config.mlflow_tracking_uri, train_config, progress=stages.feed)
+                report = run_training(
+                    root,
+                    target,
+                    config.mlflow_tracking_uri,
+                    train_config,
+                    progress=stages.feed,
+                    warnings_db_url=config.warnings_db_url,
+                )
     except ValueError as exc:  # the contract's and training's own errors name the file, key and fix
         if is_known(exc) or type(exc) is ValueError:
             raise fail(str(exc)) from None
