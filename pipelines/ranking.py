@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from pipelines.ranking_reasons import (
     recent_calls,
     rule_reasons,
 )
+from pipelines.steps import step_runner
 from pipelines.training import Prepared, code_version, prepare
 
 NO_RULE_POINTS = "积分预警：近90天无计分报警"
@@ -518,16 +518,7 @@ def run_ranking(
     from pipelines.outputs import discard, publish, stage_outputs, sweep
 
     say = progress or (lambda _msg: None)
-    wrap = step or (lambda function, _name: function)
-    timings: dict[str, float] = {}
-
-    def run(name: str, function: Callable[..., Any], *args: Any) -> Any:
-        say(name)
-        started = time.perf_counter()
-        out = wrap(function, name)(*args)
-        timings[name] = round(time.perf_counter() - started, 2)
-        return out
-
+    run, timings = step_runner(progress, step)
     if prepared is None:
         prepared = run("load, validate, score and link", prepare, Path(data_dir))
     day = ranking_day(prepared.incidents, date, prepared.export_date)

@@ -21,24 +21,12 @@ import pandas as pd
 
 from features.online import Call
 from features.snapshots import CUE_GROUPS, to_seconds
+from models.escalations import COLUMNS as ESCALATION_COLUMNS  # escalations.parquet (optional), one home
 
 REQUIRED = ("manifest.json", "features.parquet", "calls.parquet", "context.parquet", "person_households.parquet")
 
 VISIT_COLUMNS = ("household_id", "visited_at", "visit_type", "outcome")
 """``visits.parquet`` (optional): the households' visits of the 730 days before the ranking date, no free text."""
-ESCALATION_COLUMNS = (
-    "case_id",
-    "household_id",
-    "station_id",
-    "county_code",
-    "opened_at",
-    "charge",
-    "rules_level_before",
-    "first_rules_warning_at",
-    "lead_days",
-)
-"""``escalations.parquet`` (optional): violent cases of the 365 days before the date, one row per (case, household),
-with whether and how long before the scoring rules had warned (models/escalations.py)."""
 
 
 class HistoryError(ValueError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 
 from pipelines.reports.data import CityData, LoopData, ReportError, city_data, database_display
 from pipelines.reports.periods import KINDS, Period, report_period
+from pipelines.steps import step_runner
 from pipelines.training import Prepared, code_version, prepare
 
 REPORT_STEPS = ("load, validate, score and link", "read the warnings database", "analyse", "write the report")
@@ -69,23 +69,6 @@ def report_end(city: CityData, end: str | None) -> dt.date:
             "fix: give a day inside it, or leave --end out for the latest day"
         )
     return day
-
-
-def _runner(
-    progress: Callable[[str], None] | None, step: Callable[[Callable[..., Any], str], Callable[..., Any]] | None
-) -> tuple[Callable[..., Any], dict[str, float]]:
-    say = progress or (lambda _msg: None)
-    wrap = step or (lambda function, _name: function)
-    timings: dict[str, float] = {}
-
-    def run(name: str, function: Callable[..., Any], *args: Any) -> Any:
-        say(name)
-        started = time.perf_counter()
-        out = wrap(function, name)(*args)
-        timings[name] = round(time.perf_counter() - started, 2)
-        return out
-
-    return run, timings
 
 
 def _provenance(prepared: Prepared, store_url: str, now: dt.datetime, kind: str, **extra: Any) -> dict[str, Any]:
@@ -156,7 +139,7 @@ def run_report(
     if kind not in KINDS:
         raise ReportError(f"--period {kind!r} is not one of {', '.join(KINDS)}; fix: --period month")
     now = now or dt.datetime.now(dt.UTC)
-    run, timings = _runner(progress, step)
+    run, timings = step_runner(progress, step)
     if prepared is None:
         prepared = run(REPORT_STEPS[0], prepare, Path(data_dir))
     city = city_data(prepared)
@@ -220,7 +203,7 @@ def run_incident_report(
     from pipelines.reports.render import incident_page, write_report
 
     now = now or dt.datetime.now(dt.UTC)
-    run, timings = _runner(progress, step)
+    run, timings = step_runner(progress, step)
     if prepared is None:
         prepared = run(INCIDENT_STEPS[0], prepare, Path(data_dir))
     city = city_data(prepared)
