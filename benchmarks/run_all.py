@@ -33,6 +33,7 @@ def main() -> None:
         ["bench_serving.py", *([] if args.full else ["--small"])],
         ["bench_http.py", *([] if args.full else ["--small"])],
         ["bench_ranking.py", *([] if args.full else ["--small"])],
+        ["bench_workbench.py"],
     ]
     for script, *extra in runs:
         print(f"\n## {script} {' '.join(extra)}\n", flush=True)
