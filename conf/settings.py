@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     """The scoring warning models file (default: conf/warning_models.toml)."""
     dispute_labels_path: Path | None = None
     """Police codes -> dispute-classifier labels (default: conf/dispute_labels.toml; features/labels.py)."""
+    drift_config: Path | None = None
+    """Drift thresholds and reference windows (default: conf/drift.toml; models/drift.py, docs/drift.md)."""
 
     # Daily ranking (docs/ranking.md).
     rankings_dir: Path | None = None
@@ -131,6 +133,9 @@ class Settings(BaseSettings):
     """Where ``yujing report`` writes (default: <outputs_dir>/reports)."""
     report_cron: str = "0 7 * * 1"
     """When ``yujing schedule`` writes the weekly analysis report (cron, in ``schedule_timezone``): Monday 07:00."""
+    train_cron: str = "0 2 1 * *"
+    """When ``yujing schedule`` retrains on the latest data (cron, in ``schedule_timezone``): 02:00 on the 1st of each
+    month, done before that morning's ranking; the gate decides whether the new model ranks (docs/retraining.md)."""
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -170,6 +170,7 @@ def write_bundle(
     provenance: Mapping[str, Any],
     *,
     overwrite: bool = False,
+    files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write a bundle atomically and return its path.
 
@@ -177,7 +178,10 @@ def write_bundle(
     ``lexicon_version`` and ``params`` (anything else JSON-serialisable is
     kept too): a model whose origin cannot be traced is not deployable.
     With ``overwrite=True`` an existing bundle is replaced by two renames; the
-    old one is removed only after the new one is in place.
+    old one is removed only after the new one is in place. ``files``: other
+    files the bundle carries (e.g. ``drift_reference.json``), listed under
+    ``files`` in the manifest with their SHA-256 and checked on load like
+    the models; a bundle without them (older ones) loads as before.
     """
     out = Path(out_dir).resolve()
     if not models:
@@ -197,11 +201,13 @@ def write_bundle(
             data = item.model.SerializeToString(deterministic=True)
             entries[name] = _entry_dict(name, item, data)
             _write_file(tmp / entries[name]["file"], data)
+        extra = _write_extra_files(tmp, files or {}, entries)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "provenance": dict(provenance),
             "models": entries,
+            **({"files": extra} if extra else {}),
         }
         try:
             text = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
@@ -257,6 +263,9 @@ def load_manifest(bundle_dir: str | os.PathLike[str], *, verify: bool = True) ->
     models: dict[str, ModelEntry] = {}
     for name, spec in raw["models"].items():
         models[name] = _load_entry(root, manifest_path, name, spec, verify)
+    for name in raw.get("files") or {}:
+        if verify:
+            read_bundle_file(root, name, raw)
     return Manifest(path=root, provenance=dict(raw.get("provenance", {})), models=models, raw=raw)
 
 
@@ -334,4 +343,44 @@ def read_model_bytes(entry: ModelEntry) -> bytes:
             f"{entry.path}: sha256 {actual[:12]}… does not match {entry.sha256[:12]}… in {MANIFEST};"
             " the file was changed after export: copy the bundle again or re-export it"
         )
+    return data
+
+
+def _write_extra_files(tmp: Path, files: Mapping[str, bytes], entries: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the bundle's non-model files; their manifest entries (SHA-256 and size)."""
+    taken = {entry["file"] for entry in entries.values()} | {MANIFEST}
+    out: dict[str, Any] = {}
+    for name in sorted(files):
+        if "/" in name or name.startswith(".") or name in taken:
+            raise BundleError(f"bundle file name {name!r}: use a plain file name other than {sorted(taken)}")
+        _write_file(tmp / name, files[name])
+        out[name] = {"sha256": _sha256(files[name]), "bytes": len(files[name])}
+    return out
+
+
+def read_bundle_file(
+    bundle_dir: str | os.PathLike[str], name: str, raw: Mapping[str, Any] | None = None
+) -> bytes | None:
+    """A non-model file of a bundle, checked against the manifest; None when the manifest does not list it.
+
+    Older bundles list no files: their readers get None and carry on without (drift says "no reference").
+    """
+    root = Path(bundle_dir).resolve()
+    if raw is None:
+        try:
+            raw = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(
+                f"{root / MANIFEST} cannot be read ({exc}); copy the bundle again or re-export it"
+            ) from exc
+    spec = (raw.get("files") or {}).get(name)
+    if spec is None:
+        return None
+    path = root / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} is missing (listed in {MANIFEST}); copy the whole bundle folder again") from exc
+    if _sha256(data) != spec.get("sha256"):
+        raise BundleError(f"{path}: sha256 does not match {MANIFEST}; the file was changed after export: re-export")
     return data

@@ -1,22 +1,28 @@
 """Experiment tracking, model registry and champion/challenger promotion (MLflow 3).
 
 Every training run is recorded in the MLflow experiment ``yujing``: its
-parameters, metrics, provenance tags (code, data, lexicon, feature list) and
-artifacts (report, ``curves.json``, the ONNX bundle). The bundle folder is
-registered as a version of ``yujing-dispute`` or ``yujing-escalation``; the
-alias ``challenger`` always names the newest version and ``champion`` the one
-serving uses. A version only becomes champion through a measured decision
-(``models/promotion.py``: the promotion rule and the escalation model's gate
-against the rules and the champion), and that decision is written back to the run.
+parameters, metrics, provenance tags (code, data, lexicon, feature list),
+artifacts (report, ``curves.json``, the ONNX bundle) and, since every
+registered version is an MLflow model, the two logged pyfunc models
+(``models/pyfunc.py``: each holds the bundle, with a signature, an input
+example and the training data as dataset inputs). A logged model is
+registered as a version of ``yujing-dispute`` or ``yujing-escalation``
+(source ``models:/<model_id>``); the alias ``challenger`` always names the
+newest version and ``champion`` the one serving uses. A version only becomes
+champion through a measured decision (``models/promotion.py``: the promotion
+rule and the escalation model's gate against the rules and the champion), and
+that decision is written back to the run.
 
-Why the bundle is a *run artifact* and not ``mlflow.onnx.log_model``: the
-bundle is a folder (ONNX graphs plus a manifest with feature list, thresholds
-and lexicon version) that the serving side loads with onnxruntime directly.
-``mlflow.onnx.log_model`` holds a single ``ModelProto``, infers pip
-requirements in a subprocess (slow, noisy) and, in MLflow 3, stores the model
-under ``models/<model_id>/`` outside the run's artifacts. Registering the run
-folder (``runs:/<run_id>/<path>``) keeps one copy, findable from the run, the
-registry and ``models:/<name>@champion`` alike. See docs/registry.md.
+Serving and the ranking never run the pyfunc: they download the bundle folder
+inside the champion's model (``artifacts/bundle``) and score it with
+onnxruntime directly; a data scientist loads the same version with
+``mlflow.pyfunc.load_model("models:/yujing-escalation@champion")``. One
+bundle, two doors, the same numbers. See docs/registry.md.
+
+A local SQLite store survives a move: MLflow writes absolute artifact paths
+into its database, so :func:`open_store` (called by every function here)
+rewrites them when the database is opened from another folder than the one
+it remembers.
 
 Personal data never reaches the tracking store: :func:`assert_no_personal_data`
 scans every artifact before anything is logged, and parameters and tags are
@@ -33,19 +39,21 @@ import getpass
 import hashlib
 import json
 import logging
-import math
 import numbers
 import os
-import re
 import shutil
 import sys
 import tempfile
-import unicodedata
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+# The personal-data guard and the curves format have their own homes; callers may keep using them from here.
+from models.curves import validate_curves
+from models.personal_data import PersonalDataError, assert_no_personal_data, assert_no_personal_values  # noqa: F401
+from models.tracking_store import relocate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,11 +71,14 @@ REQUIRED_TAGS: tuple[str, ...] = ("code_version", "data_fingerprint", "lexicon_v
 PROMOTION_FILE = "promotion.json"
 CURVES_FILE = "curves.json"
 ARTIFACT_DIR = "mlartifacts"
+#: Where the ONNX bundle sits inside a registered MLflow model (``models.pyfunc.BUNDLE_PATH``).
+BUNDLE_IN_MODEL = "artifacts/bundle"
 
 _DESCRIPTIONS = {
-    DISPUTE_MODEL: "Incident dispute type (LightGBM exported to ONNX). Versions are ONNX bundle folders in runs.",
-    ESCALATION_MODEL: "Household escalation risk, 民转刑 (LightGBM exported to ONNX). "
-    "Versions are ONNX bundle folders in runs.",
+    DISPUTE_MODEL: "Incident dispute type (LightGBM exported to ONNX). Versions are MLflow pyfunc models "
+    "holding the ONNX bundle (artifacts/bundle); input: narrative, received_at.",
+    ESCALATION_MODEL: "Household escalation risk, 民转刑 (LightGBM exported to ONNX). Versions are MLflow pyfunc "
+    "models holding the ONNX bundle (artifacts/bundle); input: snapshot feature columns.",
 }
 
 _current_uri: str | None = None
@@ -118,7 +129,25 @@ def _client(tracking_uri: str | None = None) -> MlflowClient:
     from mlflow import MlflowClient
 
     uri = _resolve_uri(tracking_uri)
+    open_store(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+# --------------------------------------------------------------------------- a store that survives a move
+
+
+def open_store(tracking_uri: str | None = None) -> str:
+    """Make a local SQLite store's stored paths point where it is now; returns the tracking URI.
+
+    MLflow writes absolute artifact paths into its database; opened from another folder
+    than the one it remembers (``var/`` copied or moved with ``mlflow.db`` and
+    ``mlartifacts``), the store's paths are rewritten (:mod:`models.tracking_store`).
+    Every function here calls it (once per store and process); a notebook that goes to
+    MLflow directly calls it first (docs/registry.md). Other URIs are returned as they are.
+    """
+    uri = _resolve_uri(tracking_uri)
+    relocate(uri, EXPERIMENT, ARTIFACT_DIR)
+    return uri
 
 
 def default_artifact_root(tracking_uri: str) -> Path | None:
@@ -158,7 +187,7 @@ def _experiment_id(client: MlflowClient, experiment: str, artifact_root: Path | 
     return found.experiment_id
 
 
-def _source_tags() -> dict[str, str]:
+def source_tags() -> dict[str, str]:
     """The source tags MLflow's own context providers would set, without their git subprocesses."""
     try:
         user = getpass.getuser()
@@ -198,114 +227,9 @@ def start_run(
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     _current_uri = tracking_uri
-    run = client.create_run(experiment_id, run_name=run_name, tags=_source_tags())
+    run = client.create_run(experiment_id, run_name=run_name, tags=source_tags())
     with mlflow.start_run(run_id=run.info.run_id) as active:
         yield active
-
-
-# --------------------------------------------------------------------------- personal-data guard
-
-
-class PersonalDataError(ValueError):
-    """An artifact, parameter or tag holds an unmasked ID number or mobile number."""
-
-
-#: Files read as text; everything else (ONNX, Parquet, PNG) is scanned as bytes for ASCII digits.
-TEXT_SUFFIXES = frozenset(
-    {".json", ".jsonl", ".md", ".html", ".htm", ".csv", ".tsv", ".txt", ".log", ".yaml", ".yml", ".toml", ".xml"}
-)
-
-# A match must be a whole number: not glued to digits or ASCII letters (hex digests, run ids)
-# and not the fraction part of a decimal (0.13512349668 is a probability, not a phone).
-# ASCII digits only: text is NFKC-normalised first, which turns full-width １３５ into 135.
-_BEFORE = r"(?<![0-9A-Za-z.])"
-_AFTER = r"(?![0-9A-Za-z])"
-_RULES = (
-    ("unmasked ID number", _BEFORE + r"[0-9]{17}[0-9Xx]" + _AFTER),
-    ("unmasked mobile number", _BEFORE + r"(?:\+?86[ \-]?)?1[3-9][0-9](?:[ \-]?[0-9]{4}){2}" + _AFTER),
-)
-_TEXT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((kind, re.compile(p)) for kind, p in _RULES)
-_BYTES_RULES: tuple[tuple[str, re.Pattern[bytes]], ...] = tuple((kind, re.compile(p.encode())) for kind, p in _RULES)
-_MAX_LINES_REPORTED = 5
-
-
-def _text_findings(text: str) -> dict[str, list[int]]:
-    """Kind of personal data -> line numbers (1-based) where it occurs."""
-    found: dict[str, list[int]] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = unicodedata.normalize("NFKC", raw)
-        for kind, pattern in _TEXT_RULES:
-            if pattern.search(line):
-                found.setdefault(kind, []).append(number)
-    return found
-
-
-def _bytes_findings(data: bytes) -> dict[str, list[int]]:
-    """Kind -> byte offsets, for files that are not text (an ONNX graph can embed strings)."""
-    found: dict[str, list[int]] = {}
-    for kind, pattern in _BYTES_RULES:
-        offsets = [m.start() for m in pattern.finditer(data)]
-        if offsets:
-            found[kind] = offsets
-    return found
-
-
-def _describe(label: str, findings: dict[str, list[int]], unit: str) -> str:
-    parts = []
-    for kind, where in findings.items():
-        shown = ", ".join(str(w) for w in where[:_MAX_LINES_REPORTED])
-        more = f" and {len(where) - _MAX_LINES_REPORTED} more" if len(where) > _MAX_LINES_REPORTED else ""
-        parts.append(f"{kind} at {unit} {shown}{more}")
-    return f"{label}: " + "; ".join(parts)
-
-
-def _decode(data: bytes) -> str:
-    """UTF-8, else GB18030 (what Chinese exports use); digits are ASCII in both."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("gb18030", errors="replace")
-
-
-def assert_no_personal_data(path: Path) -> None:
-    """Raise :class:`PersonalDataError` if a file, or any file under a folder, holds unmasked personal data.
-
-    Looks for 18-character ID numbers (``\\d{17}[\\dXx]``) and mobile numbers
-    (``1[3-9]\\d{9}``, also with +86 or ``135 1234 5678`` separators). Masked forms
-    (``135****9668``, ``1505**********2829``, ``<PHONE>``) pass, as do decimals and hex
-    digests that merely contain such digit runs. Text files (:data:`TEXT_SUFFIXES`) are
-    read as text and reported by line; other files are scanned as bytes, since ONNX
-    graphs and Parquet files can embed strings. The message names files and lines,
-    never the numbers themselves.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"artifact {path} does not exist")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    problems: list[str] = []
-    for file in files:
-        label = str(file.relative_to(path)) if path.is_dir() else file.name
-        data = file.read_bytes()
-        if file.suffix.lower() in TEXT_SUFFIXES:
-            findings, unit = _text_findings(_decode(data)), "line"
-        else:
-            findings, unit = _bytes_findings(data), "byte offset"
-        if findings:
-            problems.append(_describe(label, findings, unit))
-    if problems:
-        raise PersonalDataError(
-            f"refusing to log {path}: it holds unmasked personal data ({'; '.join(problems)}); "
-            "mask it (features.text.mask) before it becomes an artifact"
-        )
-
-
-def _assert_no_personal_values(kind: str, values: Mapping[str, Any]) -> None:
-    """Parameters and tags are stored as text too: the same rules, naming the key."""
-    bad = sorted(key for key, value in values.items() if _text_findings(f"{key}\n{value}"))
-    if bad:
-        raise PersonalDataError(
-            f"refusing to log {kind} {', '.join(bad)}: unmasked ID or mobile number in key or value"
-        )
 
 
 # --------------------------------------------------------------------------- tracking
@@ -379,8 +303,8 @@ def log_training(
     flat_metrics = _numeric_metrics(metrics)
     flat_params = {k: str(v) for k, v in flatten(params).items()}
     str_tags = {str(k): str(v) for k, v in tags.items()}
-    _assert_no_personal_values("params", flat_params)
-    _assert_no_personal_values("tags", str_tags)
+    assert_no_personal_values("params", flat_params)
+    assert_no_personal_values("tags", str_tags)
     checked: dict[str, Path] = {}
     for key, local in artifacts.items():
         local = Path(local)
@@ -471,39 +395,68 @@ def _artifact_exists(client: MlflowClient, run_id: str, path: str) -> bool:
     return any(item.path == path for item in listing)
 
 
+def _logged_model(client: MlflowClient, run_id: str, model_id: str) -> Any:
+    """The logged model ``model_id`` of ``run_id``, with a message naming it when it is missing or foreign."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_logged_model(model_id)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise
+        raise FileNotFoundError(f"no logged model {model_id!r} in this store; log it with models.pyfunc") from None
+    if model.source_run_id != run_id:
+        raise ValueError(f"logged model {model_id} was logged by run {model.source_run_id}, not by run {run_id}")
+    return model
+
+
 def register(
     run_id: str, name: str, artifact_path_or_model: str, description: str, tracking_uri: str | None = None
 ) -> int:
-    """Register the ONNX bundle logged in ``run_id`` as a new version of ``name``; returns the version.
+    """Register a model of ``run_id`` as a new version of ``name``; returns the version.
 
-    ``artifact_path_or_model`` is the bundle's path inside the run (the key given to
-    :func:`log_training`, e.g. ``"bundle"``). The version's source is
-    ``runs:/<run_id>/<path>``: the registry points at the run's copy instead of holding a
-    second one. The new version gets alias ``challenger`` (moved from the previous one)
-    and the run's provenance tags; the champion is untouched until :func:`promote`.
+    ``artifact_path_or_model`` is either ``models:/<model_id>``, an MLflow model the run
+    logged (``models.pyfunc.log_models``: a pyfunc holding the ONNX bundle, what the
+    training flow registers), or the bundle folder's path inside the run (``"bundle"``:
+    a plain bundle, loadable by serving but not by ``mlflow.pyfunc``). The version's
+    source is ``models:/<model_id>`` or ``runs:/<run_id>/<path>``: the registry points
+    at the logged copy instead of holding a second one; its ``artifact_path`` tag says
+    where the bundle is inside that source. The new version gets alias ``challenger``
+    (moved from the previous one) and the run's provenance tags; the champion is
+    untouched until :func:`promote`.
     """
     _check_name(name)
     path = artifact_path_or_model
-    if not isinstance(path, str) or "://" in path or ":/" in path:
-        raise ValueError(
-            f"register() takes the bundle's artifact path inside the run (like 'bundle'), got {path!r}: "
-            "the registered thing is the run's ONNX bundle folder (see docs/registry.md)"
-        )
-    path = path.strip("/")
+    if not isinstance(path, str):
+        raise ValueError(f"register() takes 'models:/<model_id>' or the bundle's path inside the run, got {path!r}")
     client = _client(tracking_uri)
     run = client.get_run(run_id)
-    if not path or not _artifact_exists(client, run_id, path):
-        top = ", ".join(sorted(a.path for a in client.list_artifacts(run_id))) or "nothing"
-        raise FileNotFoundError(f"run {run_id} has no artifact {path!r} to register (it has: {top})")
+    model_id = None
+    if path.startswith("models:/"):
+        model_id = path.removeprefix("models:/").strip("/")
+        _logged_model(client, run_id, model_id)
+        source, bundle_path = f"models:/{model_id}", BUNDLE_IN_MODEL
+    elif "://" in path or ":/" in path:
+        raise ValueError(
+            f"register() takes 'models:/<model_id>' or the bundle's artifact path inside the run (like 'bundle'), "
+            f"got {path!r} (see docs/registry.md)"
+        )
+    else:
+        path = path.strip("/")
+        if not path or not _artifact_exists(client, run_id, path):
+            top = ", ".join(sorted(a.path for a in client.list_artifacts(run_id))) or "nothing"
+            raise FileNotFoundError(f"run {run_id} has no artifact {path!r} to register (it has: {top})")
+        source, bundle_path = f"runs:/{run_id}/{path}", path
     _ensure_registered_model(client, name)
     version_tags = {t: run.data.tags[t] for t in REQUIRED_TAGS if t in run.data.tags}
-    version_tags["artifact_path"] = path
+    version_tags["artifact_path"] = bundle_path
     created = client.create_model_version(
         name=name,
-        source=f"runs:/{run_id}/{path}",
+        source=source,
         run_id=run_id,
         tags=version_tags,
         description=description,
+        model_id=model_id,
     )
     version = int(created.version)
     client.set_registered_model_alias(name, CHALLENGER, str(version))
@@ -545,8 +498,10 @@ def alias_info(name: str, alias: str, tracking_uri: str | None = None) -> dict[s
     """What ``alias`` of ``name`` points at, or ``None``.
 
     Keys: ``name``, ``alias``, ``version``, ``aliases`` (all on that version), ``run_id``,
-    ``source``, ``artifact_path``, ``description``, ``metrics`` (the run's, flattened),
-    ``tags`` (the run's :data:`REQUIRED_TAGS`).
+    ``source`` (``models:/<model_id>`` or ``runs:/<run_id>/<path>``), ``model_id`` (the
+    logged MLflow model, ``None`` for a plain run folder), ``artifact_path`` (the bundle
+    inside the source), ``description``, ``metrics`` (the run's, flattened), ``tags``
+    (the run's :data:`REQUIRED_TAGS`).
     """
     version = aliases(name, tracking_uri).get(alias)
     if version is None:
@@ -561,6 +516,7 @@ def alias_info(name: str, alias: str, tracking_uri: str | None = None) -> dict[s
         "aliases": sorted(mv.aliases),
         "run_id": mv.run_id,
         "source": mv.source,
+        "model_id": mv.source.removeprefix("models:/") if mv.source.startswith("models:/") else None,
         "artifact_path": mv.tags.get("artifact_path"),
         "description": mv.description,
         "metrics": dict(run.data.metrics),
@@ -592,7 +548,13 @@ def download_champion_bundle(name: str, dst: Path, tracking_uri: str | None = No
     # tracking URI, which another start_run in the same process may have pointed elsewhere.
     client = _client(tracking_uri)
     with tempfile.TemporaryDirectory(dir=dst) as tmp:
-        local = Path(client.download_artifacts(info["run_id"], info["artifact_path"], tmp))
+        if info["model_id"]:  # the bundle inside the registered MLflow model (models/pyfunc.py)
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            location = client.get_logged_model(info["model_id"]).artifact_location
+            local = Path(get_artifact_repository(location).download_artifacts(info["artifact_path"], tmp))
+        else:
+            local = Path(client.download_artifacts(info["run_id"], info["artifact_path"], tmp))
         for item in local.iterdir():
             shutil.move(str(item), dst / item.name)
     return dst
@@ -629,58 +591,6 @@ def champion_bundle(tracking_uri: str, cache: Path, name: str = DISPUTE_MODEL) -
 
 
 # --------------------------------------------------------------------------- curves
-
-
-def _check_series(where: str, block: Any, keys: Iterable[str], *, unit: bool) -> int:
-    if not isinstance(block, Mapping):
-        raise ValueError(f"curves: {where} must be an object")
-    lengths = set()
-    for key in keys:
-        values = block.get(key)
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"curves: {where}.{key} must be a non-empty list of numbers")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                raise ValueError(f"curves: {where}.{key} holds a value that is not a finite number")
-            if unit and not 0.0 <= v <= 1.0:
-                raise ValueError(f"curves: {where}.{key} holds a value outside [0, 1]")
-        lengths.add(len(values))
-    if len(lengths) != 1:
-        raise ValueError(f"curves: {where} lists differ in length ({', '.join(keys)})")
-    return lengths.pop()
-
-
-def validate_curves(curves: Any) -> None:
-    """Check the ``curves.json`` format (docs/registry.md) and raise ``ValueError`` naming the bad place.
-
-    ``{task: {scorer: {"pr": {"precision": [...], "recall": [...]},
-    "calibration": {"predicted": [...], "observed": [...]}}}}``; each scorer has at least one
-    of ``pr`` and ``calibration``; optional ``pr.thresholds`` (any finite numbers) and
-    ``calibration.n`` (rows per bin, as :func:`models.evaluation.calibration_curve` gives).
-    Checked when logged so a bad file fails the training run, not the notebook weeks later.
-    """
-    if not isinstance(curves, Mapping) or not curves:
-        raise ValueError("curves: top level must be a non-empty object of tasks (like 'escalation')")
-    for task, scorers in curves.items():
-        if not isinstance(scorers, Mapping) or not scorers:
-            raise ValueError(f"curves: {task} must be a non-empty object of scorers (like 'model', 'rules')")
-        for scorer, blocks in scorers.items():
-            where = f"{task}.{scorer}"
-            if not isinstance(blocks, Mapping) or not ({"pr", "calibration"} & set(blocks)):
-                raise ValueError(f"curves: {where} needs 'pr' and/or 'calibration'")
-            if "pr" in blocks:
-                _check_series(f"{where}.pr", blocks["pr"], ("precision", "recall"), unit=True)
-                if "thresholds" in blocks["pr"]:
-                    _check_series(f"{where}.pr", blocks["pr"], ("thresholds",), unit=False)
-            if "calibration" in blocks:
-                n = _check_series(f"{where}.calibration", blocks["calibration"], ("predicted", "observed"), unit=True)
-                if "n" in blocks["calibration"]:
-                    counts = blocks["calibration"]["n"]
-                    if not isinstance(counts, list) or len(counts) != n:
-                        raise ValueError(f"curves: {where}.calibration.n must hold one row count per bin")
-                    _check_series(f"{where}.calibration", blocks["calibration"], ("n",), unit=False)
-                    if any(c < 0 for c in counts):
-                        raise ValueError(f"curves: {where}.calibration.n holds a negative count")
 
 
 def load_curves(run_id: str, tracking_uri: str | None = None) -> dict[str, Any]:

@@ -15,6 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from models.audit_report import capacity_lines, disparity_lines, plot_capacity
+from models.drift_views import drift_lines
+
 _METRICS = ("roc_auc", "pr_auc", "recall_at_k", "precision_at_k", "brier")
 
 
@@ -115,6 +118,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines += _levels_lines(esc)
     lines += _calibration_lines(esc, plots)
     lines += feedback_lines(esc.get("feedback"))
+    lines += drift_lines(report.get("drift"))  # models/drift_views.py
+    lines += disparity_lines(report.get("disparity"))  # models/audit_report.py (docs/fairness.md)
+    lines += capacity_lines(report.get("capacity"), plots.get("capacity"))
     dispute = report.get("dispute")
     if dispute:
         lines += [
@@ -402,6 +408,8 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     """Plots and ``report.md`` into ``out_dir``; returns the Markdown path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_curves(report["escalation"], out_dir)
+    if report.get("capacity"):
+        plots["capacity"] = plot_capacity(report["capacity"], out_dir)
     path = out_dir / "report.md"
     path.write_text(render_markdown(report, plots), encoding="utf-8")
     return path

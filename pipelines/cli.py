@@ -18,8 +18,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.commands import data, jobs, keys, serve, text
+from pipelines.commands import data, jobs, keys, models, serve, text
 from pipelines.commands import report as report_command
+from pipelines.commands import whatif as whatif_command
 from pipelines.commands.common import set_quiet
 from pipelines.commands.errors import report
 
@@ -69,11 +70,20 @@ for _name, _command in (
     ("report", report_command.report),
     ("serve", serve.serve),
     ("ready", serve.ready),
+    ("whatif", whatif_command.whatif),
 ):
     app.command(name=_name)(handled(_command, _name))
 for _name, _command in (("add", keys.add), ("list", keys.list_), ("revoke", keys.revoke)):
     keys.app.command(name=_name)(handled(_command, f"keys {_name}"))
 app.add_typer(keys.app, name="keys")
+for _name, _command in (
+    ("list", models.list_),
+    ("history", models.history),
+    ("promote", models.promote),
+    ("rollback", models.rollback),
+):
+    models.app.command(name=_name)(handled(_command, f"models {_name}"))
+app.add_typer(models.app, name="models")
 
 _fold_lines = jobs.fold_lines  # the report test reads the fold lines from here
 

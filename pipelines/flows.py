@@ -235,7 +235,7 @@ def build_rank_flow():  # type: ignore[no-untyped-def]
         tracking_uri: str | None = None,
         champion_cache: str | None = None,
         config: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         """Rank one date; without ``bundle_dir`` the registry's champion is looked up at run time."""
         bundle, version = (Path(bundle_dir), None) if bundle_dir else (None, None)
         if bundle is None and tracking_uri:
@@ -243,7 +243,9 @@ def build_rank_flow():  # type: ignore[no-untyped-def]
         result = run_ranking(
             Path(data_dir), date, Path(out_root), store_url, bundle, version, RankConfig(**(config or {})), say, as_task
         )
-        return result.to_dict()
+        from pipelines.drift import drift_state
+
+        return drift_state(result.to_dict())  # a drift alert ends the run as Completed "Drifted" (docs/drift.md)
 
     return rank_flow
 
@@ -370,6 +372,24 @@ def report_deployment(settings: Settings, cron: str | None = None, data_dir: Pat
         schedule=Cron(cron or settings.report_cron, timezone=settings.schedule_timezone),
         parameters={"data_dir": str((data_dir or Path(settings.data_dir) / "city").resolve()), "end": None},
         description="预警周报: the weekly analysis report (HTML, PDF, JSON) to the data's latest day",
+    )
+
+
+def train_deployment(settings: Settings, cron: str | None = None, data_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    """Retraining as a deployment (``train_cron``, default 02:00 on the 1st of each month): train on the latest
+    data, gate against the champion and the rules, register, promote or not, and say so (docs/retraining.md).
+
+    The deployed flow is ``pipelines/scheduled.py:scheduled_train``.
+    """
+    from prefect.schedules import Cron
+
+    from pipelines.scheduled import scheduled_train
+
+    return scheduled_train.to_deployment(
+        name="yujing-scheduled-train",
+        schedule=Cron(cron or settings.train_cron, timezone=settings.schedule_timezone),
+        parameters={"data_dir": str((data_dir or Path(settings.data_dir) / "city").resolve())},
+        description="模型重训: retrain on the latest data; the promotion gate decides whether it ranks",
     )
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from features.schema import CATEGORIES
+from models.drift_views import drift_view
 from models.levels import LEVELS
 from pipelines.ranking_columns import _canonical, _missing, _scenario_name, _warnings
 from web import charts, labels
@@ -257,6 +258,7 @@ def center_context(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str
         "top": _top_rows(warned),
         "levels": list(LEVELS),
         "stations": _station_rows(frame, warned),
+        "drift": drift_view(manifest.get("drift")),  # docs/drift.md
     }
 
 

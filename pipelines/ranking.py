@@ -449,6 +449,8 @@ class RankResult:
     database: dict[str, int]
     timings: dict[str, float]
     top: pd.DataFrame
+    drift: dict[str, Any] | None = None
+    """The drift report the manifest holds (``manifest["drift"]``, docs/drift.md)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-plain summary (the Prefect flow's return value; no personal data: ids, levels, phrases)."""
@@ -462,6 +464,7 @@ class RankResult:
             "database": self.database,
             "timings": self.timings,
             "top": json.loads(self.top.to_json(orient="records", force_ascii=False)),
+            "drift": self.drift,
         }
 
 
@@ -528,6 +531,9 @@ def run_ranking(
     ranking = run("levels and reasons", ranking_table, prepared, scored, config)
     tables = run("tables for the online service", serving_tables, prepared, scored, config.history_days)
     manifest = manifest_for(prepared, scored, ranking, config)
+    from pipelines.drift import ranking_drift
+
+    manifest["drift"] = ranking_drift(prepared, scored, bundle_dir)  # docs/drift.md; the CLI prints its line
     rows = warnings_rows(ranking)
     store = WarningStore(store_url)
     try:
@@ -578,4 +584,5 @@ def run_ranking(
         database=counts,
         timings=timings,
         top=top_warnings(ranking),
+        drift=manifest["drift"],
     )

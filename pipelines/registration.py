@@ -145,6 +145,7 @@ def register_and_report(
 ) -> dict[str, Any]:
     """Write the report, log the run to MLflow, register both models and decide promotion."""
     from models import promotion, registry
+    from models.pyfunc import log_models
     from models.report import verdict, write_report
 
     prov = provenance(prepared, config)
@@ -183,6 +184,17 @@ def register_and_report(
         "onnx.max_abs_diff": float(bundle["max_abs_diff"]),
         **feedback_metrics(evaluation.get("feedback")),
     }
+    from pipelines.audit import audit_run  # disparity audit and capacity curves (docs/fairness.md, docs/capacity.md)
+
+    audit = audit_run(run, prepared, config, out_dir)
+    report |= {"disparity": audit.disparity, "capacity": audit.capacity}
+    metrics |= audit.metrics
+    from models.drift import metrics as drift_metrics
+    from pipelines.drift import training_drift
+
+    report["drift"] = training_drift(prepared, tracking_uri)  # latest data vs the champion's reference (docs/drift.md)
+    write_json(out_dir / "drift.json", report["drift"])
+    metrics |= drift_metrics(report["drift"])
     champion = champion_evidence(run, evidence, metrics, config, tracking_uri)
     gate = promotion.decide_gate(evidence, champion, config.promotion_margin, bool(bundle["ok"]))
     params = {
@@ -222,14 +234,26 @@ def register_and_report(
                 "report.md": report_md,
                 **{name: out_dir / name for name in ("pr_curve.png", "calibration.png") if (out_dir / name).is_file()},
                 "curves.json": out_dir / "curves.json",
+                "drift.json": out_dir / "drift.json",
+                **audit.artifacts,
                 "bundle": Path(bundle["path"]),
             },
+        )
+        # each model as an MLflow pyfunc holding the bundle (models/pyfunc.py): what the registry versions are
+        model_ids = log_models(
+            Path(bundle["path"]),
+            run.frame,
+            run.feature_names,
+            run.labels,
+            prepared.incidents,
+            config.level_thresholds,
+            tags,
         )
     versions: dict[str, int] = {}
     decisions: dict[str, Any] = {}
     for name in (registry.ESCALATION_MODEL, registry.DISPUTE_MODEL):
         versions[name] = registry.register(
-            run_id, name, "bundle", f"trained on data {prov['data_fingerprint']}", tracking_uri
+            run_id, name, f"models:/{model_ids[name]}", f"trained on data {prov['data_fingerprint']}", tracking_uri
         )
     decisions[registry.ESCALATION_MODEL] = promotion.apply_gate(
         registry.ESCALATION_MODEL, versions[registry.ESCALATION_MODEL], gate, tracking_uri

@@ -505,7 +505,12 @@ def export_bundle(
         "featurizers": {"dispute": dm.featurizer.to_dict()},
         "horizon_days": config.horizon_days,
     }
-    path = write_bundle(out_dir / "bundle", models, _plain(prov), overwrite=True)
+    from models.drift import REFERENCE_FILE
+    from pipelines.drift import reference_bytes, reference_for_training
+
+    drift_reference = reference_bytes(reference_for_training(prepared, run, dm))  # docs/drift.md
+    files = {REFERENCE_FILE: drift_reference}
+    path = write_bundle(out_dir / "bundle", models, _plain(prov), overwrite=True, files=files)
     return {
         "path": str(path),
         "parity": {"escalation": esc_parity, "dispute": dis_parity},

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from simulation.config import CATEGORIES, SimConfig
+from simulation.intervention import Intervention, coin
 
 CUES = ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation")
 
@@ -55,6 +56,8 @@ class Dynamics:
     calls: pd.DataFrame
     escalations: pd.DataFrame
     mediations: pd.DataFrame
+    prevented: pd.DataFrame | None = None
+    """With an intervention: the plain run's escalations that a visit prevented (conflict_row, day)."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -99,8 +102,20 @@ def seasonality(config: SimConfig) -> np.ndarray:
     return matrix / matrix.mean(axis=1, keepdims=True)
 
 
-def run_dynamics(config: SimConfig, conflicts: pd.DataFrame, rng: np.random.Generator) -> Dynamics:
-    """Simulate every conflict from its start to its end (or escalation), day by day."""
+def run_dynamics(
+    config: SimConfig, conflicts: pd.DataFrame, rng: np.random.Generator, intervention: Intervention | None = None
+) -> Dynamics:
+    """Simulate every conflict from its start to its end (or escalation), day by day.
+
+    With an ``intervention`` (simulation/intervention.py) visits multiply the
+    escalation hazard, and the run is coupled to the plain one: every random
+    number is drawn exactly as without visits, and an escalation happens only
+    if the same uniform draw falls below the lowered hazard. A prevented
+    escalation that would have ended its conflict lets the conflict go on; its
+    future is drawn from the intervention's own stream (a second, disjoint set
+    of rows stepped after the first each day), so the shared stream stays in
+    step. Without an intervention the run is exactly the plain simulation.
+    """
     n = len(conflicts)
     cat = pd.Categorical(conflicts["category"], categories=CATEGORIES).codes
     start = conflicts["start_day"].to_numpy()
@@ -130,11 +145,13 @@ def run_dynamics(config: SimConfig, conflicts: pd.DataFrame, rng: np.random.Gene
     call_parts: list[pd.DataFrame] = []
     escalation_parts: list[tuple[np.ndarray, int]] = []
     mediation_parts: list[tuple[np.ndarray, int]] = []
+    tracker = intervention.tracker(n) if intervention is not None else None
+    going_on = np.zeros(n, dtype=bool)  # prevented escalations whose conflict goes on only in the intervened world
+    own_rng = np.random.default_rng(intervention.seed) if intervention is not None else None
+    prevented_parts: list[tuple[np.ndarray, int]] = []
 
-    for t, day in enumerate(range(-config.burn_in_days, config.days)):
-        idx = np.flatnonzero((start <= day) & (day < end) & ~done)
-        if len(idx) == 0:
-            continue
+    def step(idx: np.ndarray, rng: np.random.Generator, t: int, day: int, shared: bool) -> None:
+        """One day of the conflicts ``idx``, drawing from ``rng`` (shared: the plain run's stream)."""
         sev[idx] += drift[idx] + rng.normal(0, 0.03, len(idx))
         lam = base_rate[idx] * season[cat[idx], t] * np.exp(0.35 * sev[idx]) + alpha[idx] * excitation[idx]
         n_calls = np.minimum(rng.poisson(lam), 3)
@@ -178,24 +195,53 @@ def run_dynamics(config: SimConfig, conflicts: pd.DataFrame, rng: np.random.Gene
             + w["mediated"] * np.minimum(memory["mediated"][idx], 1.0)
         )
         hazard = config.escalation_base_hazard * cat_factor[idx] * np.exp(lin)
-        escalated = idx[rng.random(len(idx)) < hazard]
-        if len(escalated):
-            escalation_parts.append((escalated, day))
-            reported = escalated[rng.random(len(escalated)) < config.escalation_call_share]
-            if len(reported):
-                cues = _draw_cues(rng, reported, sev, violence_offset, alcohol, temper, mental, sep_day, day)
-                cues["violence"] = np.ones(len(reported), dtype=bool)
-                cues["injury"] |= rng.random(len(reported)) < 0.6
-                cues["conflict_row"] = reported
-                cues["day"] = day
-                cues["escalation_call"] = True
-                call_parts.append(pd.DataFrame(cues))
-            done[escalated[rng.random(len(escalated)) < config.conflict_ends_after_escalation]] = True
+        draw = rng.random(len(idx))
+        escalated = idx[draw < hazard]
+        if not len(escalated):
+            return
+        kept = np.ones(len(escalated), dtype=bool)  # the escalations that still happen under the visits
+        if tracker is not None and shared:  # the plain run escalated here: with visits, with probability m(t)
+            kept = coin(tracker.seed, escalated, day) < tracker.multiplier(escalated)
+            if not kept.all():
+                prevented_parts.append((escalated[~kept], day))
+        elif tracker is not None:  # a future only the intervened world has: its own draw against the lowered hazard
+            kept = (draw < hazard * tracker.multiplier(idx))[draw < hazard]
+        if kept.any():
+            escalation_parts.append((escalated[kept], day))
+        report = rng.random(len(escalated)) < config.escalation_call_share
+        reported = escalated[report]
+        if len(reported):
+            cues = _draw_cues(rng, reported, sev, violence_offset, alcohol, temper, mental, sep_day, day)
+            cues["violence"] = np.ones(len(reported), dtype=bool)
+            cues["injury"] |= rng.random(len(reported)) < 0.6
+            cues["conflict_row"] = reported
+            cues["day"] = day
+            cues["escalation_call"] = True
+            frame = pd.DataFrame(cues)
+            call_parts.append(frame if kept.all() else frame[kept[report]])
+        ends = rng.random(len(escalated)) < config.conflict_ends_after_escalation
+        if shared:
+            done[escalated[ends]] = True  # the plain run's bookkeeping, so the shared stream stays in step
+            going_on[escalated[ends & ~kept]] = True
+        else:
+            going_on[escalated[ends & kept]] = False
+
+    for t, day in enumerate(range(-config.burn_in_days, config.days)):
+        if tracker is not None:
+            tracker.advance(day)
+        idx = np.flatnonzero((start <= day) & (day < end) & ~done)
+        if len(idx):
+            step(idx, rng, t, day, shared=True)
+        if own_rng is not None:
+            own = np.flatnonzero(going_on & (day < end))  # never in idx: the plain run ended them (done)
+            if len(own):
+                step(own, own_rng, t, day, shared=False)
 
     calls = pd.concat(call_parts, ignore_index=True) if call_parts else pd.DataFrame(columns=[*CUES, "conflict_row"])
     escalations = _stack(escalation_parts)
     mediations = _stack(mediation_parts)
-    return Dynamics(calls, escalations, mediations)
+    prevented = _stack(prevented_parts) if intervention is not None else None
+    return Dynamics(calls, escalations, mediations, prevented)
 
 
 def _stack(parts: list[tuple[np.ndarray, int]]) -> pd.DataFrame:

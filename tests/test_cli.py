@@ -18,7 +18,29 @@ from pipelines.cli import app
 
 YUJING = Path(sys.executable).parent / "yujing"
 HEAVY = ("pandas", "numpy", "lightgbm", "prefect", "mlflow", "onnxruntime", "sklearn", "uvicorn", "fastapi")
-COMMANDS = ("simulate", "validate", "classify", "evaluate-text", "warn", "train", "rank", "schedule", "serve", "ready")
+COMMANDS = (
+    "simulate",
+    "validate",
+    "classify",
+    "evaluate-text",
+    "warn",
+    "train",
+    "rank",
+    "schedule",
+    "serve",
+    "ready",
+    "whatif",
+    "models",
+)
+SUBCOMMANDS = [
+    "keys add",
+    "keys list",
+    "keys revoke",
+    "models list",
+    "models history",
+    "models promote",
+    "models rollback",
+]
 
 
 def _run(args: list[str], tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -55,7 +77,7 @@ def test_help_is_fast_and_loads_nothing_heavy(tmp_path: Path) -> None:
     # every command's help, in one process: none imports the libraries its work needs
     script = (
         "import sys\nfrom typer.testing import CliRunner\nfrom pipelines.cli import app\n"
-        f"for c in {list(COMMANDS)!r} + ['keys add', 'keys list', 'keys revoke']:\n"
+        f"for c in {list(COMMANDS) + SUBCOMMANDS!r}:\n"
         "    r = CliRunner().invoke(app, [*c.split(), '--help'])\n"
         "    assert r.exit_code == 0 and 'Usage:' in r.output, (c, r.output)\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"

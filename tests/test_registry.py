@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from models import promotion, registry
+from models import promotion, registry, tracking_store
 from models.promotion import (
     ChampionEvidence,
     Decision,
@@ -234,8 +234,10 @@ def test_register_refuses_unknown_names_missing_artifacts_and_uris(store: str, t
         registry.register(run_id, "yujing_escalation", "bundle", "typo", tracking_uri=store)
     with pytest.raises(FileNotFoundError, match="no artifact 'onnx'"):
         registry.register(run_id, ESCALATION_MODEL, "onnx", "wrong path", tracking_uri=store)
-    with pytest.raises(ValueError, match="artifact path inside the run"):
+    with pytest.raises(FileNotFoundError, match="no logged model 'm-123'"):
         registry.register(run_id, ESCALATION_MODEL, "models:/m-123", "a logged model", tracking_uri=store)
+    with pytest.raises(ValueError, match="artifact path inside the run"):
+        registry.register(run_id, ESCALATION_MODEL, f"runs:/{run_id}/bundle", "a URI", tracking_uri=store)
     from mlflow.exceptions import MlflowException  # after models.registry: mlflow starts private
 
     with pytest.raises(MlflowException, match="not found"):
@@ -247,6 +249,46 @@ def test_functions_default_to_the_store_of_the_last_run(store: str, tmp_path: Pa
     run_id = _train(store, tmp_path / "r", pr_auc=0.3, marker="x")
     version = registry.register(run_id, ESCALATION_MODEL, "bundle/model.onnx", "a single file")
     assert registry.aliases(ESCALATION_MODEL) == {CHALLENGER: version}
+
+
+def _stored_paths(db: Path) -> list[str]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return [
+            str(value)
+            for table, column in tracking_store.PATH_COLUMNS
+            for (value,) in con.execute(f"SELECT {column} FROM {table}")
+            if value
+        ]
+    finally:
+        con.close()
+
+
+def test_a_moved_store_rewrites_its_paths_and_still_serves_its_champion(store: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    run_id = _train(store, tmp_path / "r", pr_auc=0.3, marker="moved")
+    registry.promote(DISPUTE_MODEL, registry.register(run_id, DISPUTE_MODEL, "bundle", "x", tracking_uri=store), store)
+    old = tmp_path / "store"
+    for step, new in enumerate((tmp_path / "elsewhere" / "var", tmp_path / "third")):
+        if step == 1:  # a store made before the marker: the folder is inferred from the experiment's location
+            con = sqlite3.connect(old / "mlflow.db")
+            con.execute(f"DROP TABLE {tracking_store.STORE_TABLE}")
+            con.commit()
+            con.close()
+        new.parent.mkdir(parents=True, exist_ok=True)
+        old.rename(new)
+        uri = f"sqlite:///{new / 'mlflow.db'}"
+        assert registry.open_store(uri) == uri
+        paths = _stored_paths(new / "mlflow.db")
+        assert not any(p.startswith(str(old)) for p in paths)
+        assert registry._client(uri).get_run(run_id).info.artifact_uri == f"{new / 'mlartifacts'}/{run_id}/artifacts"
+        dst = registry.download_champion_bundle(DISPUTE_MODEL, tmp_path / f"serve{step}", uri)
+        assert (dst / "model.onnx").read_bytes() == b"\x08\x07moved"
+        old = new
+    assert registry.default_artifact_root(uri) == old / "mlartifacts"
 
 
 # --------------------------------------------------------------------------- promotion rule

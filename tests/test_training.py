@@ -203,17 +203,6 @@ def test_notebook_runs_on_the_real_runs(trained: dict, tmp_path: Path, monkeypat
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
-@pytest.mark.slow
-def test_prefect_flow_runs_the_same_steps(trained: dict, tmp_path: Path, prefect_harness: None) -> None:
-    from pipelines.flows import build_train_flow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    report = build_train_flow()(str(trained["root"] / "city"), str(tmp_path / "run"), uri, dataclasses.asdict(CONFIG))
-    assert report["onnx"]["max_abs_diff"] <= 1e-5
-    assert report["escalation"]["model"]["pr_auc"] == trained["report"]["escalation"]["model"]["pr_auc"]
-    assert (tmp_path / "run" / "report.json").is_file()
-
-
 def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
     import io
 
@@ -223,8 +212,8 @@ def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
     from pipelines.batch import classify_stream
     from serving.dispute import load_dispute_model
 
-    # Another store as MLflow's process-wide default, as a previous run in this process leaves it (the
-    # Prefect flow test above does, and with it a models:/ download resolved the run in the wrong store).
+    # Another store as MLflow's process-wide default, as a previous run in this process leaves it (a Prefect
+    # training flow does, and with it a models:/ download resolved the run in the wrong store).
     mlflow.set_tracking_uri(f"sqlite:///{trained['root'] / 'elsewhere.db'}")
     bundle = champion_bundle(trained["uri"], trained["root"] / "cache")
     assert bundle is not None and (bundle / "manifest.json").is_file()

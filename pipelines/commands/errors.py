@@ -26,6 +26,7 @@ KNOWN = (
     ("models.registry", "PersonalDataError"),
     ("features.lexicon", "LexiconError"),
     ("features.labels", "LabelMappingError"),
+    ("models.drift_config", "DriftConfigError"),
     ("serving.auth", "KeyFileError"),
     ("serving.history", "HistoryError"),
     ("serving.scorer", "ScorerError"),

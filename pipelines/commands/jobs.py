@@ -134,6 +134,10 @@ def train(
     train_config = TrainConfig.from_settings(config)
     info(f"training on {root} -> {target} (tracking {config.mlflow_tracking_uri})")
     job = f"train-{_dataset_size(root)}"
+    from models.champions import champions_now
+    from pipelines.retraining import TRAIN_BY, conclude
+
+    champions_before = champions_now(config.mlflow_tracking_uri)  # the gate's promotions go to the history
     try:
         with Stages(job, STEPS, quiet=is_quiet(), history=history_file()) as stages:
             if prefect:
@@ -158,6 +162,7 @@ def train(
         if is_known(exc) or type(exc) is ValueError:
             raise fail(str(exc)) from None
         raise
+    conclude(report, champions_before, TRAIN_BY, config.mlflow_tracking_uri)
     esc = report["escalation"]
     typer.echo(
         f"escalation PR-AUC model {esc['model']['pr_auc']:.4f} vs rules {esc['rules']['pr_auc']:.4f}; "
@@ -300,6 +305,10 @@ def rank(
         + ", ".join(f"{LEVEL_NAMES[k]} {v}" for k, v in counts.items())
     )
     typer.echo(engine_line(summary, params.get("tracking_uri")))
+    if summary.get("drift"):
+        from models.drift import summary_line
+
+        typer.echo(summary_line(summary["drift"]))  # breaches and where (docs/drift.md)
     db_counts = summary["database"]
     typer.echo(
         f"database: {db_counts.get('inserted', 0)} new, {db_counts.get('updated', 0)} updated, "
@@ -328,10 +337,18 @@ def schedule(
         str | None,
         typer.Option("--report-cron", help="Cron for the weekly analysis report (default: settings.report_cron)."),
     ] = None,
+    train_cron: Annotated[
+        str | None,
+        typer.Option("--train-cron", help="Cron for retraining on the latest data (default: settings.train_cron)."),
+    ] = None,
 ) -> None:
-    """Serve the daily ranking and the weekly report on their crons with Prefect (a local server unless one is set)."""
+    """Serve the daily ranking, the weekly report and the retraining on their crons with Prefect.
+
+    A local Prefect server is started unless PREFECT_API_URL names one.
+    """
     cron(cron_)
     cron(report_cron, "--report-cron")
+    cron(train_cron, "--train-cron")
     folder(data, "--data")
     config = settings()
     if not os.environ.get("PREFECT_API_URL"):
@@ -341,7 +358,13 @@ def schedule(
         if problem:
             raise fail(f"{problem}; fix: choose --port or stop the other process")
     prefect_logs_to_file(config)
-    from pipelines.flows import configure_prefect, daily_deployment, report_deployment, start_local_server
+    from pipelines.flows import (
+        configure_prefect,
+        daily_deployment,
+        report_deployment,
+        start_local_server,
+        train_deployment,
+    )
 
     configure_prefect(config)
     server = None
@@ -353,13 +376,15 @@ def schedule(
 
         deployment = daily_deployment(config, cron_, data)
         weekly = report_deployment(config, report_cron, data)
+        retrain = train_deployment(config, train_cron, data)
         schedule_ = deployment.schedules[0].schedule
         report_schedule = weekly.schedules[0].schedule
         info(
-            f"serving yujing-daily-rank on cron {schedule_.cron!r} and yujing-weekly-report on "
-            f"{report_schedule.cron!r} ({schedule_.timezone}); Ctrl-C stops"
+            f"serving yujing-daily-rank on cron {schedule_.cron!r}, yujing-weekly-report on "
+            f"{report_schedule.cron!r} and yujing-scheduled-train on {retrain.schedules[0].schedule.cron!r} "
+            f"({schedule_.timezone}); Ctrl-C stops"
         )
-        serve(deployment, weekly)
+        serve(deployment, weekly, retrain)
     finally:
         if server is not None:
             server.terminate()

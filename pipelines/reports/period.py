@@ -23,6 +23,7 @@ import pandas as pd
 from models.escalations import escalation_lead_times, household_places
 from pipelines.reports import analysis
 from pipelines.reports.data import CityData, LoopData
+from pipelines.reports.disparity import period_disparity
 from pipelines.reports.periods import Period
 
 HISTORY_DAYS = 455
@@ -154,6 +155,10 @@ def period_numbers(
         "repeat": repeat,
         "levels": levels,
         "model": analysis.model_health(manifest, training),
+        "disparity": period_disparity(  # who the warnings fell on (docs/fairness.md)
+            city.prepared.tables, city.calls, loop.history, esc, period.first, period.last, ranked
+        ),
+        "drift": (manifest or {}).get("drift"),  # the latest ranking's drift table (docs/drift.md)
         "league": assessed.reset_index(drop=True),
         "league_idle": int(len(league) - len(assessed)),
         "league_period": loop.league_period,

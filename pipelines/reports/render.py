@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from models.drift_views import drift_view
 from models.levels import LEVELS
 from models.warning_tables import OUTCOMES, STATUSES
 from pipelines.reports.analysis import HOT_SPOT_FDR, HOT_SPOT_MIN_CALLS
@@ -273,6 +274,7 @@ def period_page(
         statuses=STATUSES,
         outcomes=OUTCOMES,
         prov=provenance,
+        drift=drift_view(numbers.get("drift")),  # models/drift_views.py
     )
 
 

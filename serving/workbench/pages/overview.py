@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from models.drift_views import drift_view
 from serving.audit import hashed, record
 from serving.workbench.core import Viewer, forbidden, not_found, page, service_parts, viewer, workbench_of
 
@@ -32,6 +33,7 @@ def _overview(request: Request, who: Viewer, county: str | None) -> Response:
         county_name=views.counties.get(county, "") if county else "",
         o=overview,
         charts=wb.data.charts(views, overview, county),
+        drift=None if county else drift_view(getattr(history, "manifest", {}).get("drift")),  # docs/drift.md
     )
 
 
