@@ -165,6 +165,8 @@ def _cli(args: list[str], home: Path, monkeypatch: pytest.MonkeyPatch):  # type:
     from conf import get_settings
 
     monkeypatch.setenv("YUJING_HOME", str(home))
+    # mlflow.set_tracking_uri (any earlier run in this process) also sets the variable: the home's store only
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     get_settings.cache_clear()
     try:
         return CliRunner().invoke(app, ["whatif", *args])
