@@ -34,6 +34,7 @@ def main() -> None:
         ["bench_http.py", *([] if args.full else ["--small"])],
         ["bench_ranking.py", *([] if args.full else ["--small"])],
         ["bench_workbench.py"],
+        ["bench_whatif.py"],
     ]
     for script, *extra in runs:
         print(f"\n## {script} {' '.join(extra)}\n", flush=True)

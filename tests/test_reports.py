@@ -398,6 +398,10 @@ def test_the_report_writes_html_pdf_json_and_a_manifest(report_run: dict) -> Non
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="chart"') >= 6
     assert report_run["result"].charts >= 6
     assert '<table id="league">' in html and "<script" not in html
+    # section 七 shows the drift check of the period's latest ranking (docs/drift.md)
+    drift = json.loads((folder / "report.json").read_text(encoding="utf-8"))["drift"]
+    assert drift["reference"]["available"] and drift["status"] in ("ok", "warn", "alert")
+    assert f'<section class="drift" id="drift" data-drift-status="{drift["status"]}">' in html
 
 
 @pytestmark_trained

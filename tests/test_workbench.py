@@ -129,6 +129,7 @@ def wb(ranked: dict, tmp_path_factory: pytest.TempPathFactory) -> Any:
             "client": client,
             "settings": settings,
             "root": root,
+            "ranked": ranked,
             "station": busiest,
             "county": station["county_code"],
             "other": other,
@@ -521,6 +522,11 @@ def test_the_city_overview_has_its_charts_and_tables(wb: dict) -> None:
     assert total == len(stored)
     league = page.find("table", id="league").find_all("tr")
     assert sum(1 for r in league if "data-station" in r.attrs) == len(wb["app"].state.workbench.data._views.stations)
+    # the latest ranking's drift check, as its manifest says it (docs/drift.md)
+    manifest = json.loads((wb["ranked"]["result"].folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["drift"]["reference"]["available"]
+    shown = page.find(id="drift")
+    assert shown.attrs["data-drift-status"] == manifest["drift"]["status"]
 
 
 def test_a_station_page_lists_its_warnings_in_rank_order_page_by_page(wb: dict) -> None:
