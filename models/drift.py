@@ -298,59 +298,34 @@ def drift_report(
     return report
 
 
+def _breach(kind: str, name: str, value: Any, threshold: float, status: str, **extra: Any) -> dict[str, Any]:
+    """One breach row: what drifted, how far, against which threshold (``extra``: context the pages show)."""
+    return {"kind": kind, "name": name, "value": value, "threshold": threshold, "status": status, **extra}
+
+
 def breaches(report: Mapping[str, Any], config: DriftConfig) -> list[dict[str, Any]]:
     """Every check that is not ok, alerts first, then by how far past its threshold."""
-    out: list[dict[str, Any]] = []
     psi_threshold = {"warn": config.psi_warn, "alert": config.psi_alert}
-    for row in report["features"]:
-        if row["status"] != "ok":
-            out.append(
-                {
-                    "kind": "feature",
-                    "name": row["name"],
-                    "value": row["psi"],
-                    "threshold": psi_threshold[row["status"]],
-                    "status": row["status"],
-                }
-            )
+    out = [
+        _breach("feature", row["name"], row["psi"], psi_threshold[row["status"]], row["status"])
+        for row in report["features"]
+        if row["status"] != "ok"
+    ]
     score = report["score"]
     if score["status"] != "ok":
-        out.append(
-            {
-                "kind": "score",
-                "name": "score",
-                "value": score["psi"],
-                "threshold": psi_threshold[score["status"]],
-                "status": score["status"],
-            }
-        )
-    for row in report["text"]:
-        if row["status"] != "ok":
-            out.append(
-                {
-                    "kind": "text",
-                    "name": row["name"],
-                    "value": row["value"],
-                    "threshold": row["threshold"],
-                    "status": row["status"],
-                    "reference": row["reference"],
-                }
-            )
+        out.append(_breach("score", "score", score["psi"], psi_threshold[score["status"]], score["status"]))
+    out += [
+        _breach("text", row["name"], row["value"], row["threshold"], row["status"], reference=row["reference"])
+        for row in report["text"]
+        if row["status"] != "ok"
+    ]
+    volume_threshold = {"warn": config.volume_ratio_warn, "alert": config.volume_ratio_alert}
     for row in report["volume"]:
         if row["status"] != "ok":
-            ratio = {"warn": config.volume_ratio_warn, "alert": config.volume_ratio_alert}[row["status"]]
             name = row["station_id"] if row["level"] == "station" else f"county {row['station_id']}"
-            out.append(
-                {
-                    "kind": "volume",
-                    "name": name,
-                    "value": row["ratio"],
-                    "threshold": ratio,
-                    "status": row["status"],
-                    "calls": row["calls"],
-                    "expected": row["expected"],
-                }
-            )
+            status = row["status"]
+            extra = {"calls": row["calls"], "expected": row["expected"]}
+            out.append(_breach("volume", name, row["ratio"], volume_threshold[status], status, **extra))
     return sorted(out, key=lambda b: (-STATUSES.index(b["status"]), b["kind"], str(b["name"])))
 
 

@@ -52,6 +52,16 @@ def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+def execute_notebook(path: Path, workdir: Path) -> list:  # type: ignore[type-arg]
+    """Run a notebook top to bottom in ``workdir`` (kernel from :func:`kernel_env`); the code cells' outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
 def coverage_module() -> ModuleType:
     """benchmarks/lexicon_coverage.py as a module: the one loader of the real CAIL text for tests."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "lexicon_coverage.py"

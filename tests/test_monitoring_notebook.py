@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
+from conftest import execute_notebook
 
 from models import registry
 
@@ -99,10 +99,7 @@ def test_monitoring_notebook_reads_drift_disparity_and_capacity(
     workdir = tmp_path / "cwd"
     workdir.mkdir()
 
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
-
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    outputs = execute_notebook(NOTEBOOK, workdir)
     assert not [o for o in outputs if o.output_type == "error"]
     text = _text(outputs)
     assert f"tracking store: {uri}" in text

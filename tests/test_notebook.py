@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from conftest import execute_notebook
 
 from models import registry
 
@@ -72,10 +72,7 @@ def test_compare_runs_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monk
     workdir = tmp_path / "cwd"
     workdir.mkdir()
 
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
-
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    outputs = execute_notebook(NOTEBOOK, workdir)
     text = "\n".join(
         str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
         for o in outputs
