@@ -50,6 +50,8 @@ def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    # an earlier MLflow run in this process exported its registry (mlflow.set_registry_uri): not the kernel's
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 
 def execute_notebook(path: Path, workdir: Path) -> list:  # type: ignore[type-arg]

@@ -59,7 +59,8 @@ def _fluent_store(uri: str) -> Iterator[None]:
 
 
 def _run_fresh(uri: str, rows: Path, out: Path) -> pd.DataFrame:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # both stores named: mlflow.set_registry_uri (any earlier run in this process) exports MLFLOW_REGISTRY_URI
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     done = subprocess.run(
         [sys.executable, "-c", LOAD_AND_PREDICT, str(rows), str(out)],
         env=env,
