@@ -200,20 +200,24 @@ def ranking_drift(prepared: Any, scored: Any, bundle_dir: Path | None) -> dict[s
         return no_reference_report(f"drift not measured ({type(exc).__name__}: {str(exc)[:160]})", config)
 
 
-def training_drift(prepared: Any, tracking_uri: str) -> dict[str, Any]:
+def training_drift(prepared: Any, tracking_uri: str, cache: Path | None = None) -> dict[str, Any]:
     """A training run's latest data against the current champion's reference (before any promotion).
 
     The current side is built as the ranking would see it on the data's last day: households with a
     dispute call in the year before, their features and scoring-rule points, scored by the champion.
+    ``cache``: a folder the champion's bundle is downloaded into once (the promotion gate reads it
+    too); default a temporary one.
     """
+    import contextlib
     import tempfile
 
     from models import registry
 
     config = load_drift_config()
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        folder = cache if cache is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         try:
-            bundle_dir = registry.champion_bundle(tracking_uri, Path(tmp), registry.ESCALATION_MODEL)
+            bundle_dir = registry.champion_bundle(tracking_uri, folder, registry.ESCALATION_MODEL)
         except Exception as exc:  # an unreadable registry: no comparison, and the run goes on
             return no_reference_report(f"the champion could not be read ({type(exc).__name__})", config)
         if bundle_dir is None:

@@ -9,6 +9,7 @@ plain rule (``models.promotion.apply_promotion_rule`` on F1).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -65,7 +66,12 @@ def backtest_metrics(backtest: dict[str, Any] | None) -> dict[str, float]:
 
 
 def champion_evidence(
-    run: EscalationRun, evidence: Any, candidate_metrics: dict[str, float], config: TrainConfig, tracking_uri: str
+    run: EscalationRun,
+    evidence: Any,
+    candidate_metrics: dict[str, float],
+    config: TrainConfig,
+    tracking_uri: str,
+    cache: Path | None = None,
 ) -> Any:
     """The candidate against the current escalation champion, or None when there is none.
 
@@ -78,7 +84,8 @@ def champion_evidence(
     leans towards keeping it, the safe direction. Without a backtest (older
     code) the final test period and the exported model are used. Otherwise
     (other features, an unreadable bundle) the champion's logged number is
-    compared, and the decision says so.
+    compared, and the decision says so. ``cache``: a folder where the champion's bundle may already
+    be (registry.champion_bundle downloads each version once per folder); default a temporary one.
     """
     from models import registry
     from models.backtest import paired_intervals
@@ -94,9 +101,10 @@ def champion_evidence(
         test, candidate_score = np.asarray(backtest.rows), np.asarray(backtest.model_score)
     else:
         test, candidate_score = np.flatnonzero(run.split.test), None
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        folder = cache if cache is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         try:
-            path = registry.champion_bundle(tracking_uri, Path(tmp), registry.ESCALATION_MODEL)
+            path = registry.champion_bundle(tracking_uri, folder, registry.ESCALATION_MODEL)
             scorer = OnnxScorer.from_bundle(path) if path is not None else None
             same = scorer is not None and list(scorer.feature_names("escalation")) == list(run.feature_names)
             X = run.frame[run.feature_names].to_numpy(np.float32)[test] if same else None
@@ -192,10 +200,11 @@ def register_and_report(
     from models.drift import metrics as drift_metrics
     from pipelines.drift import training_drift
 
-    report["drift"] = training_drift(prepared, tracking_uri)  # latest data vs the champion's reference (docs/drift.md)
-    write_json(out_dir / "drift.json", report["drift"])
-    metrics |= drift_metrics(report["drift"])
-    champion = champion_evidence(run, evidence, metrics, config, tracking_uri)
+    with tempfile.TemporaryDirectory() as cache:  # the champion's bundle, downloaded once for drift and the gate
+        report["drift"] = training_drift(prepared, tracking_uri, Path(cache))  # vs the champion's reference
+        write_json(out_dir / "drift.json", report["drift"])
+        metrics |= drift_metrics(report["drift"])
+        champion = champion_evidence(run, evidence, metrics, config, tracking_uri, Path(cache))
     gate = promotion.decide_gate(evidence, champion, config.promotion_margin, bool(bundle["ok"]))
     params = {
         **{f"train.{k}": v for k, v in asdict(config).items()},
