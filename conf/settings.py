@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     train_cron: str = "0 2 1 * *"
     """When ``yujing schedule`` retrains on the latest data (cron, in ``schedule_timezone``): 02:00 on the 1st of each
     month, done before that morning's ranking; the gate decides whether the new model ranks (docs/retraining.md)."""
+    cluster_workers: int = Field(default=2, ge=1)
+    """Workers of the local Dask cluster that ``--cluster local`` starts (one process each, one thread each)."""
+    cluster_memory_limit: str = "8GiB"
+    """Memory each Dask worker may use before its nanny stops it (docs/province.md): the bound per process."""
+    incident_cache_dir: Path | None = None
+    """Where rule verdicts and links are cached per incident (default: <home>/cache/incidents; docs/province.md)."""
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -147,6 +153,7 @@ class Settings(BaseSettings):
         self.rankings_dir = (self.rankings_dir or self.outputs_dir / "rankings").resolve()
         levels = ("red", "orange", "yellow", "blue")
         self.reports_dir = (self.reports_dir or self.outputs_dir / "reports").resolve()
+        self.incident_cache_dir = (self.incident_cache_dir or self.home / "cache" / "incidents").resolve()
         self.session_secret_file = (self.session_secret_file or self.home / "session.key").resolve()
         if set(self.warning_deadline_hours) != set(levels) or min(self.warning_deadline_hours.values()) < 1:
             raise ValueError(f"warning_deadline_hours needs exactly {levels}, each at least 1 hour")

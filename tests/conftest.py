@@ -109,6 +109,15 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def dask_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One local Dask cluster per test session (2 process workers, 1 thread each; ~4 s to start)."""
+    from pipelines.cluster import open_cluster
+
+    with open_cluster("local", workers=2, memory_limit="4GiB", scratch=tmp_path_factory.mktemp("dask")) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def ranked(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The trained city ranked once as of the day after its last call, with the run's bundle."""
     from pipelines.ranking import RankConfig, run_ranking
