@@ -25,7 +25,7 @@ run: install
 
 ## test: the whole test suite (two workers on two cores).
 test: install
-	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q --durations=40
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -41,7 +41,7 @@ bench: install
 ## clean: caches and what a run re-creates; keeps the data, the warnings database (stations' feedback),
 ## the model registry and its artifacts.
 clean:
-	rm -rf .pytest_cache .ruff_cache var/runs var/outputs var/champion var/prefect var/logs
+	rm -rf .pytest_cache .ruff_cache var/runs var/outputs var/champion var/prefect var/logs var/cache
 
 ## distclean: all of var/ as well, stations' feedback and registered models included (asks; FORCE=1 does not).
 distclean: clean

@@ -33,6 +33,8 @@ def main() -> None:
         ["bench_serving.py", *([] if args.full else ["--small"])],
         ["bench_http.py", *([] if args.full else ["--small"])],
         ["bench_ranking.py", *([] if args.full else ["--small"])],
+        ["bench_cluster_training.py", "--persons", "300000" if args.full else "40000"],
+        ["bench_incremental.py", *([] if args.full else ["--small"])],
         ["bench_workbench.py"],
         ["bench_whatif.py"],
     ]

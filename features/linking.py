@@ -45,6 +45,7 @@ __all__ = [
     "fold_homophones",
     "link_incidents",
     "link_quality",
+    "link_stats",
     "parse_location",
 ]
 
@@ -143,7 +144,10 @@ _FULL_NAME = f"^(?:{_HAN}|·){{2,10}}$"
 
 _CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_NUMBER = re.compile(r"([零一二两三四五六七八九十]{1,3})(号楼|栋|幢|单元)")
-_CITY_PREFIX = r"^(?:内蒙古(?:自治区)?)?(?:通辽市|通辽)"
+_CITY_PREFIX = (  # the region's 12 leagues and cities (docs/province.md); 盟 required where the bare name is a place
+    r"^(?:内蒙古(?:自治区)?)?"
+    r"(?:(?:呼和浩特|包头|乌海|赤峰|通辽|鄂尔多斯|呼伦贝尔|巴彦淖尔|乌兰察布)市?|(?:兴安|锡林郭勒|阿拉善)盟)"
+)
 _SEP = r"[-－—~～/]"
 _HOME_TAIL = r"(?:门口|门前|家中|家里|屋里|屋内|内|里)?"
 _URBAN = (
@@ -170,6 +174,9 @@ class LinkResult:
 
     links: pd.DataFrame
     stats: dict[str, int | float] = field(default_factory=dict)
+    detail: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    """Per incident, what :func:`link_stats` counts (``DETAIL_COLUMNS``): kept so that links cached per
+    incident (pipelines/incident_cache.py) give the same ``stats`` as linking every incident again."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -905,8 +912,51 @@ def link_incidents(
     )
     for col in ("incident_id", "person_id", "person_method", "household_id", "household_method", "address_id"):
         links[col] = links[col].astype(_STR)
-    stats = _stats(links, loc["kind"].to_numpy(), person_ambiguous, match, fallback, in_named, not_home & has_person)
-    return LinkResult(links=links, stats=stats)
+    detail = pd.DataFrame(
+        {
+            "kind": loc["kind"].to_numpy(dtype=object),
+            "person_ambiguous": person_ambiguous,
+            "address_found": match.aidx >= 0,
+            "bigram": match.bigram,
+            "address_ambiguous": match.ambiguous,
+            "named_compound": match.named_ck >= 0,
+            "fallback": fallback,
+            "in_named": in_named,
+            "could_fall_back": not_home & has_person,
+        },
+        index=incidents.index,
+    )
+    return LinkResult(links=links, stats=link_stats(links, detail), detail=detail)
+
+
+DETAIL_COLUMNS = (
+    "kind",
+    "person_ambiguous",
+    "address_found",
+    "bigram",
+    "address_ambiguous",
+    "named_compound",
+    "fallback",
+    "in_named",
+    "could_fall_back",
+)
+"""Columns of ``LinkResult.detail``: the location kind and the per-incident flags :func:`link_stats` counts."""
+
+
+def link_stats(links: pd.DataFrame, detail: pd.DataFrame) -> dict[str, int | float]:
+    """``LinkResult.stats`` from the links and their per-incident ``detail`` (any subset, any order of rows)."""
+    flag = {c: detail[c].to_numpy(dtype=bool) for c in DETAIL_COLUMNS if c != "kind"}
+    match = _AddressMatch(
+        aidx=np.where(flag["address_found"], 0, -1),
+        method=np.full(len(detail), None, dtype=object),
+        bigram=flag["bigram"],
+        ambiguous=flag["address_ambiguous"],
+        named_ck=np.where(flag["named_compound"], 0, -1),
+    )
+    kind = detail["kind"].to_numpy(dtype=object)
+    return _stats(
+        links, kind, flag["person_ambiguous"], match, flag["fallback"], flag["in_named"], flag["could_fall_back"]
+    )
 
 
 def _stats(

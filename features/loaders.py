@@ -27,6 +27,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from features.csv_reader import LINE, RAW, REASON, ROW, CsvError, NoHeader, broken_frame, read_csv_table
+from features.partitions import Partition, read_partitioned, table_path
 from features.schema import TABLES, Col, Table
 
 __all__ = [
@@ -171,8 +172,20 @@ class Dataset:
         return "\n".join(r.summary() for r in self.tables.values())
 
 
-def _read_any(path: Path, encoding: str | None, spec: Table) -> tuple[pd.DataFrame, pd.Series | None, pd.DataFrame]:
-    """The file's rows (index: 1-based row number), the line each CSV row starts on, and CSV lines broken on read."""
+def _read_any(
+    path: Path, encoding: str | None, spec: Table, partition: Partition | None = None
+) -> tuple[pd.DataFrame, pd.Series | None, pd.DataFrame]:
+    """The file's rows (index: 1-based row number), the line each CSV row starts on, and CSV lines broken on read.
+
+    A partition folder (:mod:`features.partitions`) gives the rows of the
+    selected partition's files, numbered 1.. in their sorted-path order.
+    """
+    if path.is_dir():
+        frame = read_partitioned(path, partition)
+        if frame.empty and not len(frame.columns):  # no file selected: the caller decides if that is allowed
+            frame = pd.DataFrame(columns=list(spec.columns), dtype="str")
+        frame.index = pd.RangeIndex(1, len(frame) + 1)
+        return frame, None, broken_frame([])
     if not path.is_file():
         raise DataContractError(f"{path}: no such file; fix: check the path or run `yujing simulate`")
     suffix = path.suffix.lower()
@@ -342,20 +355,42 @@ def validate_frame(
 
 
 def load_table(
-    path: str | Path, table: str | Table, encoding: str | None = None, window: DateWindow | None = None
+    path: str | Path,
+    table: str | Table,
+    encoding: str | None = None,
+    window: DateWindow | None = None,
+    partition: Partition | None = None,
 ) -> LoadResult:
-    """Load one contract table from a Parquet or CSV file (dates checked against ``window`` when given)."""
+    """Load one contract table from a Parquet or CSV file, or a partition folder (dates checked against ``window``).
+
+    ``partition`` selects a city (or county) of a partition folder; only its
+    files are opened. A single file holds no partitions, so selecting one
+    in it is an error rather than a silent read of every city's rows.
+    """
     spec = TABLES[table] if isinstance(table, str) else table
     path = Path(path)
-    frame, lines, broken = _read_any(path, encoding, spec)
+    selected = partition is not None and not partition.everything
+    if selected and not path.is_dir():
+        raise DataContractError(
+            f"{path}: table {spec.name!r} is one file, not partitioned, so {partition.label()} cannot be selected; "
+            "fix: export it as a partition folder like the other tables, or load the whole dataset"
+        )
+    frame, lines, broken = _read_any(path, encoding, spec, partition)
+    if path.is_dir() and len(frame) == 0 and spec.name not in OPTIONAL_TABLES:
+        where = partition.label() if selected else "any partition"
+        raise DataContractError(
+            f"{path}: table {spec.name!r} has no rows in {where}, and it is required; "
+            f"fix: export the table's rows of {where} into {path.name}/ (see docs/data-contract.md)"
+        )
+    source = f"{path} [{partition.label()}]" if selected else str(path)
     if len(frame) + len(broken) == 0 and spec.name not in OPTIONAL_TABLES:
         raise DataContractError(
             f"{path}: table {spec.name!r} has no rows (a header only), and it is required; "
             "fix: export the table's rows (only relations, cases and visits may be empty; see docs/data-contract.md)"
         )
-    accepted, quarantine = validate_frame(frame, spec, str(path), window)
+    accepted, quarantine = validate_frame(frame, spec, source, window)
     quarantine = _with_lines_and_broken(quarantine, lines, broken)
-    return LoadResult(spec.name, str(path), accepted, quarantine, len(frame) + len(broken))
+    return LoadResult(spec.name, source, accepted, quarantine, len(frame) + len(broken))
 
 
 def _with_lines_and_broken(quarantine: pd.DataFrame, lines: pd.Series | None, broken: pd.DataFrame) -> pd.DataFrame:
@@ -376,12 +411,8 @@ def _with_lines_and_broken(quarantine: pd.DataFrame, lines: pd.Series | None, br
 
 
 def find_table_file(root: Path, name: str) -> Path | None:
-    """The file holding table ``name`` in ``root``: ``name.parquet`` first, then ``name.csv``."""
-    for suffix in (".parquet", ".csv"):
-        candidate = root / f"{name}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    """Where table ``name`` is in ``root``: ``name.parquet``, then ``name.csv``, then the partition folder ``name/``."""
+    return table_path(root, name)
 
 
 def load_dataset(
@@ -389,12 +420,14 @@ def load_dataset(
     tables: Iterable[str] | None = None,
     encoding: str | None = None,
     window: DateWindow | None = None,
+    partition: Partition | None = None,
 ) -> Dataset:
     """Load every contract table found in a folder (all of them must be there).
 
     Dates are checked against ``window``; by default the folder's own
     (:meth:`DateWindow.for_folder` with the settings' ``earliest_event_date``
-    and ``export_date``).
+    and ``export_date``). ``partition`` loads one city (or county) of a
+    partitioned dataset, opening only its files.
     """
     root = Path(root)
     if not root.is_dir():
@@ -413,7 +446,7 @@ def load_dataset(
             raise DataContractError(
                 f"{root}: no {name}.parquet or {name}.csv; fix: export table {name!r} into this folder"
             )
-        dataset.tables[name] = load_table(path, name, encoding, window)
+        dataset.tables[name] = load_table(path, name, encoding, window, partition)
     return dataset
 
 

@@ -16,10 +16,12 @@ array operations (``benchmarks/bench_snapshots.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.schema import CATEGORIES, VIOLENT_CHARGES
 
@@ -30,6 +32,9 @@ DAY = np.int64(86_400)
 MAX_DAYS = 730.0
 """``days_since_*`` features are capped here; a household with no such event reads as this long ago."""
 _SHIFT = np.int64(1) << np.int64(34)  # seconds since 1970 fit in 34 bits until 2514
+_MEMO_ROWS = 4_000_000
+"""Window positions are remembered for queries up to this many rows (a city's households as of one day)."""
+_MEMO_ENTRIES = 8
 
 
 def to_seconds(times: pd.Series | pd.DatetimeIndex | Sequence[pd.Timestamp]) -> np.ndarray:
@@ -46,6 +51,8 @@ class WindowIndex:
 
     keys: np.ndarray
     order: np.ndarray
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+    """Positions already searched, per (entity, end, offset): every feature of a window asks for the same ones."""
 
     @classmethod
     def build(cls, entity_codes: np.ndarray, seconds: np.ndarray) -> WindowIndex:
@@ -57,15 +64,33 @@ class WindowIndex:
         target = entity.astype(np.int64) * _SHIFT + (seconds + (np.int64(1) << np.int64(33)))
         return np.searchsorted(self.keys, target, side="left")
 
+    def _positions_at(self, entity: np.ndarray, end: np.ndarray, offset: np.int64 | None) -> np.ndarray:
+        """``_positions(entity, end - offset)`` (offset None: before everything), remembered for the same arrays.
+
+        The memo holds the arrays themselves and checks identity, so a reused ``id`` cannot return
+        another array's positions; it keeps at most :data:`_MEMO_ENTRIES` results of small queries.
+        """
+        key = (id(entity), id(end), offset)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is entity and hit[1] is end:
+            return hit[2]
+        if offset is None:
+            seconds = np.full(len(end), -(np.int64(1) << np.int64(33)))
+        else:
+            seconds = end - offset if offset else end
+        out = self._positions(entity, seconds)
+        if len(end) <= _MEMO_ROWS:
+            if len(self._memo) >= _MEMO_ENTRIES:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = (entity, end, out)
+        return out
+
     def window_sum(
         self, weights: np.ndarray | None, entity: np.ndarray, end: np.ndarray, days: float | None
     ) -> np.ndarray:
         """Sum of ``weights`` (or the count) over events with end - days <= t < end; all before end if days is None."""
-        hi = self._positions(entity, end)
-        if days is None:
-            lo = self._positions(entity, np.full(len(end), -(np.int64(1) << np.int64(33))))
-        else:
-            lo = self._positions(entity, end - np.int64(round(days * DAY)))
+        hi = self._positions_at(entity, end, np.int64(0))
+        lo = self._positions_at(entity, end, None if days is None else np.int64(round(days * DAY)))
         if weights is None:
             return (hi - lo).astype(np.float64)
         cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(weights, dtype=np.float64)[self.order])])
@@ -73,8 +98,8 @@ class WindowIndex:
 
     def last_before(self, seconds: np.ndarray, entity: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Time of the entity's latest event before ``end`` (NaN when none)."""
-        hi = self._positions(entity, end)
-        first = self._positions(entity, np.full(len(end), -(np.int64(1) << np.int64(33))))
+        hi = self._positions_at(entity, end, np.int64(0))
+        first = self._positions_at(entity, end, None)
         has = hi > first
         out = np.full(len(end), np.nan)
         out[has] = seconds[self.order[hi[has] - 1]]
@@ -82,8 +107,8 @@ class WindowIndex:
 
     def first_before(self, seconds: np.ndarray, entity: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Time of the entity's earliest event before ``end`` (NaN when none)."""
-        hi = self._positions(entity, end)
-        first = self._positions(entity, np.full(len(end), -(np.int64(1) << np.int64(33))))
+        hi = self._positions_at(entity, end, np.int64(0))
+        first = self._positions_at(entity, end, None)
         has = hi > first
         out = np.full(len(end), np.nan)
         out[has] = seconds[self.order[first[has]]]
@@ -100,9 +125,39 @@ def household_codes(households: pd.DataFrame) -> pd.Series:
     return pd.Series(np.arange(len(households), dtype=np.int64), index=households["household_id"].to_numpy())
 
 
-def _code(ids: pd.Series, codes: pd.Series) -> np.ndarray:
-    """Codes for household ids; -1 for ids not in the registry (their events are ignored)."""
-    return ids.map(codes).fillna(-1).astype(np.int64).to_numpy()
+def _code(ids: pd.Series | pa.Array, codes: pd.Series) -> np.ndarray:
+    """Codes for household ids; -1 for ids not in the registry (their events are ignored).
+
+    ``ids.map(codes)``, as a hash lookup in Arrow: Series.map over Arrow strings rebuilds a hash
+    index of the registry on every call (seconds per call for a city).
+    """
+    pos = _positions_in(ids, codes.index)
+    return np.where(pos >= 0, codes.to_numpy()[np.maximum(pos, 0)], -1).astype(np.int64)
+
+
+def _strings(values: pd.Series | pd.Index | pa.Array) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pd.Series | pd.Index) and hasattr(values.array, "__arrow_array__"):
+        values = pa.array(values.array)  # Arrow-backed strings: no Python object per value
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(np.asarray(values, dtype=object), from_pandas=True, type=pa.large_string())
+    return values if pa.types.is_large_string(values.type) else values.cast(pa.large_string())
+
+
+def _positions_in(values: pd.Series | pa.Array, keys: pd.Index | pd.Series) -> np.ndarray:
+    """Position of each value among ``keys`` (the first, as Series.map would find it; -1: absent or missing)."""
+    pos = pc.index_in(_strings(values), value_set=_strings(keys), skip_nulls=True)
+    return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _household_of(person_ids: pd.Series, persons: pd.DataFrame) -> pa.Array:
+    """Each person's household id (null when the person is unknown): ``person_ids.map(persons' household)``."""
+    pos = pa.array(_positions_in(person_ids, persons["person_id"]))
+    pos = pc.if_else(pc.less(pos, 0), pa.scalar(None, pa.int64()), pos)
+    return pc.take(_strings(persons["household_id"]), pos)
 
 
 @dataclass
@@ -265,8 +320,8 @@ def decayed_sum(
     Computed pair by pair (snapshot, event in its window): a cumulative sum of
     ``exp(t / tau)`` would overflow or cancel across households.
     """
-    hi = index._positions(hh, end)
-    lo = index._positions(hh, end - np.int64(round(6 * tau_days * DAY)))
+    hi = index._positions_at(hh, end, np.int64(0))
+    lo = index._positions_at(hh, end, np.int64(round(6 * tau_days * DAY)))
     counts = hi - lo
     rows = np.repeat(np.arange(len(end)), counts)
     offsets = np.repeat(lo - np.r_[0, np.cumsum(counts)[:-1]], counts)
@@ -310,8 +365,8 @@ def _trajectory_features(
     last_violence = violence_index.last_before(seconds[violent], hh, end)
     out["days_since_last_violence"] = np.minimum(np.nan_to_num((end - last_violence) / DAY, nan=MAX_DAYS), MAX_DAYS)
     # Days between the last two dispute calls: a short gap is a conflict that is live, not a one-off.
-    hi = dispute_index._positions(hh, end)
-    first = dispute_index._positions(hh, np.full(len(end), -(np.int64(1) << np.int64(33))))
+    hi = dispute_index._positions_at(hh, end, np.int64(0))
+    first = dispute_index._positions_at(hh, end, None)
     two = hi - first >= 2
     dispute_seconds = seconds[dispute]
     gap = np.full(len(end), MAX_DAYS)
@@ -324,8 +379,8 @@ def _trajectory_features(
 
 def _window_max(values: np.ndarray, index: WindowIndex, hh: np.ndarray, end: np.ndarray, days: int) -> np.ndarray:
     """Max of ``values`` in the window; computed on the few rows that have events in it."""
-    hi = index._positions(hh, end)
-    lo = index._positions(hh, end - np.int64(days) * DAY)
+    hi = index._positions_at(hh, end, np.int64(0))
+    lo = index._positions_at(hh, end, np.int64(days) * DAY)
     out = np.zeros(len(end))
     sorted_values = values[index.order]
     for i in np.flatnonzero(hi > lo):
@@ -342,8 +397,7 @@ def caller_flags(
     that come a year or more after the previous one (or are the first) start
     a "distinct caller"; exact for windows of one year.
     """
-    caller_household = linked["person_id"].map(persons.set_index("person_id")["household_id"])
-    caller_code = _code(caller_household, codes)
+    caller_code = _code(_household_of(linked["person_id"], persons), codes)
     third_party = (caller_code >= 0) & (caller_code != entity)
     person = linked["person_id"].fillna("").to_numpy()
     frame = pd.DataFrame({"entity": entity, "person": person, "t": seconds}).sort_values(["entity", "person", "t"])
@@ -396,8 +450,7 @@ def _registry_features(
 def _person_event_index(
     frame: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, time_column: str
 ) -> tuple[WindowIndex, pd.DataFrame]:
-    household = frame["person_id"].map(persons.set_index("person_id")["household_id"])
-    entity = _code(household, codes)
+    entity = _code(_household_of(frame["person_id"], persons), codes)
     keep = entity >= 0
     kept = frame[keep].reset_index(drop=True)
     return WindowIndex.build(entity[keep], to_seconds(kept[time_column])), kept

@@ -123,8 +123,20 @@ def train_escalation(
         callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
     )
     booster.free_dataset()
-    raw_tune = booster.predict(np.asarray(X_tune, np.float32), num_iteration=booster.best_iteration)
-    if booster.best_iteration and booster.best_iteration < booster.current_iteration():
-        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    return finish_model(booster, booster.best_iteration, X_tune, y_tune, feature_names, merged)
+
+
+def finish_model(
+    booster: lgb.Booster,
+    best_iteration: int,
+    X_tune: np.ndarray,
+    y_tune: np.ndarray,
+    feature_names: list[str],
+    params: dict[str, Any],
+) -> EscalationModel:
+    """Cut the booster at its best round and calibrate it on the tuning period (any trainer's last step)."""
+    raw_tune = booster.predict(np.asarray(X_tune, np.float32), num_iteration=best_iteration)
+    if best_iteration and best_iteration < booster.current_iteration():
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best_iteration))
     calibration = fit_calibration(raw_tune, np.asarray(y_tune))
-    return EscalationModel(booster, list(feature_names), calibration, merged | {"rounds": booster.current_iteration()})
+    return EscalationModel(booster, list(feature_names), calibration, params | {"rounds": booster.current_iteration()})

@@ -18,7 +18,7 @@ import logging
 import re
 import resource
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +72,17 @@ def open_cluster(
         finally:
             client.close()
         return
+    import dask
+
+    # One task at a time per worker: pausing a worker whose resident memory a finished city left high would idle
+    # it for the rest of the job. The nanny still restarts a worker at 95 % of the limit (the bound per process).
+    dask.config.set({"distributed.worker.memory.pause": False})
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
         memory_limit=memory_limit,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: None means the default :8787, which another cluster may hold
         silence_logs=logging.ERROR,
         local_directory=str(scratch) if scratch else None,
     )
@@ -92,10 +97,75 @@ def open_cluster(
 
 
 def _peak_rss_bytes() -> int:
-    """This process's peak resident memory (Linux reports kilobytes)."""
+    """This process's peak resident memory: ``VmHWM`` (Linux), else ``ru_maxrss`` (kilobytes).
+
+    ``ru_maxrss`` survives ``exec``: a worker spawned (fork + exec) from a driver holding 2 GiB
+    reports 2 GiB before it did anything. ``VmHWM`` is the peak of this process's own memory.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def worker_peaks(client: Any) -> dict[str, int]:
     """Peak resident memory of each worker process so far, in bytes, by worker address."""
     return {str(address): int(peak) for address, peak in client.run(_peak_rss_bytes).items()}
+
+
+def _identity(data_dir: str) -> dict[str, Any]:
+    """What must match between the driver and a worker: code, lexicon, libraries, and a view of the data."""
+    from importlib.metadata import version
+
+    from features.lexicon import default_lexicon
+    from pipelines.training import code_version
+
+    libraries = {name: version(name) for name in ("lightgbm", "onnxruntime", "pandas", "pyarrow", "jieba")}
+    return {
+        "code_version": code_version(),
+        "lexicon_version": default_lexicon().version,
+        **libraries,
+        "sees_data": Path(data_dir).is_dir(),
+    }
+
+
+def require_workers_match(client: Any, data_dir: Path) -> None:
+    """Every worker runs this code, lexicon and libraries and sees ``data_dir`` at the same path, else a ClusterError.
+
+    A remote worker with last month's code would rank with other rules and
+    features than the driver's manifest says; one that cannot see the export
+    would fail on the first task. Both are cheaper to catch before any work.
+    """
+    here = {**_identity(str(data_dir)), "sees_data": True}
+    for address, theirs in sorted(client.run(_identity, str(data_dir)).items()):
+        if not theirs["sees_data"]:
+            raise ClusterError(
+                f"worker {address} cannot see the dataset folder {data_dir}; "
+                "fix: mount the data at the same path on every worker"
+            )
+        differs = [key for key in here if theirs.get(key) != here[key]]
+        if differs:
+            key = differs[0]
+            raise ClusterError(
+                f"worker {address} runs {key} {theirs.get(key)!r} where this machine runs {here[key]!r}; "
+                "fix: install the same yujing version (and its locked dependencies) on every worker"
+            )
+
+
+def release_memory() -> None:
+    """Give a finished partition's memory back to the system before the worker's next one.
+
+    A city's frames are freed by Python, but glibc keeps the pages; the next
+    city would then start from the last one's high-water mark. ``malloc_trim``
+    returns them (Linux; a no-op elsewhere).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -200,11 +200,21 @@ def build_train_flow():  # type: ignore[no-untyped-def]
 
     @flow(name="yujing-train", log_prints=False, persist_result=False)
     def train_flow(
-        data_dir: str, out_dir: str, tracking_uri: str, config: dict[str, Any], warnings_db_url: str | None = None
+        data_dir: str,
+        out_dir: str,
+        tracking_uri: str,
+        config: dict[str, Any],
+        warnings_db_url: str | None = None,
+        cluster_address: str | None = None,
     ) -> dict[str, Any]:
-        return run_training(
-            Path(data_dir), Path(out_dir), tracking_uri, TrainConfig(**config), say, as_task, warnings_db_url
-        )
+        """Train; with ``cluster_address`` (a Dask scheduler) the snapshots and the escalation fit run there."""
+        args = (Path(data_dir), Path(out_dir), tracking_uri, TrainConfig(**config), say, as_task, warnings_db_url)
+        if cluster_address is None:
+            return run_training(*args)
+        from distributed import Client
+
+        with Client(cluster_address) as client:
+            return run_training(*args, client=client)
 
     return train_flow
 
@@ -235,13 +245,46 @@ def build_rank_flow():  # type: ignore[no-untyped-def]
         tracking_uri: str | None = None,
         champion_cache: str | None = None,
         config: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+        cluster_address: str | None = None,
     ) -> Any:
-        """Rank one date; without ``bundle_dir`` the registry's champion is looked up at run time."""
+        """Rank one date; without ``bundle_dir`` the registry's champion is looked up at run time.
+
+        ``cluster_address``: the flow runs on a ``DaskTaskRunner`` there and each city is a task
+        (pipelines/cluster_ranking.py, ``yujing rank --cluster``).
+        """
         bundle, version = (Path(bundle_dir), None) if bundle_dir else (None, None)
         if bundle is None and tracking_uri:
             bundle, version = as_task(resolve_champion, "resolve champion")(tracking_uri, Path(champion_cache or "."))
+        if cluster_address:
+            from pipelines.cluster_ranking import prefect_submit, run_cluster_ranking
+            from pipelines.drift import drift_state
+
+            on_cluster = run_cluster_ranking(
+                Path(data_dir),
+                date,
+                Path(out_root),
+                store_url,
+                bundle,
+                version,
+                RankConfig(**(config or {})),
+                prefect_submit(as_task),
+                say,
+                as_task,
+                cache_dir=Path(cache_dir) if cache_dir else None,
+            )
+            return drift_state(on_cluster.to_dict())
         result = run_ranking(
-            Path(data_dir), date, Path(out_root), store_url, bundle, version, RankConfig(**(config or {})), say, as_task
+            Path(data_dir),
+            date,
+            Path(out_root),
+            store_url,
+            bundle,
+            version,
+            RankConfig(**(config or {})),
+            say,
+            as_task,
+            cache_dir=Path(cache_dir) if cache_dir else None,
         )
         from pipelines.drift import drift_state
 
@@ -336,6 +379,7 @@ def rank_parameters(settings: Settings, data_dir: Path | None = None, date: str 
         "tracking_uri": settings.mlflow_tracking_uri,
         "champion_cache": str(settings.home / "champion"),
         "config": asdict(RankConfig.from_settings(settings)),
+        "cache_dir": str(settings.incident_cache_dir),  # pipelines/incident_cache.py; `rank --no-cache`: None
     }
 
 

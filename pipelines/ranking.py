@@ -172,14 +172,20 @@ def resolve_champion(tracking_uri: str, cache: Path) -> tuple[Path | None, str |
     return path, f"{registry.ESCALATION_MODEL} v{path.name.rsplit('-v', 1)[1]}"
 
 
-def load_scorer(bundle_dir: Path | None, feature_names: list[str]) -> tuple[Any, str | None]:
-    """The champion's ONNX scorer, or (None, why) when there is no usable bundle: the rules rank instead."""
+def load_scorer(
+    bundle_dir: Path | None, feature_names: list[str], opener: Callable[[Path], Any] | None = None
+) -> tuple[Any, str | None]:
+    """The champion's ONNX scorer, or (None, why) when there is no usable bundle: the rules rank instead.
+
+    ``opener`` builds the scorer from the bundle folder (default ``OnnxScorer.from_bundle``; a Dask
+    worker passes one that keeps it per process, pipelines/cluster_ranking.py).
+    """
     if bundle_dir is None:
         return None, "no champion model registered"
     from serving.scorer import OnnxScorer
 
     try:
-        scorer = OnnxScorer.from_bundle(bundle_dir)
+        scorer = (opener or OnnxScorer.from_bundle)(bundle_dir)
         expected = list(scorer.feature_names(ESCALATION))
     except Exception as exc:  # a broken bundle must not stop the morning's list: the rules still rank
         return None, f"bundle {bundle_dir} unusable ({type(exc).__name__}: {str(exc)[:200]})"
@@ -197,10 +203,11 @@ def score_households(
     day: pd.Timestamp,
     bundle_dir: Path | None,
     model_version: str | None,
+    opener: Callable[[Path], Any] | None = None,
 ) -> Scored:
     """Features for every household and the champion's calibrated probabilities (NaN when the rules rank)."""
     frame, names, points = household_features(prepared, day)
-    scorer, why_not = load_scorer(bundle_dir, names)
+    scorer, why_not = load_scorer(bundle_dir, names, opener)
     if scorer is None:
         probability = np.full(len(frame), np.nan)
         model = {"engine": "rules", "why": why_not, "model_version": None}
@@ -278,9 +285,10 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
         terms_col[row] = terms.get(warned_ids[i], [])
         calls_col[row] = calls.get(warned_ids[i], [])
     last_call = frame["days_since_last_call"].to_numpy(np.float64)
-    last_date = [
-        None if d >= 730 else f"{(scored.day - pd.Timedelta(days=float(d))):%Y-%m-%d}" for d in np.round(last_call, 6)
-    ]
+    # one date string per distinct value (a few hundred), not one Timedelta per household (seconds for a city)
+    distinct, which = np.unique(np.round(last_call, 6), return_inverse=True)
+    labels = [None if d >= 730 else f"{(scored.day - pd.Timedelta(days=float(d))):%Y-%m-%d}" for d in distinct]
+    last_date = [labels[i] for i in which.ravel()]
     return pd.DataFrame(
         {
             "date": f"{scored.day:%Y-%m-%d}",
@@ -451,6 +459,10 @@ class RankResult:
     top: pd.DataFrame
     drift: dict[str, Any] | None = None
     """The drift report the manifest holds (``manifest["drift"]``, docs/drift.md)."""
+    cache: dict[str, Any] | None = None
+    """How the incident cache served the run (hits, misses, bytes); not in the manifest, which must not vary."""
+    worker_peaks: dict[str, int] | None = None
+    """On a cluster (pipelines/cluster_ranking.py): peak resident bytes of each worker and of the driver."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-plain summary (the Prefect flow's return value; no personal data: ids, levels, phrases)."""
@@ -465,6 +477,8 @@ class RankResult:
             "timings": self.timings,
             "top": json.loads(self.top.to_json(orient="records", force_ascii=False)),
             "drift": self.drift,
+            "cache": self.cache,
+            **({"worker_peaks": self.worker_peaks} if self.worker_peaks is not None else {}),
         }
 
 
@@ -515,15 +529,19 @@ def run_ranking(
     progress: Callable[[str], None] | None = None,
     step: Callable[[Callable[..., Any], str], Callable[..., Any]] | None = None,
     prepared: Prepared | None = None,
+    cache_dir: Path | None = None,
 ) -> RankResult:
-    """The whole daily job; the Prefect flow runs this same function with ``step`` making tasks."""
+    """The whole daily job; the Prefect flow runs this same function with ``step`` making tasks.
+
+    ``cache_dir``: the incident cache (pipelines/incident_cache.py); None recomputes every verdict and link.
+    """
     from models.warning_store import WarningStore
     from pipelines.outputs import discard, publish, stage_outputs, sweep
 
     say = progress or (lambda _msg: None)
     run, timings = step_runner(progress, step)
     if prepared is None:
-        prepared = run("load, validate, score and link", prepare, Path(data_dir))
+        prepared = run("load, validate, score and link", prepare, Path(data_dir), None, cache_dir)
     day = ranking_day(prepared.incidents, date, prepared.export_date)
     scored = run("features as of the date and scoring", score_households, prepared, day, bundle_dir, model_version)
     if scored.engine == "rules":
@@ -585,4 +603,5 @@ def run_ranking(
         timings=timings,
         top=top_warnings(ranking),
         drift=manifest["drift"],
+        cache=prepared.cache or None,
     )

@@ -87,6 +87,9 @@ class Prepared:
     """The morning the data was exported (its manifest, the setting, or the load day): what `rank` ranks by default."""
     quarantine: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
     """Per table, the rows the load rejected (raw text, personal data): written to the run's ``quarantine/`` only."""
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """How the incident cache served this run (``incident_cache.CacheStats``; empty without a cache): reported, never
+    written into an output, so a cached run publishes the same bytes as a full one."""
 
 
 @dataclass
@@ -131,14 +134,15 @@ def code_version() -> str:
         return "unknown"
 
 
-def load_data(data_dir: Path) -> Dataset:
+def load_data(data_dir: Path, partition: Any = None) -> Dataset:
     """Load and validate every contract table; quarantined rows are counted and kept apart, not used.
 
     A required table whose every row was quarantined stops the run here, with
     the reasons' counts: training or ranking on nothing would fail later with
-    a message about models, or publish an empty day.
+    a message about models, or publish an empty day. ``partition``
+    (``features.partitions.Partition``) selects one city or county of a partitioned dataset.
     """
-    dataset = load_dataset(data_dir)
+    dataset = load_dataset(data_dir, partition=partition)
     for name, result in dataset.tables.items():
         if result.read and not result.accepted and name not in OPTIONAL_TABLES:
             top = ", ".join(f"{n:,} × {reason}" for reason, n in list(result.reasons().items())[:3])
@@ -149,19 +153,39 @@ def load_data(data_dir: Path) -> Dataset:
     return dataset
 
 
-def prepare(data_dir: Path) -> Prepared:
-    """Load, score every narrative with the rules, and link every incident to a household."""
-    dataset = load_data(data_dir)
+def prepare(data_dir: Path, partition: Any = None, cache_dir: Path | None = None) -> Prepared:
+    """Load, score every narrative with the rules, and link every incident to a household.
+
+    ``partition`` (``features.partitions.Partition``): one city or county of a partitioned dataset.
+    ``cache_dir``: reuse the rule verdicts and links of incidents seen before
+    (pipelines/incident_cache.py), so a daily run scores and links only the new calls; the result
+    is the same as without it (``cache`` then says how many rows were reused).
+    """
+    dataset = load_data(data_dir, partition)
     tables = {name: r.data for name, r in dataset.tables.items()}
     summary = {name: r.counts() for name, r in dataset.tables.items()}
     quarantine = {name: r.quarantine for name, r in dataset.tables.items()}
     export_date = dataset.window.export_date if dataset.window else None
     incidents = tables["incidents"].reset_index(drop=True)
-    rules = rule_verdicts(incidents["narrative"]).reset_index(drop=True)
-    links = link_incidents(incidents, tables["persons"], tables["households"], tables["addresses"])
+    registry = (tables["persons"], tables["households"], tables["addresses"])
+    cache: dict[str, Any] = {}
+    if cache_dir is None:
+        rules = rule_verdicts(incidents["narrative"]).reset_index(drop=True)
+        links = link_incidents(incidents, *registry)
+    else:
+        from pipelines import incident_cache
+
+        stats = incident_cache.CacheStats()
+        scope = Path(cache_dir) / incident_cache.scope_key(Path(data_dir), dataset, partition)
+        rules = incident_cache.cached_rule_verdicts(incidents, scope, stats)
+        links = incident_cache.cached_links(incidents, *registry, scope, stats)
+        stats.bytes_on_disk = incident_cache.cache_size(scope)
+        cache = stats.to_dict()
     calls = incident_calls(incidents, rules, links.links)
-    fingerprint = dataset_fingerprint(data_dir)
-    return Prepared(tables, fingerprint, summary, incidents, rules, links, calls, export_date, quarantine)
+    fingerprint = dataset_fingerprint(data_dir, partition)
+    prepared = Prepared(tables, fingerprint, summary, incidents, rules, links, calls, export_date, quarantine)
+    prepared.cache = cache
+    return prepared
 
 
 def write_run_quarantine(prepared: Prepared, out_dir: Path) -> list[Path]:
@@ -187,11 +211,23 @@ def incident_calls(incidents: pd.DataFrame, rules: pd.DataFrame, links: pd.DataF
     )
 
 
-def build_escalation_data(prepared: Prepared, config: TrainConfig) -> tuple[pd.DataFrame, list[str], np.ndarray, dict]:
-    """Weekly snapshots with features, the rules' points among them, and labels; names are the model's features."""
+def snapshot_span(received: pd.Series, config: TrainConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last snapshot day: a quarter of history before the first, a full label horizon after the last."""
+    first = received.min().normalize() + pd.Timedelta(days=90)
+    last = received.max().normalize() - pd.Timedelta(days=config.horizon_days)
+    return first, last
+
+
+def build_escalation_data(
+    prepared: Prepared, config: TrainConfig, span: tuple[pd.Timestamp, pd.Timestamp] | None = None
+) -> tuple[pd.DataFrame, list[str], np.ndarray, dict]:
+    """Weekly snapshots with features, the rules' points among them, and labels; names are the model's features.
+
+    ``span`` (first, last snapshot day) is given when one partition of a dataset is built on its own
+    (pipelines/cluster_training.py): every partition then snapshots the same dates as the whole would.
+    """
     received = prepared.incidents["received_at"]
-    first = received.min().normalize() + pd.Timedelta(days=90)  # a quarter of history before the first snapshot
-    last = received.max().normalize() - pd.Timedelta(days=config.horizon_days)  # labels need the full horizon
+    first, last = span or snapshot_span(received, config)
     if last <= first:
         raise ValueError(
             f"the data spans {received.min():%Y-%m-%d}..{received.max():%Y-%m-%d}: too short for 90 days of history "
@@ -224,12 +260,14 @@ def fit_escalation(
     config: TrainConfig,
     progress: Any = None,
     train_labels: np.ndarray | None = None,
+    final_trainer: Any = None,
 ) -> EscalationRun:
     """Backtest the recipe fold by fold, then train the model that will rank on every labelled snapshot.
 
     ``train_labels`` (the labels with station feedback added, models/feedback.py) train the
     served model only; the backtest and every evaluation keep ``labels`` (from cases), so the
-    gate's number means the same from run to run.
+    gate's number means the same from run to run. ``final_trainer(final_fold, y)`` fits the served
+    model elsewhere (lightgbm.dask on a cluster, pipelines/cluster_training.py); default: here.
     """
     X = frame[names].to_numpy(np.float32)
     params = {"seed": config.seed}
@@ -243,7 +281,10 @@ def fit_escalation(
     )
     final = final_fold(frame["snapshot_date"])
     y = labels if train_labels is None else train_labels
-    model = trainer(X[final.train], y[final.train], X[final.tune], y[final.tune])
+    if final_trainer is not None:
+        model = final_trainer(final, y)
+    else:
+        model = trainer(X[final.train], y[final.train], X[final.tune], y[final.tune])
     last = folds[-1]
     split = Split(
         final.train,
@@ -571,12 +612,15 @@ def run_training(
     progress: Any = None,
     step: Any = None,
     warnings_db_url: str | None = None,
+    client: Any = None,
 ) -> dict[str, Any]:
     """The whole job, step by step; the Prefect flow runs this same function with ``step`` making tasks.
 
     ``step(function, name)`` wraps each step (default: no wrapping); ``progress``
     receives one line per step. ``warnings_db_url``: the station feedback to learn from
     (docs/feedback.md); without it, or without a database there, the labels are the cases'.
+    ``client`` (a ``distributed.Client``): snapshots are built per partition on its workers and the
+    served model is fitted with lightgbm.dask (pipelines/cluster_training.py); the rest runs here.
     """
     say = progress or (lambda _msg: None)
     wrap = step or (lambda function, _name: function)
@@ -595,12 +639,19 @@ def run_training(
     write_run_quarantine(prepared, out_dir)
     say(_quarantine_line(prepared, out_dir / QUARANTINE_FOLDER))
     require_cases(prepared, data_dir)
-    frame, names_, labels, points = run(build_escalation_data, prepared, config)
+    cluster = None
+    if client is not None:
+        from pipelines.cluster_training import ClusterTraining
+
+        cluster = ClusterTraining(client, data_dir, out_dir / "snapshots", say)
+    build = build_escalation_data if cluster is None else cluster.build_escalation_data
+    frame, names_, labels, points = run(build, prepared, config)
     now = pd.Timestamp.now(tz="UTC")  # point in time: feedback recorded later does not exist for this run
     warnings, events, missing = read_loop_frames(warnings_db_url)
     train_labels, feedback = apply_feedback(frame, labels, warnings, events, config.horizon_days, now, missing)
     say(_feedback_line(feedback))
-    escalation = run(fit_escalation, frame, names_, labels, points, config, progress, train_labels)
+    final_trainer = None if cluster is None else cluster.final_trainer(frame, names_, config)
+    escalation = run(fit_escalation, frame, names_, labels, points, config, progress, train_labels, final_trainer)
     dispute_run = run(fit_dispute, prepared, config, data_dir / "truth")
     evaluation = run(evaluate_escalation, escalation, config, data_dir / "truth") | {"feedback": feedback}
     bundle = run(export_bundle, escalation, dispute_run, prepared, config, out_dir)

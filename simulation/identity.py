@@ -166,6 +166,8 @@ def make_id_numbers(rng: np.random.Generator, region: np.ndarray, birth: pd.Seri
 
 def make_phones(rng: np.random.Generator, n: int) -> np.ndarray:
     """Unique-looking mobile numbers (1xx + 8 digits); duplicates are re-drawn."""
+    if n == 0:  # np.char.zfill cannot take an empty array
+        return np.array([], dtype=object)
     prefix = _MOBILE_PREFIXES[rng.integers(0, len(_MOBILE_PREFIXES), n)]
     body = rng.integers(0, 100_000_000, n)
     phones = np.char.add(prefix, np.char.zfill(body.astype(str), 8))

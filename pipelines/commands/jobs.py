@@ -116,11 +116,25 @@ def train(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder for report.json, report.md and the ONNX bundle.")] = None,
     prefect: Annotated[bool, typer.Option(help="Run as a Prefect flow (ephemeral local API).")] = True,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask cluster for the snapshots and the escalation fit: 'local' (settings.cluster_workers "
+            "processes here) or a scheduler address tcp://host:8786 (docs/province.md). Default: this process."
+        ),
+    ] = None,
 ) -> None:
     """Train the dispute and escalation models, evaluate against the rules, export, register."""
     folder(data, "--data")
     folder(out, "--out", must_exist=False)
     config = settings()
+    if cluster is not None:
+        from pipelines.cluster import ClusterError, check_spec
+
+        try:
+            cluster = check_spec(cluster)
+        except ClusterError as exc:
+            raise fail(str(exc)) from None
     root = (data or config.data_dir / "city").resolve()
     if not root.is_dir():
         raise fail(f"{root}: no dataset there; fix: pass --data DIR or run `yujing simulate` first")
@@ -138,8 +152,17 @@ def train(
     from pipelines.retraining import TRAIN_BY, conclude
 
     champions_before = champions_now(config.mlflow_tracking_uri)  # the gate's promotions go to the history
+    from contextlib import nullcontext
+
+    from pipelines.cluster import ClusterError, open_cluster
+
     try:
-        with Stages(job, STEPS, quiet=is_quiet(), history=history_file()) as stages:
+        with (
+            Stages(job, STEPS, quiet=is_quiet(), history=history_file()) as stages,
+            nullcontext(None)
+            if cluster is None
+            else open_cluster(cluster, config.cluster_workers, config.cluster_memory_limit) as client,
+        ):
             if prefect:
                 configure_prefect(config)
                 from dataclasses import asdict
@@ -147,7 +170,12 @@ def train(
                 from pipelines.flows import build_train_flow
 
                 report = build_train_flow()(
-                    str(root), str(target), config.mlflow_tracking_uri, asdict(train_config), config.warnings_db_url
+                    str(root),
+                    str(target),
+                    config.mlflow_tracking_uri,
+                    asdict(train_config),
+                    config.warnings_db_url,
+                    client.scheduler.address if client is not None else None,
                 )
             else:
                 report = run_training(
@@ -157,9 +185,10 @@ def train(
                     train_config,
                     progress=stages.feed,
                     warnings_db_url=config.warnings_db_url,
+                    client=client,
                 )
     except ValueError as exc:  # the contract's and training's own errors name the file, key and fix
-        if is_known(exc) or type(exc) is ValueError:
+        if is_known(exc) or type(exc) is ValueError or isinstance(exc, ClusterError):
             raise fail(str(exc)) from None
         raise
     conclude(report, champions_before, TRAIN_BY, config.mlflow_tracking_uri)
@@ -251,9 +280,23 @@ def rank(
     db: Annotated[str | None, typer.Option(help="Warnings database URL (default: SQLite under home).")] = None,
     prefect: Annotated[bool, typer.Option(help="Run as a Prefect flow (ephemeral local API).")] = True,
     top: Annotated[int, typer.Option(min=0, help="How many of the city's top warnings to print.")] = 10,
+    cache: Annotated[
+        bool, typer.Option(help="Reuse rule verdicts and links of calls seen before (incident_cache_dir).")
+    ] = True,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="Rank the cities on Dask: 'local' (workers on this machine) or tcp://scheduler:8786."),
+    ] = None,
 ) -> None:
     """Rank every household as of a date: levels, reasons, Parquet/CSV/HTML outputs, warnings database."""
     date = day(date, "--date")
+    if cluster is not None:  # docs/province.md: one task per city on the workers, one publication
+        from pipelines.cluster import ClusterError, check_spec
+
+        try:
+            cluster = check_spec(cluster)
+        except ClusterError as exc:
+            raise fail(str(exc)) from None
     folder(data, "--data")
     folder(out, "--out", must_exist=False)
     bundle_folder(bundle)
@@ -270,6 +313,8 @@ def rank(
         raise fail(f"{params['data_dir']}: no dataset there; fix: pass --data DIR or run `yujing simulate` first")
     params["out_root"] = str((out or Path(params["out_root"])).resolve())
     params["store_url"] = db or params["store_url"]
+    if not cache:
+        params["cache_dir"] = None
     if bundle is not None:
         params["bundle_dir"], params["tracking_uri"] = str(bundle.resolve()), None
     info(f"ranking {params['data_dir']} as of {date or 'the default day'} -> {params['out_root']}")
@@ -277,8 +322,23 @@ def rank(
 
     steps = RANK_STEPS if bundle is None else RANK_STEPS[1:]
     job = f"rank-{_dataset_size(Path(params['data_dir']))}"
+    if cluster is not None:
+        from pipelines.cluster_ranking import CLUSTER_RANK_STEPS
+
+        steps = CLUSTER_RANK_STEPS if bundle is None else CLUSTER_RANK_STEPS[1:]
+        job = f"rank-cluster-{_dataset_size(Path(params['data_dir']))}"
     with Stages(job, steps, quiet=is_quiet(), history=history_file()) as stages:
-        if prefect:
+        if cluster is not None:
+            from pipelines.cluster import ClusterError
+            from pipelines.cluster_ranking import rank_on_cluster
+
+            if prefect:
+                configure_prefect(config)
+            try:
+                summary = rank_on_cluster(cluster, params, config, prefect, stages.feed)
+            except ClusterError as exc:
+                raise fail(str(exc)) from None
+        elif prefect:
             configure_prefect(config)
             from pipelines.flows import build_rank_flow
 
@@ -297,6 +357,7 @@ def rank(
                 version,
                 RankConfig(**params["config"]),
                 progress=stages.feed,
+                cache_dir=Path(params["cache_dir"]) if params["cache_dir"] else None,
             ).to_dict()
     counts = summary["warnings"]
     typer.echo(
@@ -309,6 +370,12 @@ def rank(
         from models.drift import summary_line
 
         typer.echo(summary_line(summary["drift"]))  # breaches and where (docs/drift.md)
+    if summary.get("cache"):
+        c = summary["cache"]
+        typer.echo(
+            f"incident cache: rules {c['rules_hits']:,} reused, {c['rules_misses']:,} scored; links "
+            f"{c['links_hits']:,} reused, {c['links_misses']:,} linked; {c['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
+        )
     db_counts = summary["database"]
     typer.echo(
         f"database: {db_counts.get('inserted', 0)} new, {db_counts.get('updated', 0)} updated, "
@@ -323,6 +390,10 @@ def rank(
         f"wrote {published}/: ranking.parquet, warnings.csv, warnings.xlsx (Excel), "
         "index.html + stations/*.html, quarantine/"
     )
+    if summary.get("worker_peaks"):  # --cluster: the driver's and each worker's peak memory
+        from pipelines.cluster_ranking import peaks_line
+
+        typer.echo(peaks_line(summary["worker_peaks"], config.cluster_memory_limit))
 
 
 def schedule(

@@ -1,0 +1,351 @@
+"""Rule verdicts and links cached per incident, so a day's ranking scores and links only the day's new calls.
+
+A verdict (:func:`models.rules.rule_verdicts`) depends on the incident's
+narrative, the keyword library and the rules' code; a link
+(:func:`features.linking.link_incidents`) on the incident's caller and place
+columns, the registry (persons, households, addresses) and the linker's code.
+Neither depends on any other incident (checked by a test: linking a city in
+two halves gives the same rows as linking it whole), so each row can be kept
+and reused as long as its inputs are unchanged.
+
+**Keys.** A cached row is found by ``incident_id`` plus a 64-bit hash of the
+columns it was computed from (an incident corrected in a later export is a miss,
+not a stale hit). Everything else the result depends on names the folder:
+``<cache_dir>/<scope>/<kind>-<version>/`` where ``scope`` hashes the partition
+and the registry (file bytes of persons, households and addresses plus the
+numbers of the rows the loader accepted from them) and ``version`` hashes the source of the
+modules that compute the result and the lexicon version. A new registry, library
+or code therefore reads an empty folder and fills a new one; the older
+versions of the same scope are removed when the new one is first written.
+
+**Storage.** Append-only Parquet parts plus ``index.json`` naming each part
+with its row count and sha256; a part is written to a temporary name and
+renamed, then the index is replaced atomically (``os.replace``), so a killed
+run leaves at most an unreferenced file, never a half-written part that is
+read. A part whose bytes do not match the index, or an index that cannot be
+parsed, makes the whole folder a miss: it is rebuilt from this run's results
+with one warning line (``logging``), never a traceback. Past
+:data:`MAX_PARTS` parts the folder is compacted into one.
+
+The results are assembled in the incidents' order with the dtypes of a full
+recompute, so :func:`pipelines.training.prepare` returns the same frames with
+or without the cache (tests/test_incident_cache.py compares published files byte
+for byte).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.linking import DETAIL_COLUMNS, REQUIRED_COLUMNS, LinkResult, link_incidents, link_stats
+from models.rules import rule_verdicts
+
+_log = logging.getLogger("yujing.incident_cache")
+
+LAYOUT = 1
+"""Bump when the folder layout or a part's columns change: every existing cache becomes a miss."""
+MAX_PARTS = 16
+"""Parts kept before a compaction rewrites the folder as one part (one part is added per day with new calls)."""
+REPO = Path(__file__).resolve().parents[1]
+RULE_SOURCES = (
+    "models/rules.py",
+    "features/frames.py",
+    "features/keywords.py",
+    "features/text.py",
+    "features/lexicon.py",
+)
+"""The code behind a rule verdict: a change to any of these files is a new cache version."""
+LINK_SOURCES = ("features/linking.py", "features/loaders.py", "features/schema.py")
+"""The code behind a link and behind the registry rows it sees (validation)."""
+RULE_INPUTS = ("incident_id", "narrative")
+LINK_INPUTS = REQUIRED_COLUMNS["incidents"]
+REGISTRY = ("persons", "households", "addresses")
+_KEY_ID, _KEY_HASH = "_incident_id", "_row_hash"
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
+LINK_STRINGS = ("incident_id", "person_id", "person_method", "household_id", "household_method", "address_id")
+
+
+@dataclass
+class CacheStats:
+    """How one run used the cache (reported on the CLI line and in ``RankResult``, never in the manifest)."""
+
+    rules_hits: int = 0
+    rules_misses: int = 0
+    links_hits: int = 0
+    links_misses: int = 0
+    rebuilt: list[str] = field(default_factory=list)
+    bytes_on_disk: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules_hits": self.rules_hits,
+            "rules_misses": self.rules_misses,
+            "links_hits": self.links_hits,
+            "links_misses": self.links_misses,
+            "rebuilt": list(self.rebuilt),
+            "bytes_on_disk": self.bytes_on_disk,
+        }
+
+
+def source_version(files: Sequence[str], extra: str = "") -> str:
+    """16 hex characters over the named source files' bytes (and ``extra``): the code version of a result."""
+    digest = hashlib.sha256(f"layout {LAYOUT}\n{extra}\n".encode())
+    for name in files:
+        digest.update(name.encode() + b"\0" + (REPO / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _table_files(root: Path, name: str, partition: Any) -> list[Path]:
+    """The files holding table ``name``: the file itself, or the partition folder's selected files."""
+    from features.partitions import partition_files, table_path
+
+    path = table_path(root, name)
+    if path is None:
+        return []
+    return partition_files(path, partition) if path.is_dir() else [path]
+
+
+def scope_key(root: Path, dataset: Any, partition: Any = None) -> str:
+    """16 hex characters naming one population: the partition and its validated registry.
+
+    The registry's rows are what the loader accepted from the file bytes (the loader's code is in
+    :data:`LINK_SOURCES`), so the key hashes the bytes and the accepted rows' numbers: a person
+    quarantined one day (a birth date after the export date) and accepted the next is a new scope,
+    while a new export date alone is not.
+    """
+    from features.fingerprint import file_sha256
+
+    digest = hashlib.sha256(f"partition {partition!r}\n".encode())
+    for name in REGISTRY:
+        for path in _table_files(root, name, partition):
+            digest.update(f"{name}:{path.relative_to(root)}:{file_sha256(path)}\n".encode())
+        accepted = np.ascontiguousarray(dataset.tables[name].data.index.to_numpy(np.int64))
+        digest.update(f"{name} accepted {len(accepted)}\n".encode() + accepted.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def row_hashes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """A 64-bit hash per row over ``columns`` (pandas' stable ``hash_pandas_object``)."""
+    return pd.util.hash_pandas_object(frame[list(columns)], index=False).to_numpy(np.uint64)
+
+
+class _Store:
+    """One cache folder (``<scope>/<kind>-<version>``): parts and their index."""
+
+    def __init__(self, scope: Path, kind: str, version: str) -> None:
+        self.scope, self.kind = scope, kind
+        self.folder = scope / f"{kind}-{version}"
+        self.index_path = self.folder / "index.json"
+
+    def read(self, stats: CacheStats) -> pd.DataFrame | None:
+        """Every cached row (later parts win on a repeated key), or None when the folder is empty or unreadable."""
+        if not self.index_path.exists():
+            return None
+        try:
+            index = json.loads(self.index_path.read_text(encoding="utf-8"))
+            tables = []
+            for part in index["parts"]:
+                data = (self.folder / part["file"]).read_bytes()
+                if hashlib.sha256(data).hexdigest() != part["sha256"]:
+                    raise ValueError(f"{part['file']} does not match its checksum")
+                table = pq.read_table(pa.BufferReader(data))
+                if table.num_rows != part["rows"]:
+                    raise ValueError(f"{part['file']} holds {table.num_rows} rows, the index says {part['rows']}")
+                tables.append(table)
+            if not tables:
+                return None
+            frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()  # all-null columns of a day
+        except Exception as exc:  # any unreadable cache is a miss: rebuilt below from this run's results
+            _log.warning(
+                "incident cache %s unreadable (%s: %s); rebuilding it from this run",
+                self.folder,
+                type(exc).__name__,
+                str(exc)[:120],
+            )
+            stats.rebuilt.append(self.kind)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return None
+        return frame.drop_duplicates([_KEY_ID, _KEY_HASH], keep="last")
+
+    def append(self, rows: pd.DataFrame) -> None:
+        """Add one part (atomic: temp file, rename, then the index replaced), compacting past MAX_PARTS."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.scope.glob(f"{self.kind}-*"):
+            if stale != self.folder and stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)  # an older code or library version: never read again
+        index = {"parts": []}
+        if self.index_path.exists():
+            index = json.loads(self.index_path.read_text(encoding="utf-8"))
+        old = list(index["parts"])
+        if len(old) + 1 > MAX_PARTS:
+            parts = [pq.read_table(self.folder / p["file"]) for p in old]
+            cached = pa.concat_tables(parts, promote_options="permissive").to_pandas()
+            rows = pd.concat([cached, rows], ignore_index=True).drop_duplicates([_KEY_ID, _KEY_HASH], keep="last")
+            index["parts"] = []
+        index["parts"].append(self._write_part(rows))
+        self._write_index(index)
+        if not index["parts"][:-1]:
+            for part in old:
+                (self.folder / part["file"]).unlink(missing_ok=True)
+
+    def _write_part(self, rows: pd.DataFrame) -> dict[str, Any]:
+        name = f"part-{uuid.uuid4().hex[:16]}.parquet"
+        tmp = self.folder / f".{name}.tmp"
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp)
+        data = tmp.read_bytes()
+        _fsync(tmp)
+        os.replace(tmp, self.folder / name)
+        return {"file": name, "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
+
+    def _write_index(self, index: dict[str, Any]) -> None:
+        tmp = self.folder / f".index.{uuid.uuid4().hex[:8]}.tmp"
+        tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
+        _fsync(tmp)
+        os.replace(tmp, self.index_path)
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _cached(
+    store: _Store,
+    incidents: pd.DataFrame,
+    inputs: Sequence[str],
+    compute: Callable[[pd.DataFrame], pd.DataFrame],
+    stats: CacheStats,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The cached rows of ``incidents`` (in their order) and the positions that missed, computed and stored.
+
+    Returns ``(values, hit)`` where ``values`` holds one row per incident (hits from the cache,
+    misses from ``compute``) as the columns ``compute`` returns, in whatever dtypes the cache
+    stores; the caller restores the exact dtypes.
+    """
+    key_id = incidents["incident_id"].astype(_STR).to_numpy(dtype=object)
+    key_hash = row_hashes(incidents, inputs)
+    cached = store.read(stats)
+    hit = np.zeros(len(incidents), dtype=bool)
+    pos = np.full(len(incidents), -1, dtype=np.int64)
+    if cached is not None and len(cached):
+        left = pd.DataFrame({_KEY_ID: key_id, _KEY_HASH: key_hash, "_pos": np.arange(len(incidents))})
+        right = pd.DataFrame(
+            {
+                _KEY_ID: cached[_KEY_ID].to_numpy(dtype=object),
+                _KEY_HASH: cached[_KEY_HASH].to_numpy(np.uint64),
+                "_row": np.arange(len(cached)),
+            }
+        )
+        found = left.merge(right, on=[_KEY_ID, _KEY_HASH], how="inner")
+        pos[found["_pos"].to_numpy()] = found["_row"].to_numpy()
+        hit = pos >= 0
+    miss = np.flatnonzero(~hit)
+    fresh = compute(incidents.iloc[miss]) if len(miss) else None
+    if fresh is not None:
+        rows = fresh.reset_index(drop=True)
+        rows.insert(0, _KEY_HASH, key_hash[miss])
+        rows.insert(0, _KEY_ID, key_id[miss])
+        try:
+            store.append(rows)
+        except OSError as exc:  # a full disk or a read-only folder costs tomorrow's reuse, not today's ranking
+            _log.warning("incident cache %s not written (%s); this run's results are not kept", store.folder, exc)
+    columns = [c for c in (fresh.columns if fresh is not None else cached.columns) if c not in (_KEY_ID, _KEY_HASH)]
+    values: dict[str, np.ndarray] = {}
+    for c in columns:
+        out = np.empty(len(incidents), dtype=object)
+        if hit.any():
+            out[hit] = cached[c].to_numpy(dtype=object)[pos[hit]]
+        if fresh is not None:
+            out[miss] = fresh[c].to_numpy(dtype=object)
+        values[c] = out
+    return pd.DataFrame(values), hit
+
+
+def _missing_to_none(values: np.ndarray) -> np.ndarray:
+    out = values.astype(object)
+    out[pd.isna(out)] = None
+    return out
+
+
+def cached_rule_verdicts(incidents: pd.DataFrame, scope: Path, stats: CacheStats) -> pd.DataFrame:
+    """:func:`models.rules.rule_verdicts` of ``incidents["narrative"]`` (RangeIndex), new narratives only."""
+    from features.lexicon import default_lexicon
+
+    template = rule_verdicts(pd.Series([], dtype=_STR))
+    if incidents.empty:
+        return rule_verdicts(incidents["narrative"]).reset_index(drop=True)
+    store = _Store(scope, "rules", source_version(RULE_SOURCES, f"lexicon {default_lexicon().version}"))
+
+    def compute(rows: pd.DataFrame) -> pd.DataFrame:
+        return rule_verdicts(rows["narrative"]).drop(columns="is_dispute")
+
+    values, hit = _cached(store, incidents, RULE_INPUTS, compute, stats)
+    stats.rules_hits, stats.rules_misses = int(hit.sum()), int((~hit).sum())
+    out = {}
+    for c, dtype in template.dtypes.items():
+        if c == "is_dispute":
+            out[c] = pd.notna(out["category"])
+        elif c == "category":
+            out[c] = _missing_to_none(values[c].to_numpy())
+        else:
+            out[c] = values[c].to_numpy().astype(dtype)
+    frame = pd.DataFrame(out)
+    frame.attrs = dict(template.attrs)
+    return frame
+
+
+def cached_links(
+    incidents: pd.DataFrame,
+    persons: pd.DataFrame,
+    households: pd.DataFrame,
+    addresses: pd.DataFrame,
+    scope: Path,
+    stats: CacheStats,
+) -> LinkResult:
+    """:func:`features.linking.link_incidents` with the links of unchanged incidents taken from the cache."""
+    if incidents.empty:
+        return link_incidents(incidents, persons, households, addresses)
+    store = _Store(scope, "links", source_version(LINK_SOURCES))
+
+    def compute(rows: pd.DataFrame) -> pd.DataFrame:
+        result = link_incidents(rows, persons, households, addresses)
+        assert result.detail is not None
+        return pd.concat(
+            [result.links.drop(columns="incident_id"), result.detail[list(DETAIL_COLUMNS)]], axis=1
+        ).reset_index(drop=True)
+
+    values, hit = _cached(store, incidents, LINK_INPUTS, compute, stats)
+    stats.links_hits, stats.links_misses = int(hit.sum()), int((~hit).sum())
+    links = pd.DataFrame(index=incidents.index)
+    links["incident_id"] = incidents["incident_id"].to_numpy()
+    for c in LINK_STRINGS[1:4]:
+        links[c] = _missing_to_none(values[c].to_numpy())
+    links["household_method"] = _missing_to_none(values["household_method"].to_numpy())
+    links["address_id"] = _missing_to_none(values["address_id"].to_numpy())
+    links["confidence"] = values["confidence"].to_numpy().astype(np.float64)
+    for c in LINK_STRINGS:
+        links[c] = links[c].astype(_STR)
+    detail = pd.DataFrame(
+        {c: values[c].to_numpy().astype(object if c == "kind" else bool) for c in DETAIL_COLUMNS},
+        index=incidents.index,
+    )
+    return LinkResult(links=links, stats=link_stats(links, detail), detail=detail)
+
+
+def cache_size(cache_dir: Path) -> int:
+    """Bytes under the cache folder (reported by benchmarks and the CLI)."""
+    return sum(p.stat().st_size for p in Path(cache_dir).rglob("*") if p.is_file())
