@@ -55,7 +55,7 @@ _WRITE_OPTIONS = {"compression": "snappy", "write_statistics": True, "use_dictio
 """Fixed Parquet options (pyarrow writes no timestamp), so the same frame gives the same bytes."""
 
 _FIX = (
-    "fix: a partitioned table is <table>/city=<4-digit code>/[county=<6-digit code>/]part-<n>.parquet "
+    "fix: a partitioned table is <name>/city=<4-digit code>/[county=<6-digit code>/]part-<n>.parquet "
     "(see docs/data-contract.md)"
 )
 
@@ -137,11 +137,11 @@ def _values(folder: Path, relative: tuple[str, ...]) -> dict[str, str]:
         expected = PARTITION_KEYS[level] if level < len(PARTITION_KEYS) else None
         if not sep or key != expected or not _CODE[key].fullmatch(value):
             where = folder.joinpath(*relative[: level + 1])
-            wanted = f"{expected}=<code>" if expected else "no deeper folder"
+            wanted = f"{expected}=<{_DIGITS[expected]}-digit code>" if expected else "no deeper folder"
             raise _error(f"{where}: folder name {name!r} is not a partition ({wanted}); {_FIX}")
         values[key] = value
     if "city" not in values:
-        raise _error(f"{folder.joinpath(*relative)}: a file outside any city=<code> folder; {_FIX}")
+        raise _error(f"{folder.joinpath(*relative)}: a file outside any city=<4-digit code> folder; {_FIX}")
     if "county" in values and not values["county"].startswith(values["city"]):
         where = folder.joinpath(*relative[:-1])
         raise _error(f"{where}: county {values['county']} is not in city {values['city']}; {_FIX}")

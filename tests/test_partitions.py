@@ -231,11 +231,23 @@ def _tiny(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda f: (f / "town=01").mkdir(), r"town=01: folder name 'town=01' is not a partition \(city=<code>\)"),
-        (lambda f: (f / "city=15").mkdir(), r"city=15: folder name 'city=15' is not a partition \(city=<code>\)"),
-        (lambda f: (f / "city=1505" / "150503").mkdir(), r"folder name '150503' is not a partition \(county=<code>\)"),
+        (
+            lambda f: (f / "town=01").mkdir(),
+            r"town=01: folder name 'town=01' is not a partition \(city=<4-digit code>\)",
+        ),
+        (
+            lambda f: (f / "city=15").mkdir(),
+            r"city=15: folder name 'city=15' is not a partition \(city=<4-digit code>\)",
+        ),
+        (
+            lambda f: (f / "city=1505" / "150503").mkdir(),
+            r"folder name '150503' is not a partition \(county=<6-digit code>\)",
+        ),
         (lambda f: (f / "city=1505" / "county=150201").mkdir(), r"county 150201 is not in city 1505"),
-        (lambda f: (f / "part-1.parquet").write_bytes(b""), r"part-1\.parquet: a file outside any city=<code> folder"),
+        (
+            lambda f: (f / "part-1.parquet").write_bytes(b""),
+            r"part-1\.parquet: a file outside any city=<4-digit code> folder",
+        ),
         (lambda f: (f / "city=1505" / "part-1.csv").write_text("k\n"), r"part-1\.csv: not a \.parquet file"),
         (
             lambda f: (f / "city=1505" / "county=150502" / "x=1").mkdir(),
@@ -251,7 +263,7 @@ def test_a_table_folder_that_is_not_city_county_parquet_is_refused_with_the_layo
     make(folder)
     with pytest.raises(DataContractError, match=message) as caught:
         read_partitioned(folder)
-    assert "fix: a partitioned table is <table>/city=<4-digit code>/[county=<6-digit code>/]part-<n>.parquet" in str(
+    assert "fix: a partitioned table is <name>/city=<4-digit code>/[county=<6-digit code>/]part-<n>.parquet" in str(
         caught.value
     )
 

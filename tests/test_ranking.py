@@ -207,7 +207,13 @@ def test_the_cli_ranks_prints_the_top_ten_and_reruns_identically_in_another_proc
     n = sum(ranked["result"].warnings.values())
     assert f"database: {n} new, 0 updated" in first
     assert f"database: 0 new, 0 updated, {n} unchanged" in second
-    assert first.split("database:")[0] == second.split("database:")[0]  # same summary and counts
+    # the second process scores and links nothing anew (the incident cache under YUJING_HOME), and says so
+    calls = len(pd.read_parquet(ranked["city"] / "incidents.parquet", columns=["incident_id"]))
+    assert f"incident cache: rules 0 reused, {calls:,} scored; links 0 reused, {calls:,} linked" in first
+    assert f"incident cache: rules {calls:,} reused, 0 scored; links {calls:,} reused, 0 linked" in second
+    same = [[line for line in out.split("database:")[0].splitlines() if not line.startswith("incident cache:")]
+            for out in outputs]  # fmt: skip
+    assert same[0] == same[1]  # same summary and counts
     env = dict(os.environ, YUJING_HOME=str(tmp_path / "var"))
     bad = subprocess.run(
         [*args[:4], "--date", "1999-01-01", "--no-prefect"], env=env, capture_output=True, text=True, check=False

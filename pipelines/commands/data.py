@@ -108,7 +108,7 @@ def _simulate_province(
         typer.echo(f"  {code} {city['name']:<6} {city['persons']:>10,} persons  seed {city['seed']}")
     for name, count in manifest["row_counts"].items():
         typer.echo(f"  {name + '/':<12} {count:>12,} rows")
-    typer.echo("  each table: <table>/city=<code>/county=<code>/part-0.parquet (relations by city only)")
+    typer.echo("  each table: <name>/city=<4-digit code>/county=<6-digit code>/part-0.parquet (relations by city only)")
     typer.echo(f"  truth/ holds {', '.join(manifest['truth_row_counts'])} (for evaluation only); manifest.json")
     typer.echo("peak memory per worker: " + ", ".join(f"{v / 2**30:.2f} GiB" for _, v in sorted(peaks.items())))
 
