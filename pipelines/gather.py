@@ -40,10 +40,9 @@ from pipelines.outputs import (
     _check_date,
     _csv_bytes,
     _new_hidden,
-    _ranking_id,
-    _sha256,
     _write_bytes,
     _xlsx_bytes,
+    seal,
 )
 from pipelines.pages import center_context, station_html
 from pipelines.ranking import top_warnings
@@ -294,16 +293,7 @@ def stage_parts(combined: Combined, out_root: Path) -> Staged:
         fsync_dir(staging / "stations")
         write_quarantine(_quarantine(combined), staging / QUARANTINE_FOLDER)
 
-        files = {
-            p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
-            for p in sorted(staging.rglob("*"))
-            if p.is_file()
-        }
-        ranking_id = _ranking_id(date, files)
-        full = {**manifest, "date": date, "files": files, "counts": combined.counts, "ranking_id": ranking_id}
-        text = json.dumps(full, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
-        _write_bytes(staging / "manifest.json", text.encode("utf-8"))
-        fsync_dir(staging)
+        ranking_id = seal(staging, date, manifest, combined.counts)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

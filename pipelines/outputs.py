@@ -344,20 +344,30 @@ def stage_outputs(
         _fsync_dir(staging / "stations")
         write_quarantine(quarantine, staging / QUARANTINE_FOLDER)  # hashed into the manifest like every file
 
-        files = {
-            p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
-            for p in sorted(staging.rglob("*"))
-            if p.is_file()
-        }
-        ranking_id = _ranking_id(date, files)
-        full = {**manifest, "date": date, "files": files, "counts": _counts(frame), "ranking_id": ranking_id}
-        text = json.dumps(full, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
-        _write_bytes(staging / "manifest.json", text.encode("utf-8"))
-        _fsync_dir(staging)
+        ranking_id = seal(staging, date, manifest, _counts(frame))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Staged(date=date, path=staging, final=out_root / date, ranking_id=ranking_id)
+
+
+def seal(staging: Path, date: str, manifest: Mapping[str, Any], counts: Mapping[str, Any]) -> str:
+    """Hash every staged file into ``manifest.json``, write it last and fsync: the staged folder is then whole.
+
+    Both publishers (:func:`stage_outputs`, pipelines/gather.py) end with this, so a city's and a
+    province's manifests list their files, counts and ranking id the same way. Returns the ranking id.
+    """
+    files = {
+        p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(staging.rglob("*"))
+        if p.is_file()
+    }
+    ranking_id = _ranking_id(date, files)
+    full = {**manifest, "date": date, "files": files, "counts": counts, "ranking_id": ranking_id}
+    text = json.dumps(full, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+    _write_bytes(staging / "manifest.json", text.encode("utf-8"))
+    _fsync_dir(staging)
+    return ranking_id
 
 
 def _ranking_id(date: str, files: Mapping[str, Mapping[str, Any]]) -> str:
