@@ -41,10 +41,12 @@ __all__ = [
     "HOUSEHOLD_METHODS",
     "PERSON_CONFIDENCE",
     "REQUIRED_COLUMNS",
+    "LinkRegistry",
     "LinkResult",
     "fold_homophones",
     "link_incidents",
     "link_quality",
+    "link_registry",
     "link_stats",
     "parse_location",
 ]
@@ -396,6 +398,9 @@ class _Persons:
     the persons that can match at all, so no merge touches millions of rows.
     """
 
+    COLUMNS = ("person_id", "household_id", "id_number", "phone", "name", "sex", "station_id")
+    """The normalised registry columns (:meth:`table`, :meth:`from_table`): what linking reads of a person."""
+
     def __init__(self, persons: pd.DataFrame, households: pd.DataFrame, addresses: pd.DataFrame) -> None:
         p = persons.reset_index(drop=True)
         self.person_id = p["person_id"]
@@ -404,10 +409,32 @@ class _Persons:
         self.phone = _clean_identifier(p["phone"])
         self.name = _nfkc(p["name"])
         self.sex = _series(pc.utf8_upper(_arrow(_nfkc(p["sex"]))), p.index)
-        station = _lookup(self.household_id, _household_station(households, addresses))
-        self.station_id = station
-        self.station_share = station.value_counts(normalize=True)
-        self._cache: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+        self.station_id = _lookup(self.household_id, _household_station(households, addresses))
+        self._finish()
+
+    def _finish(self) -> None:
+        self.station_share = self.station_id.value_counts(normalize=True)
+        self._cache: dict[tuple[str, str], tuple[np.ndarray, int, np.ndarray]] = {}
+
+    def table(self) -> pd.DataFrame:
+        """The normalised columns, so a cache can keep them per registry (pipelines/incident_cache.py)."""
+        return pd.DataFrame({c: getattr(self, c).array for c in self.COLUMNS})
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> _Persons:
+        """The registry from :meth:`table`'s columns, without normalising 2.87M rows again."""
+        self = cls.__new__(cls)
+        for c in cls.COLUMNS:
+            setattr(self, c, table[c].reset_index(drop=True))
+        self._finish()
+        return self
+
+    def for_batch(self) -> _Persons:
+        """The same registry with empty codes: codes are valid only for the keys of one batch of incidents."""
+        other = type(self).__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._cache = {}
+        return other
 
     def __len__(self) -> int:
         return len(self.person_id)
@@ -415,44 +442,122 @@ class _Persons:
     def encode(self, comp: str, variant: str, keys: np.ndarray) -> np.ndarray:
         """Codes of incident ``keys`` in the registry's coding of ``(comp, variant)``; -1 if absent.
 
-        Registry and incident keys are dictionary-encoded together (pyarrow), so no Python string
-        object is made per registry row; the registry's codes are cached for the rules.
+        The code space is the batch's distinct keys. The registry's key is built only for the
+        persons that can hold one of them (:meth:`_shortlist`) and looked up among them, so a batch
+        of 900 calls neither builds nor factorises 2.87M registry keys; a person holding no key of
+        the batch gets -1, which matches nothing, as before. The registry's codes (and the
+        positions that hold a code) are cached for the rules.
         """
-        person_key = self._key(comp, variant)
-        joint = pd.concat([person_key, pd.Series(keys, dtype=_STR)], ignore_index=True)
-        codes, uniques = pd.factorize(joint)
-        codes = codes.astype(np.int32)
-        n = len(self)
-        person_codes = codes[:n]
+        uniques = pd.unique(np.asarray(keys, dtype=object))
+        rows = self._shortlist(comp, variant, uniques)
+        found = pc.index_in(_arrow(self._key(comp, variant, rows)), value_set=pa.array(uniques, type=pa.large_string()))
+        found = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        if rows is None:
+            person_codes = found
+        else:
+            person_codes = np.full(len(self), -1, dtype=np.int32)
+            person_codes[rows] = found
         present = np.zeros(len(uniques) + 1, dtype=bool)
         present[person_codes[person_codes >= 0]] = True
-        self._cache.setdefault((comp, variant), (person_codes, len(uniques)))
-        incident = codes[n:].astype(np.int64)
+        self._cache.setdefault((comp, variant), (person_codes, len(uniques), np.flatnonzero(person_codes >= 0)))
+        incident = pd.Index(uniques).get_indexer(keys).astype(np.int64)
         incident[~present[incident]] = -1
         return incident
 
-    def codes(self, comp: str, variant: str) -> tuple[np.ndarray, int]:
-        """Code per registry person (-1 = missing) and the size of the code space, after :meth:`encode`."""
+    def codes(self, comp: str, variant: str) -> tuple[np.ndarray, int, np.ndarray]:
+        """Code per registry person (-1 = missing or not a key of the batch), the size of the code space and
+        the positions of the persons with a code, after :meth:`encode`."""
         return self._cache[(comp, variant)]
 
-    def _key(self, comp: str, variant: str) -> pd.Series:
-        if comp == "id_full":
-            return self.id_number
-        if comp == "phone_full":
-            return self.phone
+    def _shortlist(self, comp: str, variant: str, keys: np.ndarray) -> np.ndarray | None:
+        """Positions of every person whose key for ``(comp, variant)`` can be one of ``keys`` (None: all).
+
+        A superset is enough, since :meth:`encode` compares the exact keys of the shortlist. A
+        person matches a masked key ``pre|suf`` only if the identifier's first and last characters
+        are those digits, hence its first and last bytes; a surname key only if the name's first
+        character, one Han character of 3 bytes in UTF-8, is the surname.
+        """
+        if comp in ("id_full", "phone_full", "area"):
+            return None  # the key is the column itself: one hash probe, nothing to build
+        if comp == "name" and variant == "F":
+            names = pa.array([k[2:] for k in keys], type=pa.large_string())
+            return np.flatnonzero(pc.is_in(_arrow(self.name), value_set=names).to_numpy(zero_copy_only=False))
         if comp in ("idm", "phm"):
             pre, suf = (int(x) for x in variant.split(","))
-            source = self.id_number if comp == "idm" else self.phone
+            affixes = [(k[:pre].encode(), k[pre + 1 :].encode() if suf else b"") for k in keys]
+            return _affix_rows(self.id_number if comp == "idm" else self.phone, affixes)
+        if comp == "name":
+            return _affix_rows(self.name, [(k[2:].split("|")[0].encode(), b"") for k in keys])
+        raise KeyError(comp)
+
+    def _key(self, comp: str, variant: str, rows: np.ndarray | None = None) -> pd.Series:
+        """The registry's key for ``(comp, variant)``, of every person or of the positions ``rows``."""
+
+        def col(name: str) -> pd.Series:
+            values = getattr(self, name)
+            return values if rows is None else values.iloc[rows]
+
+        if comp == "id_full":
+            return col("id_number")
+        if comp == "phone_full":
+            return col("phone")
+        if comp in ("idm", "phm"):
+            pre, suf = (int(x) for x in variant.split(","))
+            source = col("id_number" if comp == "idm" else "phone")
             return source.str[:pre] + "|" + (source.str[-suf:] if suf else "")
         if comp == "name":
             if variant == "F":
-                return "F:" + self.name
+                return "F:" + col("name")
             if variant == "S":
-                return "S:" + self.name.str[0] + "|" + self.sex
-            return "s:" + self.name.str[0]
+                return "S:" + col("name").str[0] + "|" + col("sex")
+            return "s:" + col("name").str[0]
         if comp == "area":
-            return self.station_id
+            return col("station_id")
         raise KeyError(comp)
+
+
+_HASH_BASE = 1_000_003
+_HASH_MASK = (1 << 64) - 1
+
+
+def _affix_rows(values: pd.Series, affixes: list[tuple[bytes, bytes]]) -> np.ndarray:
+    """Positions of ``values`` whose UTF-8 bytes start with a prefix and end with a suffix of ``affixes``.
+
+    All prefixes have one length and all suffixes one length. Compared through 64-bit hashes of
+    those bytes read straight from the Arrow buffers (no string is built per row): first the
+    shorter part over every row, then both parts over the rows left. A rare hash collision can
+    only add a position: callers compare the exact keys of what this returns.
+    """
+    pre, suf = len(affixes[0][0]), len(affixes[0][1])
+    arr = _arrow(values)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = arr.buffers()[2]
+    if n == 0 or data is None or data.size == 0:
+        return np.empty(0, dtype=np.int64)
+    data = np.frombuffer(data, dtype=np.uint8)
+    need = max(pre, suf)
+    rows = np.flatnonzero((offsets[1:] - offsets[:-1] >= need) & arr.is_valid().to_numpy(zero_copy_only=False))
+    parts = [(0, pre), (1, suf)] if 0 < pre <= suf or suf == 0 else [(1, suf), (0, pre)]
+    for stage in (parts[:1], parts):
+        hashed = np.zeros(len(rows), dtype=np.uint64)
+        for side, length in stage:
+            first = offsets[rows] if side == 0 else offsets[rows + 1] - length
+            for j in range(length):
+                hashed = hashed * np.uint64(_HASH_BASE) + data[first + j]
+        wanted = {_affix_hash([(prefix, suffix)[side] for side, _ in stage]) for prefix, suffix in affixes}
+        rows = rows[pd.Index(np.array(sorted(wanted), dtype=np.uint64)).get_indexer(hashed) >= 0]
+    return rows
+
+
+def _affix_hash(parts: list[bytes]) -> int:
+    """:func:`_affix_rows`' hash of the bytes of ``parts`` (Python ints, wrapped as numpy's uint64 wraps)."""
+    h = 0
+    for byte in b"".join(parts):
+        h = (h * _HASH_BASE + byte) & _HASH_MASK
+    return h
 
 
 def _household_station(households: pd.DataFrame, addresses: pd.DataFrame) -> pd.Series:
@@ -481,27 +586,32 @@ def _groups(ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...]) -> Iterator
 def _coded(
     ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...], reg: _Persons
 ) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]]:
-    """Per variant group: the incidents' codes and a mask of the registry rows that can match them."""
+    """Per variant group: the incidents' codes and the registry rows (ascending) that can match them.
+
+    Only persons holding a code of the batch on the first component are looked at, so a small
+    batch touches a few thousand registry rows, not millions.
+    """
     for group in _groups(ev, rows, comps):
         left = pd.DataFrame({"row": group})
         person_codes = {}
-        mask = np.ones(len(reg), dtype=bool)
+        pidx: np.ndarray | None = None
         for comp in comps:
             inc = ev.codes(comp, reg)[group]
-            codes, size = reg.codes(comp, ev.variant[comp][group[0]])
+            codes, size, coded = reg.codes(comp, ev.variant[comp][group[0]])
             left[comp] = inc
             lookup = np.zeros(size + 1, dtype=bool)
             lookup[inc[inc >= 0]] = True  # the extra last slot stands for code -1 (missing): False
-            mask &= lookup[codes]
+            pidx = coded if pidx is None else pidx
+            pidx = pidx[lookup[codes[pidx]]]
             person_codes[comp] = codes
-        yield left[(left[list(comps)] >= 0).all(axis=1)], person_codes, mask
+        assert pidx is not None
+        yield left[(left[list(comps)] >= 0).all(axis=1)], person_codes, pidx
 
 
 def _candidates(ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...], reg: _Persons) -> pd.DataFrame:
     """(row, pidx) pairs of persons whose keys equal the incident's on every component in ``comps``."""
     frames = [pd.DataFrame({"row": np.empty(0, np.int64), "pidx": np.empty(0, np.int64)})]
-    for left, person_codes, mask in _coded(ev, rows, comps, reg):
-        pidx = np.flatnonzero(mask)
+    for left, person_codes, pidx in _coded(ev, rows, comps, reg):
         right = pd.DataFrame({c: person_codes[c][pidx] for c in comps})
         right["pidx"] = pidx
         frames.append(left.merge(right, on=list(comps), how="inner")[["row", "pidx"]])
@@ -511,8 +621,8 @@ def _candidates(ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...], reg: _P
 def _key_counts(ev: _Evidence, rows: np.ndarray, comps: tuple[str, ...], reg: _Persons) -> np.ndarray:
     """How many registry persons share the incident's key on ``comps``, city-wide, per row of ``rows``."""
     out = pd.Series(0, index=rows, dtype=np.int64)
-    for left, person_codes, mask in _coded(ev, rows, comps, reg):
-        counts = pd.DataFrame({c: person_codes[c][mask] for c in comps}).value_counts().rename("n").reset_index()
+    for left, person_codes, pidx in _coded(ev, rows, comps, reg):
+        counts = pd.DataFrame({c: person_codes[c][pidx] for c in comps}).value_counts().rename("n").reset_index()
         merged = left.merge(counts, on=list(comps), how="inner")
         out.loc[merged["row"].to_numpy()] = merged["n"].to_numpy()
     return out.to_numpy()
@@ -617,6 +727,20 @@ class _Places:
             a[col] = pd.to_numeric(src[col], errors="coerce").astype("Int64")
         a["aidx"] = np.arange(len(a))
         a["ck"] = a.groupby(["county_code", "township", "community"], sort=False).ngroup().to_numpy()
+        self._finish(a)
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> _Places:
+        """The places from :meth:`table` (the normalised addresses), without normalising them again."""
+        self = cls.__new__(cls)
+        self._finish(table.reset_index(drop=True))
+        return self
+
+    def table(self) -> pd.DataFrame:
+        """The normalised addresses with their compound code ``ck``: everything else is derived from them."""
+        return self.addresses
+
+    def _finish(self, a: pd.DataFrame) -> None:
         self.addresses = a
         self.county_names = tuple(a["county_name"].dropna().unique().tolist())
         self.county_of_name = a.drop_duplicates("county_name").set_index("county_name")["county_code"]
@@ -728,10 +852,12 @@ def _match_addresses(
         for frame, cols in ((u, ["building", "unit", "room"]), (r, ["house_no"])):
             for c in cols:
                 frame[c] = frame[c].astype("Int64")
+        urban_keys = places.urban_keys[np.isin(places.urban_keys["ck"].to_numpy(), u["ck"].to_numpy())]
+        rural_keys = places.rural_keys[np.isin(places.rural_keys["ck"].to_numpy(), r["ck"].to_numpy())]
         found = pd.concat(
             [
-                u.merge(places.urban_keys, on=["ck", "building", "unit", "room"]),
-                r.merge(places.rural_keys, on=["ck", "house_no"]),
+                u.merge(urban_keys, on=["ck", "building", "unit", "room"]),
+                r.merge(rural_keys, on=["ck", "house_no"]),
             ],
             ignore_index=True,
         )
@@ -799,6 +925,34 @@ def _match_addresses(
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LinkRegistry:
+    """The registry as the linker reads it: persons and places normalised once, independent of any incident.
+
+    Built by :func:`link_registry`; :meth:`tables` and :meth:`from_tables` let a cache keep it per
+    registry (pipelines/incident_cache.py), since normalising 2.87M persons costs more than a day's
+    calls.
+    """
+
+    persons: _Persons
+    places: _Places
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``persons`` and ``places``: plain frames from which :meth:`from_tables` rebuilds the registry."""
+        return {"persons": self.persons.table(), "places": self.places.table()}
+
+    @classmethod
+    def from_tables(cls, tables: dict[str, pd.DataFrame]) -> LinkRegistry:
+        return cls(_Persons.from_table(tables["persons"]), _Places.from_table(tables["places"]))
+
+
+def link_registry(persons: pd.DataFrame, households: pd.DataFrame, addresses: pd.DataFrame) -> LinkRegistry:
+    """The persons, households and addresses normalised for :func:`link_incidents` (``registry=``)."""
+    for frame, table in ((persons, "persons"), (households, "households"), (addresses, "addresses")):
+        _require(frame, table)
+    return LinkRegistry(_Persons(persons, households, addresses), _Places(addresses))
+
+
 def _require(frame: pd.DataFrame, table: str) -> None:
     missing = [c for c in REQUIRED_COLUMNS[table] if c not in frame.columns]
     if missing:
@@ -813,6 +967,7 @@ def link_incidents(
     *,
     fuzzy_min: float = 0.75,
     fuzzy_margin: float = 0.15,
+    registry: LinkRegistry | None = None,
 ) -> LinkResult:
     """Link every incident to its caller (a person) and to the household it is about.
 
@@ -827,6 +982,11 @@ def link_incidents(
     is not a home address (street, shop, compound without a room, missing), the caller's household,
     provided it lies in the incident's county. A home address that is not in the registry is not
     replaced by the caller's household. Unlinked incidents stay, with null ids, and are counted.
+
+    ``registry``: the same persons, households and addresses already normalised
+    (:func:`link_registry`, or a copy kept per registry by pipelines/incident_cache.py); without it
+    they are normalised here. Everything registry-wide is either in it or restricted to the keys of
+    this batch, so linking a day's 900 calls does not cost the millions of registry rows again.
     """
     for frame, table in (
         (incidents, "incidents"),
@@ -838,11 +998,13 @@ def link_incidents(
     n = len(incidents)
 
     ev = _Evidence(incidents)
-    reg = _Persons(persons, households, addresses)
+    if registry is None:
+        registry = link_registry(persons, households, addresses)
+    reg = registry.persons.for_batch()
     person, person_method, person_ambiguous = _link_persons(ev, reg)
     has_person = person >= 0
 
-    places = _Places(addresses)
+    places = registry.places
     loc = parse_location(incidents["location_text"].reset_index(drop=True), places.county_names)
     said = _lookup(loc["county_name"], places.county_of_name).to_numpy(dtype=object)
     by_station = _lookup(pd.Series(ev.keys["area"]), places.county_of_station).to_numpy(dtype=object)
@@ -855,7 +1017,8 @@ def link_incidents(
     address_id = np.full(n, None, dtype=object)
     address_id[at_address] = places.addresses["address_id"].take(aidx[at_address]).to_numpy(dtype=object)
     hh = households[["household_id", "address_id"]].dropna()
-    per_address = hh.groupby("address_id")["household_id"].agg(["size", "first"])
+    hh_here = hh[hh["address_id"].isin(address_id[at_address])]  # the same groups, of this batch's addresses only
+    per_address = hh_here.groupby("address_id")["household_id"].agg(["size", "first"])
     info = per_address.reindex(address_id[at_address])
     rows = np.flatnonzero(at_address)
     household = np.full(n, None, dtype=object)
@@ -868,15 +1031,17 @@ def link_incidents(
         pairs = pd.DataFrame(
             {"row": several, "address_id": address_id[several], "household_id": caller_household[several]}
         )
-        ok = pairs.merge(hh, on=["address_id", "household_id"])["row"].to_numpy()
+        ok = pairs.merge(hh_here, on=["address_id", "household_id"])["row"].to_numpy()
         household[ok] = caller_household[ok]
     household_method = np.where(pd.notna(household), match.method, None).astype(object)
 
     # Caller fallback: the place is not a home address, and the caller's household is in its county
     # and, when the place is a registry compound named without a room, in that compound.
-    address_of = hh.drop_duplicates("household_id").set_index("household_id")["address_id"]
+    callers = hh[hh["household_id"].isin(caller_household[has_person])]
+    address_of = callers.drop_duplicates("household_id").set_index("household_id")["address_id"]
+    addresses_here = places.addresses[places.addresses["address_id"].isin(address_of.to_numpy())]
     caller_aidx = _lookup(
-        _lookup(pd.Series(caller_household), address_of), places.addresses.set_index("address_id")["aidx"]
+        _lookup(pd.Series(caller_household), address_of), addresses_here.set_index("address_id")["aidx"]
     ).to_numpy()
     caller_aidx = np.where(pd.notna(caller_aidx), caller_aidx, -1).astype(np.int64)
     known = caller_aidx >= 0

@@ -104,13 +104,14 @@ class Table:
         )
 
 
-_DTYPES: dict[Kind, str] = {
+DTYPES: dict[Kind, str] = {
     "str": "str",
     "int": "Int64",
     "float": "float64",
     "bool": "bool",
     "datetime": "datetime64[ns]",
 }
+"""The dtype of each kind once loaded (the loader coerces to it; pandera and the loader's fast check expect it)."""
 
 
 def _pandera_column(name: str, col: Col) -> pa.Column:
@@ -124,7 +125,7 @@ def _pandera_column(name: str, col: Col) -> pa.Column:
     if col.le is not None:
         checks.append(pa.Check.le(col.le))
     return pa.Column(
-        _DTYPES[col.kind],
+        DTYPES[col.kind],
         checks=checks,
         nullable=col.nullable,
         unique=col.unique,

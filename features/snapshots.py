@@ -15,14 +15,16 @@ array operations (``benchmarks/bench_snapshots.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.household_keys import arrow_strings, code_households, household_keys, household_of, positions_in
 from features.schema import CATEGORIES, VIOLENT_CHARGES
 
 CUE_GROUPS = ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation", "repeat")
@@ -125,59 +127,38 @@ def household_codes(households: pd.DataFrame) -> pd.Series:
     return pd.Series(np.arange(len(households), dtype=np.int64), index=households["household_id"].to_numpy())
 
 
-def _code(ids: pd.Series | pa.Array, codes: pd.Series) -> np.ndarray:
-    """Codes for household ids; -1 for ids not in the registry (their events are ignored).
-
-    ``ids.map(codes)``, as a hash lookup in Arrow: Series.map over Arrow strings rebuilds a hash
-    index of the registry on every call (seconds per call for a city).
-    """
-    pos = _positions_in(ids, codes.index)
-    return np.where(pos >= 0, codes.to_numpy()[np.maximum(pos, 0)], -1).astype(np.int64)
-
-
-def _strings(values: pd.Series | pd.Index | pa.Array) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if isinstance(values, pd.Series | pd.Index) and hasattr(values.array, "__arrow_array__"):
-        values = pa.array(values.array)  # Arrow-backed strings: no Python object per value
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-    if not isinstance(values, pa.Array):
-        values = pa.array(np.asarray(values, dtype=object), from_pandas=True, type=pa.large_string())
-    return values if pa.types.is_large_string(values.type) else values.cast(pa.large_string())
-
-
-def _positions_in(values: pd.Series | pa.Array, keys: pd.Index | pd.Series) -> np.ndarray:
-    """Position of each value among ``keys`` (the first, as Series.map would find it; -1: absent or missing)."""
-    pos = pc.index_in(_strings(values), value_set=_strings(keys), skip_nulls=True)
-    return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _household_of(person_ids: pd.Series, persons: pd.DataFrame) -> pa.Array:
-    """Each person's household id (null when the person is unknown): ``person_ids.map(persons' household)``."""
-    pos = pa.array(_positions_in(person_ids, persons["person_id"]))
-    pos = pc.if_else(pc.less(pos, 0), pa.scalar(None, pa.int64()), pos)
-    return pc.take(_strings(persons["household_id"]), pos)
-
-
 @dataclass
 class Snapshots:
     """Rows (household, date) with features, plus what the label and reasons need."""
 
     frame: pd.DataFrame
     feature_names: list[str]
+    codes: tuple[np.ndarray, np.ndarray] | None = None
+    """The household code of each call (-1: none in the registry) and of each row: pass them to
+    ``models.warning.points_at_snapshots`` so it does not hash the city's household ids again."""
+    call_flags: tuple[np.ndarray, np.ndarray] | None = None
+    """:func:`caller_flags` (third party, distinct caller start) per row of ``calls``, False for a call of no
+    registered household: what the online service's stored calls hold, without a second hash join of the persons."""
 
 
 def candidate_snapshots(
-    calls: pd.DataFrame, codes: pd.Series, dates: pd.DatetimeIndex, lookback_days: int = 365
+    calls: pd.DataFrame,
+    codes: pd.Series,
+    dates: pd.DatetimeIndex,
+    lookback_days: int = 365,
+    call_codes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Households with at least one dispute call in the ``lookback_days`` before each date.
 
     These are the households a station has reason to rank: a dispute on record
-    within the year. Households with no such call are not scored.
+    within the year. Households with no such call are not scored. ``call_codes``:
+    ``code_households(calls["household_id"], codes)`` when the caller has it already.
     """
-    disputes = calls[calls["is_dispute"].astype(bool) & calls["household_id"].notna()]
-    entity = _code(disputes["household_id"], codes)
+    if call_codes is None:
+        call_codes = code_households(calls["household_id"], codes)
+    chosen = calls["is_dispute"].astype(bool).to_numpy() & calls["household_id"].notna().to_numpy()
+    disputes = calls[chosen]
+    entity = call_codes[chosen]
     keep = entity >= 0
     index = WindowIndex.build(entity[keep], to_seconds(disputes["received_at"])[keep])
     households = np.unique(entity[keep])
@@ -189,7 +170,11 @@ def candidate_snapshots(
 
 
 def all_household_snapshots(
-    calls: pd.DataFrame, codes: pd.Series, dates: pd.DatetimeIndex, lookback_days: int = 365
+    calls: pd.DataFrame,
+    codes: pd.Series,
+    dates: pd.DatetimeIndex,
+    lookback_days: int = 365,
+    call_codes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Every registered household at every date, with ``in_scope``: a dispute call in the year before.
 
@@ -197,7 +182,7 @@ def all_household_snapshots(
     a stored row for any household; only in-scope rows (the population the
     model was trained on) can be warned.
     """
-    scoped = candidate_snapshots(calls, codes, dates, lookback_days)
+    scoped = candidate_snapshots(calls, codes, dates, lookback_days, call_codes)
     date_sec = to_seconds(dates)
     hh = np.repeat(np.arange(len(codes), dtype=np.int64), len(date_sec))
     end = np.tile(date_sec, len(codes))
@@ -206,6 +191,40 @@ def all_household_snapshots(
         scoped["household_code"].to_numpy() * len(date_sec) + np.searchsorted(date_sec, scoped["snapshot_sec"])
     ] = True
     return pd.DataFrame({"household_code": hh, "snapshot_sec": end, "in_scope": in_scope})
+
+
+def rows_with_events(
+    compute: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
+    entities: np.ndarray,
+    n_households: int,
+    hh: np.ndarray,
+    end: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """``compute(hh, end)``, run only on the rows whose household has an event in ``entities``.
+
+    Every feature is a function of one row's own events, so a household with
+    none gets what a household without events gets: ``compute`` runs on the
+    rows with events plus one phantom row per snapshot time (code -1, which no
+    event has), and the other rows take their time's phantom values. Most of
+    a city's households never called, so the daily ranking computes a
+    fraction of the rows; the values are the general path's bit for bit
+    (tests/test_snapshots.py compares both).
+    """
+    has = np.zeros(n_households, dtype=bool)
+    has[entities[entities >= 0]] = True
+    rows = np.flatnonzero(has[np.maximum(hh, 0)] & (hh >= 0))  # -1: a household not coded, without events
+    if len(rows) == len(hh):
+        return compute(hh, end)
+    times, which = np.unique(end, return_inverse=True)
+    sub = compute(np.concatenate([hh[rows], np.full(len(times), -1, np.int64)]), np.concatenate([end[rows], times]))
+    out: dict[str, np.ndarray] = {}
+    for name, values in sub.items():
+        # One date (the daily ranking): a fill, not a gather.
+        one = len(times) == 1
+        full = np.full(len(hh), values[-1], dtype=values.dtype) if one else values[len(rows) :][which]
+        full[rows] = values[: len(rows)]
+        out[name] = full
+    return out
 
 
 def build_snapshots(
@@ -229,61 +248,119 @@ def build_snapshots(
     """
     households, persons = tables["households"], tables["persons"]
     codes = household_codes(households)
-    snaps = all_household_snapshots(calls, codes, dates) if all_households else candidate_snapshots(calls, codes, dates)
+    keys = household_keys(calls, tables, codes)
+    if all_households:
+        snaps = all_household_snapshots(calls, codes, dates, call_codes=keys.calls)
+    else:
+        snaps = candidate_snapshots(calls, codes, dates, call_codes=keys.calls)
     hh = snaps["household_code"].to_numpy()
     end = snaps["snapshot_sec"].to_numpy()
-    features: dict[str, np.ndarray] = {}
+    n = len(households)
 
-    linked = calls[calls["household_id"].notna()].reset_index(drop=True)
-    entity = _code(linked["household_id"], codes)
-    linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
+    kept = keys.calls >= 0
+    linked, entity = calls[kept].reset_index(drop=True), keys.calls[kept]
     seconds = to_seconds(linked["received_at"])
-    index = WindowIndex.build(entity, seconds)
-    dispute = linked["is_dispute"].astype(bool).to_numpy()
-
-    for w in WINDOWS:
-        features[f"calls_{w}d"] = index.window_sum(None, hh, end, w)
-        features[f"disputes_{w}d"] = index.window_sum(dispute, hh, end, w)
-    for c in CATEGORIES:
-        mask = dispute & (linked["category"] == c).to_numpy()
-        for w in (90, 365):
-            features[f"cat_{c}_{w}d"] = index.window_sum(mask, hh, end, w)
-    for g in CUE_GROUPS:
-        flag = linked[f"cue_{g}"].to_numpy() > 0
-        for w in (30, 90, 365):
-            features[f"cue_{g}_{w}d"] = index.window_sum(flag, hh, end, w)
-    features["deescalation_90d"] = index.window_sum(linked["n_deescalation"].to_numpy() > 0, hh, end, 90)
-    features["max_dispute_score_90d"] = _window_max(linked["dispute_score"].to_numpy(), index, hh, end, 90)
-    recent, earlier = features["disputes_30d"], features["disputes_90d"] - features["disputes_30d"]
-    features["acceleration"] = (recent + 1.0) / (earlier / 2.0 + 1.0)
-    dispute_index = WindowIndex.build(entity[dispute], seconds[dispute])
-    last = dispute_index.last_before(seconds[dispute], hh, end)
-    first = dispute_index.first_before(seconds[dispute], hh, end)
-    features["days_since_last_dispute"] = np.minimum(np.nan_to_num((end - last) / DAY, nan=MAX_DAYS), MAX_DAYS)
-    features["days_since_first_dispute"] = np.minimum(np.nan_to_num((end - first) / DAY, nan=MAX_DAYS), MAX_DAYS)
-    last_any = index.last_before(seconds, hh, end)
-    features["days_since_last_call"] = np.minimum(np.nan_to_num((end - last_any) / DAY, nan=MAX_DAYS), MAX_DAYS)
-    features.update(_trajectory_features(linked, dispute, entity, seconds, index, dispute_index, hh, end, features))
-    features.update(_caller_features(linked, persons, codes, entity, seconds, index, hh, end))
-    features.update(_registry_features(households, persons, codes, hh))
-    features.update(_case_features(tables["cases"], persons, codes, hh, end))
-    features.update(_visit_features(tables["visits"], codes, hh, end))
-    features.update(_relation_features(tables["relations"], persons, codes, hh, end))
+    third_party, distinct_start = caller_flags(linked, persons, codes, entity, seconds, keys.callers[kept])
+    events = _CallEvents(linked, entity, seconds, third_party, distinct_start)
+    features = rows_with_events(events.features, entity, n, hh, end)
+    features.update(_registry_features(households, persons, codes, hh, keys.members))
+    for table, entities, compute in (
+        ("cases", keys.cases, _case_features),
+        ("visits", keys.visits, _visit_features),
+        ("relations", keys.relations, _relation_features),
+    ):
+        index, kept_rows = compute(tables[table], entities)
+        features.update(rows_with_events(partial(_window_features, index, kept_rows), entities, n, hh, end))
     if scored_points:
         features.update({f"points_{k}": v for k, v in scored_points.items()})
 
-    frame = pd.DataFrame(features)
-    frame = frame.astype(np.float32)
-    names = list(frame.columns)
-    frame.insert(0, "household_id", codes.index.to_numpy()[hh])
+    names = list(features)
+    values = np.empty((len(hh), len(names)), dtype=np.float32, order="F")
+    for j, name in enumerate(names):
+        values[:, j] = features.pop(name)
+    frame = pd.DataFrame(values, columns=names, copy=False)
+    household_id, station_id, county_code = _place_columns(households, tables["addresses"], codes, hh)
+    frame.insert(0, "household_id", household_id)
     frame.insert(1, "snapshot_date", pd.to_datetime(end, unit="s"))
-    addresses = tables["addresses"].set_index("address_id")
-    address_of = households["address_id"].to_numpy()[hh]
-    frame.insert(2, "station_id", addresses["station_id"].reindex(address_of).to_numpy())
-    frame.insert(3, "county_code", addresses["county_code"].reindex(address_of).to_numpy())
+    frame.insert(2, "station_id", station_id)
+    frame.insert(3, "county_code", county_code)
     if all_households:
         frame.insert(4, "in_scope", snaps["in_scope"].to_numpy())
-    return Snapshots(frame, names)
+    flags = np.zeros((2, len(calls)), dtype=bool)
+    flags[0, kept], flags[1, kept] = third_party, distinct_start
+    return Snapshots(frame, names, (keys.calls, hh), (flags[0], flags[1]))
+
+
+def _place_columns(
+    households: pd.DataFrame, addresses: pd.DataFrame, codes: pd.Series, hh: np.ndarray
+) -> tuple[pd.api.extensions.ExtensionArray | np.ndarray, ...]:
+    """Each row's household id, station and county.
+
+    With Arrow string columns (what the loaders give) they are taken in Arrow:
+    the same strings as through Python objects, which cost a second per column
+    for a city; other columns take the object path.
+    """
+    columns = (households["household_id"], households["address_id"], addresses["address_id"])
+    columns += (addresses["station_id"], addresses["county_code"])
+    if all(isinstance(c.dtype, pd.StringDtype) and c.dtype.storage == "pyarrow" for c in columns):
+        address = positions_in(pa.array(households["address_id"].array).take(hh), addresses["address_id"])
+        if addresses["address_id"].is_unique:
+            return (
+                households["household_id"].array.take(hh),
+                addresses["station_id"].array.take(address, allow_fill=True),
+                addresses["county_code"].array.take(address, allow_fill=True),
+            )
+    by_address = addresses.set_index("address_id")
+    address_of = households["address_id"].to_numpy()[hh]
+    return (
+        codes.index.to_numpy()[hh],
+        by_address["station_id"].reindex(address_of).to_numpy(),
+        by_address["county_code"].reindex(address_of).to_numpy(),
+    )
+
+
+@dataclass(frozen=True)
+class _CallEvents:
+    """A city's linked calls, sorted once; :meth:`features` reads them for any rows."""
+
+    linked: pd.DataFrame
+    entity: np.ndarray
+    seconds: np.ndarray
+    third_party: np.ndarray
+    distinct_start: np.ndarray
+
+    def features(self, hh: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+        """The features that come from calls, for rows (household code, snapshot second)."""
+        linked, entity, seconds = self.linked, self.entity, self.seconds
+        features: dict[str, np.ndarray] = {}
+        index = WindowIndex.build(entity, seconds)
+        dispute = linked["is_dispute"].astype(bool).to_numpy()
+        for w in WINDOWS:
+            features[f"calls_{w}d"] = index.window_sum(None, hh, end, w)
+            features[f"disputes_{w}d"] = index.window_sum(dispute, hh, end, w)
+        for c in CATEGORIES:
+            mask = dispute & (linked["category"] == c).to_numpy()
+            for w in (90, 365):
+                features[f"cat_{c}_{w}d"] = index.window_sum(mask, hh, end, w)
+        for g in CUE_GROUPS:
+            flag = linked[f"cue_{g}"].to_numpy() > 0
+            for w in (30, 90, 365):
+                features[f"cue_{g}_{w}d"] = index.window_sum(flag, hh, end, w)
+        features["deescalation_90d"] = index.window_sum(linked["n_deescalation"].to_numpy() > 0, hh, end, 90)
+        features["max_dispute_score_90d"] = _window_max(linked["dispute_score"].to_numpy(), index, hh, end, 90)
+        recent, earlier = features["disputes_30d"], features["disputes_90d"] - features["disputes_30d"]
+        features["acceleration"] = (recent + 1.0) / (earlier / 2.0 + 1.0)
+        dispute_index = WindowIndex.build(entity[dispute], seconds[dispute])
+        last = dispute_index.last_before(seconds[dispute], hh, end)
+        first = dispute_index.first_before(seconds[dispute], hh, end)
+        features["days_since_last_dispute"] = np.minimum(np.nan_to_num((end - last) / DAY, nan=MAX_DAYS), MAX_DAYS)
+        features["days_since_first_dispute"] = np.minimum(np.nan_to_num((end - first) / DAY, nan=MAX_DAYS), MAX_DAYS)
+        last_any = index.last_before(seconds, hh, end)
+        features["days_since_last_call"] = np.minimum(np.nan_to_num((end - last_any) / DAY, nan=MAX_DAYS), MAX_DAYS)
+        features.update(_trajectory_features(linked, dispute, entity, seconds, index, dispute_index, hh, end, features))
+        features["third_party_calls_365d"] = index.window_sum(self.third_party, hh, end, 365)
+        features["distinct_callers_365d"] = index.window_sum(self.distinct_start, hh, end, 365)
+        return features
 
 
 MEMORY_CUES = ("violence", "weapon", "threat", "injury")
@@ -389,48 +466,48 @@ def _window_max(values: np.ndarray, index: WindowIndex, hh: np.ndarray, end: np.
 
 
 def caller_flags(
-    linked: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, entity: np.ndarray, seconds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per call: was the caller from another household, and is it the caller's first call to it within a year.
-
-    A caller counts once per household: only each (household, caller)'s calls
-    that come a year or more after the previous one (or are the first) start
-    a "distinct caller"; exact for windows of one year.
-    """
-    caller_code = _code(_household_of(linked["person_id"], persons), codes)
-    third_party = (caller_code >= 0) & (caller_code != entity)
-    person = linked["person_id"].fillna("").to_numpy()
-    frame = pd.DataFrame({"entity": entity, "person": person, "t": seconds}).sort_values(["entity", "person", "t"])
-    gap = frame.groupby(["entity", "person"], sort=False)["t"].diff()
-    distinct_start = (gap.isna() | (gap >= 365 * DAY)).to_numpy() & (frame["person"].to_numpy() != "")
-    first = np.zeros(len(linked), dtype=bool)
-    first[frame.index.to_numpy()] = distinct_start
-    return third_party, first
-
-
-def _caller_features(
     linked: pd.DataFrame,
     persons: pd.DataFrame,
     codes: pd.Series,
     entity: np.ndarray,
     seconds: np.ndarray,
-    index: WindowIndex,
-    hh: np.ndarray,
-    end: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Third-party calls (callers from another household) and distinct callers in the last year."""
-    third_party, distinct_start = caller_flags(linked, persons, codes, entity, seconds)
-    return {
-        "third_party_calls_365d": index.window_sum(third_party, hh, end, 365),
-        "distinct_callers_365d": index.window_sum(distinct_start, hh, end, 365),
-    }
+    caller_code: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per call: was the caller from another household, and is it the caller's first call to it within a year.
+
+    A caller counts once per household: only each (household, caller)'s calls
+    that come a year or more after the previous one (or are the first) start
+    a "distinct caller"; exact for windows of one year. ``caller_code``: the
+    household code of each call's caller when the caller has it (``HouseholdKeys.callers``).
+
+    Calls are put in (household, caller, time) order by a stable sort on
+    integer keys (a missing caller and an empty key are one group, never a
+    distinct caller), so ties keep the calls' order as a sort on the strings would.
+    """
+    if caller_code is None:
+        caller_code = code_households(household_of(linked["person_id"], persons), codes)
+    third_party = (caller_code >= 0) & (caller_code != entity)
+    person = arrow_strings(linked["person_id"])
+    person = pc.if_else(pc.equal(person, ""), pa.scalar(None, person.type), person)
+    caller = pc.fill_null(pc.dictionary_encode(person).indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    order = np.lexsort((seconds, caller, entity))
+    e, c, t = entity[order], caller[order], seconds[order]
+    same = np.r_[False, (e[1:] == e[:-1]) & (c[1:] == c[:-1])]
+    long_gap = np.r_[True, (t[1:] - t[:-1]) >= 365 * DAY]
+    first = np.zeros(len(linked), dtype=bool)
+    first[order] = (~same | long_gap) & (c >= 0)
+    return third_party, first
 
 
 def _registry_features(
-    households: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, hh: np.ndarray
+    households: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, hh: np.ndarray, member: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """Static registry facts about the household's members (the registry is a current snapshot)."""
-    member = _code(persons["household_id"], codes)
+    """Static registry facts about the household's members (the registry is a current snapshot).
+
+    ``member``: each person's household code (``HouseholdKeys.members``) when the caller has it.
+    """
+    if member is None:
+        member = code_households(persons["household_id"], codes)
     n = len(households)
 
     def per_household(flag: np.ndarray) -> np.ndarray:
@@ -450,58 +527,64 @@ def _registry_features(
 def _person_event_index(
     frame: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, time_column: str
 ) -> tuple[WindowIndex, pd.DataFrame]:
-    entity = _code(_household_of(frame["person_id"], persons), codes)
+    entity = code_households(household_of(frame["person_id"], persons), codes)
     keep = entity >= 0
     kept = frame[keep].reset_index(drop=True)
     return WindowIndex.build(entity[keep], to_seconds(kept[time_column])), kept
 
 
-def _case_features(
-    cases: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, hh: np.ndarray, end: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Cases involving a member before D: all time and in the last year, violent ones apart."""
-    index, kept = _person_event_index(cases, persons, codes, "opened_at")
+Windows = list[tuple[str, np.ndarray | None, float | None]]
+"""Features of one event table: (name, weights or None for the count, window in days or None for all before)."""
+
+
+def _window_features(index: WindowIndex, windows: Windows, hh: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+    """Each window sum of ``windows`` for rows (household code, snapshot second)."""
+    return {name: index.window_sum(weights, hh, end, days) for name, weights, days in windows}
+
+
+def _case_features(cases: pd.DataFrame, entity: np.ndarray) -> tuple[WindowIndex, Windows]:
+    """Cases involving a member before D: all time and in the last year, violent ones apart.
+
+    ``entity``: each case's household code through its person (-1: unknown, ignored).
+    """
+    keep = entity >= 0
+    kept = cases[keep].reset_index(drop=True)
+    index = WindowIndex.build(entity[keep], to_seconds(kept["opened_at"]))
     violent = kept["charge"].isin(VIOLENT_CHARGES).to_numpy()
     suspect = (kept["role"] == "suspect").to_numpy()
-    return {
-        "cases_365d": index.window_sum(None, hh, end, 365),
-        "violent_cases_365d": index.window_sum(violent, hh, end, 365),
-        "violent_cases_ever": index.window_sum(violent, hh, end, None),
-        "suspect_cases_ever": index.window_sum(suspect, hh, end, None),
-    }
+    return index, [
+        ("cases_365d", None, 365),
+        ("violent_cases_365d", violent, 365),
+        ("violent_cases_ever", violent, None),
+        ("suspect_cases_ever", suspect, None),
+    ]
 
 
-def _visit_features(visits: pd.DataFrame, codes: pd.Series, hh: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+def _visit_features(visits: pd.DataFrame, entity: np.ndarray) -> tuple[WindowIndex, Windows]:
     """Mediation and screening before D: what the station already did and found."""
-    entity = _code(visits["household_id"], codes)
     keep = entity >= 0
     v = visits[keep].reset_index(drop=True)
     index = WindowIndex.build(entity[keep], to_seconds(v["visited_at"]))
     unresolved = v["outcome"].isin(["未化解", "调解中"]).to_numpy()
-    return {
-        "mediations_90d": index.window_sum((v["visit_type"] == "调解").to_numpy(), hh, end, 90),
-        "unresolved_visits_90d": index.window_sum(unresolved, hh, end, 90),
-        "screening_found_365d": index.window_sum((v["visit_type"] == "矛盾排查").to_numpy(), hh, end, 365),
-        "visits_365d": index.window_sum(None, hh, end, 365),
-    }
+    return index, [
+        ("mediations_90d", (v["visit_type"] == "调解").to_numpy(), 90),
+        ("unresolved_visits_90d", unresolved, 90),
+        ("screening_found_365d", (v["visit_type"] == "矛盾排查").to_numpy(), 365),
+        ("visits_365d", None, 365),
+    ]
 
 
-def _relation_features(
-    relations: pd.DataFrame, persons: pd.DataFrame, codes: pd.Series, hh: np.ndarray, end: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Recorded links of members by kind, known before D (a missing date counts as known)."""
-    both = pd.concat(
-        [
-            relations[["person_id_a", "relation", "since"]].rename(columns={"person_id_a": "person_id"}),
-            relations[["person_id_b", "relation", "since"]].rename(columns={"person_id_b": "person_id"}),
-        ],
-        ignore_index=True,
-    )
-    index, kept = _person_event_index(both, persons, codes, "since")
-    return {
-        f"relation_{kind}": index.window_sum((kept["relation"] == kind).to_numpy(), hh, end, None)
-        for kind in RELATION_KINDS
-    }
+def _relation_features(relations: pd.DataFrame, entity: np.ndarray) -> tuple[WindowIndex, Windows]:
+    """Recorded links of members by kind, known before D (a missing date counts as known).
+
+    Each relation counts for both ends: ``entity`` holds the household codes of
+    the ``person_id_a`` rows, then of the ``person_id_b`` rows.
+    """
+    keep = entity >= 0
+    kind = np.concatenate([relations["relation"].to_numpy(object)] * 2)[keep]
+    since = pd.concat([relations["since"], relations["since"]], ignore_index=True)[keep]
+    index = WindowIndex.build(entity[keep], to_seconds(since))
+    return index, [(f"relation_{k}", kind == k, None) for k in RELATION_KINDS]
 
 
 def escalation_labels(
@@ -511,7 +594,7 @@ def escalation_labels(
     codes = household_codes(households)
     violent = cases[cases["charge"].isin(VIOLENT_CHARGES)]
     index, _ = _person_event_index(violent, persons, codes, "opened_at")
-    hh = _code(snapshots["household_id"], codes)
+    hh = code_households(snapshots["household_id"], codes)
     start = to_seconds(snapshots["snapshot_date"])
     after = start + np.int64(horizon_days) * DAY
     return (index.window_sum(None, hh, after, horizon_days) > 0).astype(np.int8)

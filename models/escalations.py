@@ -45,8 +45,17 @@ COLUMNS = (
 """The columns of :func:`escalation_lead_times` (and of a ranking's ``escalations.parquet``)."""
 
 
-def household_places(households: pd.DataFrame, addresses: pd.DataFrame) -> pd.DataFrame:
-    """Each household's station and county (through its address): where a warning for it would have gone."""
+def household_places(
+    households: pd.DataFrame, addresses: pd.DataFrame, only: pd.Series | np.ndarray | None = None
+) -> pd.DataFrame:
+    """Each household's station and county (through its address): where a warning for it would have gone.
+
+    ``only``: the household ids asked about (default every household); a city's registry is a
+    million rows, the violent cases of a year name a few thousand households.
+    """
+    if only is not None:
+        households = households[households["household_id"].isin(pd.unique(np.asarray(only, dtype=object)))]
+        addresses = addresses[addresses["address_id"].isin(households["address_id"].unique())]
     place = addresses.drop_duplicates("address_id").set_index("address_id")[["station_id", "county_code"]]
     hh = households[["household_id", "address_id"]].drop_duplicates("household_id")
     located = place.reindex(hh["address_id"].to_numpy())
@@ -71,7 +80,8 @@ def violent_case_households(
     violent = cases[cases["charge"].isin(VIOLENT_CHARGES)]
     opened = pd.to_datetime(violent["opened_at"])
     violent = violent[(opened >= start) & (opened < end)]
-    household = violent["person_id"].map(persons.drop_duplicates("person_id").set_index("person_id")["household_id"])
+    named = persons[persons["person_id"].isin(violent["person_id"].unique())]  # a few of the city's millions
+    household = violent["person_id"].map(named.drop_duplicates("person_id").set_index("person_id")["household_id"])
     rows = pd.DataFrame(
         {
             "case_id": violent["case_id"].astype(str).to_numpy(),
@@ -152,7 +162,10 @@ def escalation_lead_times(
         }
     )
     grid["day"] = grid["opened_day"] - pd.to_timedelta(grid["back"], unit="D")
-    grid["level"] = rules_levels(calls, grid["household_id"], grid["day"], scenarios)
+    # the rules read only these households' calls: the rest of a city's (a hundred times more) would be
+    # matched against them for nothing
+    own = calls[calls["household_id"].isin(pairs["household_id"].unique())]
+    grid["level"] = rules_levels(own, grid["household_id"], grid["day"], scenarios)
     warned = grid[grid["level"].notna()]
     first_back = warned.groupby(["household_id", "opened_day"])["back"].max()
     on_the_day = grid[grid["back"] == 0].set_index(["household_id", "opened_day"])["level"]

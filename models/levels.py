@@ -62,9 +62,16 @@ def level_rank(level: object) -> int:
 
 
 def _ranks(levels: Sequence[object] | np.ndarray) -> np.ndarray:
-    """:func:`level_rank` of each element."""
+    """:func:`level_rank` of each element.
+
+    A city ranks a million households and holds a handful of distinct levels: the distinct
+    values are looked up once (``pd.factorize``, missing values as -1) instead of one Python
+    lookup per household (seconds per call for a city).
+    """
     lookup = {name: i for i, name in enumerate(LEVELS)}
-    return np.fromiter((lookup.get(v, _NONE) if isinstance(v, str) else _NONE for v in levels), np.int64, len(levels))
+    codes, distinct = pd.factorize(np.asarray(levels, dtype=object))
+    table = [lookup.get(v, _NONE) if isinstance(v, str) else _NONE for v in distinct]
+    return np.array([*table, _NONE], dtype=np.int64)[codes]  # code -1 (missing) takes the last entry
 
 
 def _names(ranks: np.ndarray) -> np.ndarray:

@@ -315,41 +315,64 @@ def points_at_snapshots(
     household_ids: pd.Series,
     snapshot_dates: pd.Series,
     scenarios: dict[str, Scenario] | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every scenario's points for many (household, date) pairs at once: the rules baseline on snapshots.
 
     Same formula as :func:`score_warnings`, with the snapshot convention of
     features/snapshots.py: calls received before the snapshot date count.
     ``calls`` needs ``household_id``, ``received_at`` and the rule columns.
+
+    A household is coded by the position of its first row (one hash join in
+    Arrow), and the windows are counted only for rows whose household has a
+    call: the others all score what a household without calls scores
+    (``features.snapshots.rows_with_events``). ``codes``: the household code
+    of each call and of each row when the caller has them (``Snapshots.codes``
+    of the same rows), any coding where one household has one code, >= 0, and
+    a call of a household not among the rows has -1.
     """
-    from features.snapshots import DAY, WindowIndex, to_seconds  # models may use features, not the reverse
+    from features.household_keys import arrow_strings, positions_in  # models may use features, not the reverse
+    from features.snapshots import DAY, WindowIndex, rows_with_events, to_seconds
 
     scenarios = scenarios or load_scenarios()
-    linked = calls[calls["household_id"].notna()].reset_index(drop=True)
-    codes = pd.Series(np.arange(household_ids.nunique() + 1), index=[*pd.unique(household_ids), "\0"])
-    entity = linked["household_id"].map(codes).fillna(-1).astype(np.int64).to_numpy()
+    has_household = calls["household_id"].notna().to_numpy()
+    linked = calls[has_household].reset_index(drop=True)
+    if codes is None:
+        ids = arrow_strings(household_ids)
+        hh = positions_in(ids, ids)
+        entity = positions_in(linked["household_id"], ids)
+        n_codes = len(household_ids)
+    else:
+        entity, hh = np.asarray(codes[0])[has_household], np.asarray(codes[1])
+        n_codes = int(max(hh.max(initial=-1), entity.max(initial=-1))) + 1
     seconds = to_seconds(linked["received_at"])
-    hh = household_ids.map(codes).astype(np.int64).to_numpy()
     end = to_seconds(snapshot_dates)
     dispute = linked["is_dispute"].astype(bool).to_numpy()
-    out: dict[str, np.ndarray] = {}
+    cue = {g: linked[f"cue_{g}"].to_numpy() > 0 for g in CUE_GROUPS}
+    deescalated = linked["n_deescalation"].to_numpy() > 0
+    kept = []
     for scenario in scenarios.values():
         mask = dispute.copy() if scenario.disputes_only else np.ones(len(linked), dtype=bool)
         if scenario.categories:
             mask &= linked["category"].isin(scenario.categories).to_numpy()
         keep = mask & (entity >= 0)
-        index = WindowIndex.build(entity[keep], seconds[keep])
-        sub = linked[keep]
-        n = index.window_sum(None, hh, end, scenario.window_days)
-        recent = index.window_sum(None, hh, end, scenario.recent_days)
-        last = index.last_before(seconds[keep], hh, end)
-        days_since = np.where(np.isnan(last), np.inf, (end - np.nan_to_num(last)) / DAY)
-        cues = {g: index.window_sum(sub[f"cue_{g}"].to_numpy() > 0, hh, end, scenario.window_days) for g in CUE_GROUPS}
-        deesc = index.window_sum(sub["n_deescalation"].to_numpy() > 0, hh, end, scenario.window_days)
-        points, *_ = scenario_points(scenario, n, recent, days_since, cues, deesc)
-        out[scenario.name] = points
-    out["max"] = np.max(np.vstack([out[s] for s in scenarios]), axis=0)
-    return out
+        kept.append((scenario, keep, WindowIndex.build(entity[keep], seconds[keep])))
+
+    def points(hh: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for scenario, keep, index in kept:
+            days = scenario.window_days
+            n = index.window_sum(None, hh, end, days)
+            recent = index.window_sum(None, hh, end, scenario.recent_days)
+            last = index.last_before(seconds[keep], hh, end)
+            days_since = np.where(np.isnan(last), np.inf, (end - np.nan_to_num(last)) / DAY)
+            cues = {g: index.window_sum(cue[g][keep], hh, end, days) for g in CUE_GROUPS}
+            deesc = index.window_sum(deescalated[keep], hh, end, days)
+            out[scenario.name], *_ = scenario_points(scenario, n, recent, days_since, cues, deesc)
+        out["max"] = np.max(np.vstack([out[s] for s in scenarios]), axis=0)
+        return out
+
+    return rows_with_events(points, entity, n_codes, hh, end)
 
 
 def household_points(

@@ -9,7 +9,7 @@ rows, drift) and writes its parts into a private scratch folder; only small dict
 paths, timings, peak memory) travel back through the scheduler. The driver then stages ONE
 publication from the parts exactly as today (``pipelines/gather.py``: the same files, hashes
 and manifest keys; for one city byte-identical to the single-process run), and goes through
-the same warnings-database protocol and kill points as ``run_ranking``.
+the same warnings-database protocol and kill points as ``run_ranking`` (pipelines/publication.py).
 
 Per-city results concatenated in city-code order are globally sorted (ids start with the city
 code), so no global sort is needed and the driver never holds every city in pandas at once.
@@ -17,7 +17,6 @@ code), so no global sort is needed and the driver never holds every city in pand
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.cluster_worker import _peak_rss, rank_unit, rank_unit_caught
-from pipelines.ranking import RankConfig, RankingError, RankResult, kill_point
+from pipelines.ranking import RankConfig, RankingError, RankResult
 from pipelines.steps import step_runner
 
 CLUSTER_RANK_STEPS = (
@@ -37,9 +36,6 @@ CLUSTER_RANK_STEPS = (
     "apply warnings in the database",
 )
 """The steps of the daily job on a cluster, as :func:`run_cluster_ranking` names them to the progress display."""
-
-PARTS_PREFIX = ".parts-"
-"""Scratch folders ``out_root/.parts-<ns>-<pid>/`` hold the workers' parts until the driver published them."""
 
 # --------------------------------------------------------------------- on the driver
 
@@ -62,21 +58,6 @@ def city_sizes(data_dir: Path, cities: list[str | None]) -> list[int]:
     if folder is None or not folder.is_dir():
         return [0] * len(cities)
     return [sum(p.stat().st_size for p in partition_files(folder, Partition(city=c))) for c in cities]
-
-
-def _scratch(out_root: Path) -> Path:
-    """A new private folder for this run's parts, beside the publications (on the same disk); a killed run's
-    folders are removed (their process is gone)."""
-    from pipelines.outputs import _alive
-
-    out_root.mkdir(parents=True, exist_ok=True)
-    for old in out_root.glob(f"{PARTS_PREFIX}*"):
-        pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    path = out_root / f"{PARTS_PREFIX}{time.time_ns():020d}-{os.getpid()}"
-    path.mkdir(mode=0o700)
-    return path
 
 
 Submit = Callable[[str | None, tuple[Any, ...]], Any]
@@ -166,15 +147,14 @@ def run_cluster_ranking(
     ``submit`` starts one city's :func:`rank_unit` (:func:`client_submit`, or a Prefect task's
     ``.submit`` on a ``DaskTaskRunner``); ``peaks`` reports each worker's peak memory at the end.
     """
-    from models.warning_store import WarningStore
     from pipelines.gather import combine_results, stage_parts
-    from pipelines.outputs import discard, publish, sweep
-    from pipelines.ranking import _settle_failed
+    from pipelines.outputs import new_parts_folder
+    from pipelines.publication import publish_ranking
 
     say = progress or (lambda _msg: None)
     run, timings = step_runner(progress, step)
     out_root = Path(out_root)
-    scratch = _scratch(out_root)
+    scratch = new_parts_folder(out_root)  # a killed run's is removed by the next run's sweep
     try:
         say("rank partitions on the cluster")
         started = time.perf_counter()
@@ -187,42 +167,9 @@ def run_cluster_ranking(
         if manifest["engine"] == "rules":
             say(f"warning: the rules rank today ({manifest['model'].get('why')})")
         rows = combined.warnings_rows()
-        store = WarningStore(store_url)
-        try:
-            recovered = store.recover()
-            swept = sweep(out_root)
-            if recovered["published"] or recovered["discarded"] or swept:
-                say(
-                    f"recovered after a killed run: {len(recovered['published'])} ranking(s) rolled forward, "
-                    f"{len(recovered['discarded'])} dropped, {len(swept)} leftover folder(s) removed"
-                )
-            staged = run("write outputs", stage_parts, combined, out_root)
-            kill_point("staged")
-            info = {**manifest, "ranking_id": staged.ranking_id}
-            try:
-                attempt = run(
-                    "stage warnings in the database",
-                    store.prepare,
-                    manifest["date"],
-                    rows,
-                    info,
-                    staged.path,
-                    staged.final,
-                )
-            except BaseException:
-                discard(staged)
-                raise
-            kill_point("prepared")
-            try:
-                folder = run("publish", publish, staged)
-                kill_point("published")
-                counts = run("apply warnings in the database", store.commit, attempt)
-            except BaseException:
-                _settle_failed(store, attempt, staged, discard)
-                raise
-            kill_point("committed")
-        finally:
-            store.dispose()
+        folder, counts = publish_ranking(
+            out_root, store_url, manifest, rows, lambda: stage_parts(combined, out_root), run, say
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = RankResult(

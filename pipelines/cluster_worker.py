@@ -87,7 +87,6 @@ def rank_unit(
     name the file, row and fix) and reach the driver with their type and message.
     """
     from pipelines.drift import ranking_drift
-    from pipelines.outputs import _ranking_table
     from pipelines.ranking import (
         manifest_for,
         ranking_day,
@@ -96,7 +95,7 @@ def rank_unit(
         serving_tables,
         warnings_rows,
     )
-    from pipelines.ranking_columns import _canonical
+    from pipelines.ranking_columns import CanonicalRanking
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -125,17 +124,17 @@ def rank_unit(
     folder = Path(scratch) / (city or "all")
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)  # raw quarantined rows and reasons: this user only
-    canonical = _canonical(ranking)
-    first = ~canonical.duplicated(["station_id", "county_code"])
-    light = canonical[canonical["level"].notna().to_numpy() | first.to_numpy()].reset_index(drop=True)
+    canonical = CanonicalRanking(ranking)  # checked, typed and ordered as the single-process outputs are
+    light = canonical.frame(canonical.light_rows())
     parts = {
-        "ranking": str(_write_arrow(_ranking_table(canonical), folder / "ranking.arrow")),
+        "ranking": str(_write_arrow(canonical.table(), folder / "ranking.arrow")),
         "light": str(_write_pickle(light, folder / "light.pkl")),
         "warnings": str(_write_pickle(warnings_rows(ranking), folder / "warnings.pkl")),
         "top": str(_write_pickle(top_warnings(ranking), folder / "top.pkl")),
         "quarantine": str(_write_pickle(prepared.quarantine, folder / "quarantine.pkl")),
     }
     rows = {"ranking": len(canonical)}
+    counts = canonical.counts()
     for name, frame in tables.items():
         parts[name] = str(_write_arrow(pa.Table.from_pandas(frame), folder / f"{name}.arrow"))
         rows[name] = len(frame)
@@ -146,7 +145,7 @@ def rank_unit(
         "date": manifest["date"],
         "engine": manifest["engine"],
         "manifest": manifest,
-        "counts": _light_counts(ranking),
+        "counts": counts,
         "parts": parts,
         "rows": rows,
         "timings": timings,
@@ -154,13 +153,6 @@ def rank_unit(
         "peak_rss": _peak_rss(),
         "pid": os.getpid(),
     }
-
-
-def _light_counts(ranking: Any) -> dict[str, Any]:
-    """``outputs._counts`` of the city's rows (it needs only levels, scope and stations)."""
-    from pipelines.outputs import _counts
-
-    return _counts(ranking[["level", "in_scope", "station_id"]])
 
 
 def rank_unit_caught(*args: Any) -> dict[str, Any]:

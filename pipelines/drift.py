@@ -18,6 +18,7 @@ both sides are the same kind of population:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,26 @@ def _dispute_featurizer(bundle_dir: Path) -> Any:
     return IncidentFeaturizer.from_dict(manifest.provenance["featurizers"]["dispute"])
 
 
+def _ood_scores(
+    prepared: Any, day: pd.Timestamp, days: int, narratives: list[str], bundle_dir: Path, featurizer: Any
+) -> np.ndarray:
+    """The OOD score of each narrative of the text window: from the incident cache when the run has one.
+
+    Each score depends on its narrative and the featurizer only (pipelines/incident_readings.py),
+    so a daily run segments the new day's calls, not the whole window again.
+    """
+    from pipelines.incident_readings import store_of
+
+    store = store_of(prepared)
+    if store is None or not narratives:
+        return featurizer.ood_scores(narratives) if narratives else np.zeros(0)
+    try:
+        return store.ood(prepared.incidents, np.flatnonzero(_window(prepared, day, days)), bundle_dir, featurizer)
+    except Exception as exc:  # the cache costs reuse, never the check: score the window as without it
+        logging.getLogger("yujing.incident_cache").warning("OOD scores not cached (%s)", type(exc).__name__)
+        return featurizer.ood_scores(narratives)
+
+
 def current_drift(
     prepared: Any,
     bundle_dir: Path | None,
@@ -153,7 +174,7 @@ def current_drift(
     rules, narratives = _text_calls(prepared, day, config.text_window_days)
     try:
         featurizer = _dispute_featurizer(bundle_dir)
-        ood = featurizer.ood_scores(narratives) if narratives else np.zeros(0)
+        ood = _ood_scores(prepared, day, config.text_window_days, narratives, bundle_dir, featurizer)
     except Exception:  # a bundle without the dispute featurizer: no text check (features and volume still)
         ood = None
     names = [n for n in reference["features"] if n in frame.columns]

@@ -256,38 +256,16 @@ def build_rank_flow():  # type: ignore[no-untyped-def]
         bundle, version = (Path(bundle_dir), None) if bundle_dir else (None, None)
         if bundle is None and tracking_uri:
             bundle, version = as_task(resolve_champion, "resolve champion")(tracking_uri, Path(champion_cache or "."))
-        if cluster_address:
-            from pipelines.cluster_ranking import prefect_submit, run_cluster_ranking
-            from pipelines.drift import drift_state
-
-            on_cluster = run_cluster_ranking(
-                Path(data_dir),
-                date,
-                Path(out_root),
-                store_url,
-                bundle,
-                version,
-                RankConfig(**(config or {})),
-                prefect_submit(as_task),
-                say,
-                as_task,
-                cache_dir=Path(cache_dir) if cache_dir else None,
-            )
-            return drift_state(on_cluster.to_dict())
-        result = run_ranking(
-            Path(data_dir),
-            date,
-            Path(out_root),
-            store_url,
-            bundle,
-            version,
-            RankConfig(**(config or {})),
-            say,
-            as_task,
-            cache_dir=Path(cache_dir) if cache_dir else None,
-        )
         from pipelines.drift import drift_state
 
+        common = (Path(data_dir), date, Path(out_root), store_url, bundle, version, RankConfig(**(config or {})))
+        cache = Path(cache_dir) if cache_dir else None
+        if cluster_address:
+            from pipelines.cluster_ranking import prefect_submit, run_cluster_ranking
+
+            result = run_cluster_ranking(*common, prefect_submit(as_task), say, as_task, cache_dir=cache)
+        else:
+            result = run_ranking(*common, say, as_task, cache_dir=cache)
         return drift_state(result.to_dict())  # a drift alert ends the run as Completed "Drifted" (docs/drift.md)
 
     return rank_flow

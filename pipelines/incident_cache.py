@@ -322,7 +322,11 @@ def cached_links(
     store = _Store(scope, "links", source_version(LINK_SOURCES))
 
     def compute(rows: pd.DataFrame) -> pd.DataFrame:
-        result = link_incidents(rows, persons, households, addresses)
+        from pipelines.registry_cache import cached_registry
+
+        version = source_version((*LINK_SOURCES, "pipelines/registry_cache.py"))  # its storage format too
+        registry = cached_registry(persons, households, addresses, scope, version, stats)
+        result = link_incidents(rows, persons, households, addresses, registry=registry)
         assert result.detail is not None
         return pd.concat(
             [result.links.drop(columns="incident_id"), result.detail[list(DETAIL_COLUMNS)]], axis=1

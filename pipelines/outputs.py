@@ -48,24 +48,22 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.quarantine import FOLDER as QUARANTINE_FOLDER
 from features.quarantine import fsync_dir as _fsync_dir
 from features.quarantine import write_quarantine
-from models.levels import LEVELS
 from pipelines.pages import TOP_N, center_html, render_center_page, render_station_page, station_html
 from pipelines.ranking_columns import (
-    BOOL_COLUMNS,
     CATEGORY_NAMES,
     CSV_COLUMNS,
-    FLOAT_COLUMNS,
     INT_COLUMNS,
     LEVEL_COLUMNS,
     LIST_COLUMNS,
     LIST_SEPARATOR,
     REQUIRED_COLUMNS,
-    STRING_COLUMNS,
+    CanonicalRanking,
     _canonical,
     _category_name,
     _level_name,
@@ -93,13 +91,6 @@ __all__ = [
     "write_xlsx",
 ]
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    **dict.fromkeys(STRING_COLUMNS, pa.string()),
-    **dict.fromkeys(FLOAT_COLUMNS, pa.float64()),
-    **dict.fromkeys(INT_COLUMNS, pa.int64()),
-    **dict.fromkeys(BOOL_COLUMNS, pa.bool_()),
-    **dict.fromkeys(LIST_COLUMNS, pa.list_(pa.string())),
-}
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _STATION_FILE = re.compile(r"^[\w-][\w.-]*$")  # \w includes CJK; no separators, no leading dot
@@ -162,25 +153,6 @@ def _parquet_bytes(table: pa.Table | pd.DataFrame, name: str) -> bytes:
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise ValueError(f"table {name} cannot be written as Parquet ({type(exc).__name__})") from None
     return buf.getvalue()
-
-
-def _ranking_table(frame: pd.DataFrame) -> pa.Table:
-    arrays, fields = [], []
-    for col in frame.columns:
-        kind = _ARROW_TYPES.get(col)
-        values = frame[col]
-        try:
-            if kind is None:  # an extra column: let Arrow infer it
-                arr = pa.array(values, from_pandas=True)
-            elif col in LIST_COLUMNS or col in STRING_COLUMNS:
-                arr = pa.array(values.tolist(), type=kind)
-            else:
-                arr = pa.array(values.to_numpy(), type=kind, from_pandas=True)
-        except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ValueError(f"column {col} cannot be written as Parquet ({type(exc).__name__})") from None
-        arrays.append(arr)
-        fields.append(pa.field(str(col), arr.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def write_csv(warnings: pd.DataFrame, path: Path) -> Path:
@@ -274,20 +246,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _counts(frame: pd.DataFrame) -> dict[str, Any]:
-    warned = frame["level"].notna()
-    return {
-        "rows": len(frame),
-        "in_scope": int(frame["in_scope"].sum()),
-        "warnings": int(warned.sum()),
-        "by_level": {lvl: int((frame["level"] == lvl).sum()) for lvl in LEVELS},
-        "stations": int(frame["station_id"].nunique()),
-        "stations_with_warnings": int(frame.loc[warned, "station_id"].nunique()),
-    }
-
-
 def _host() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+PARTS_PREFIX = ".parts-"
+"""A cluster run's scratch folder ``out_root/.parts-<ns>-<host>-<pid>/`` holds its workers' parts until the driver
+published them (pipelines/cluster_ranking.py); :func:`sweep` removes those a killed run left."""
+
+
+def new_parts_folder(out_root: Path) -> Path:
+    """A new private scratch folder for a cluster run's parts, beside the publications (on the same disk)."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    path = out_root / f"{PARTS_PREFIX}{time.time_ns():020d}-{_host()}-{os.getpid()}"
+    path.mkdir(mode=0o700)
+    return path
 
 
 def _new_hidden(out_root: Path, date: str, kind: str) -> Path:
@@ -310,31 +283,35 @@ def stage_outputs(
     :func:`publish` to make the result visible, or :func:`discard` to drop it.
     """
     _check_date(date)
-    frame = _canonical(ranking)
-    dates = set(frame["date"].dropna())
-    if frame["date"].isna().any() or dates - {date}:
+    canonical = CanonicalRanking(ranking)
+    dates = canonical.columns["date"]
+    if dates.null_count or set(pc.unique(dates).to_pylist()) - {date}:
         raise ValueError("column date must equal the date being published in every row")
     if manifest.get("date", date) != date:
         raise ValueError("manifest date differs from the date being published")
     for name in extra_tables:
         if not isinstance(name, str) or not _TABLE_NAME.match(name) or name == "ranking":
             raise ValueError("extra table names must be [A-Za-z0-9_-]+ and not 'ranking'")
+    # what the CSV, the workbook and the pages read: the warned rows, one row per station and county
+    frame = canonical.frame(canonical.light_rows())
     stations = sorted(set(frame.loc[frame["level"].notna(), "station_id"]))
     bad = [s for s in stations if not _STATION_FILE.match(s)]
     if bad:
         raise ValueError("column station_id must be usable as a file name (letters, digits, _ . -)")
+    counts = canonical.counts()
 
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     staging = _new_hidden(out_root, date, secrets.token_hex(4))
     staging.mkdir(mode=0o755)
     try:
-        _write_bytes(staging / "ranking.parquet", _parquet_bytes(_ranking_table(frame), "ranking"))
+        _write_bytes(staging / "ranking.parquet", _parquet_bytes(canonical.table(), "ranking"))
         _write_bytes(staging / "warnings.csv", _csv_bytes(frame))
         _write_bytes(staging / "warnings.xlsx", _xlsx_bytes(frame, date))
         (staging / "stations").mkdir(mode=0o755)
         page_manifest = {**manifest, "date": date}
-        _write_bytes(staging / "index.html", center_html(frame, page_manifest).encode("utf-8"))
+        center = center_html(frame, page_manifest, households=counts["rows"], in_scope=counts["in_scope"])
+        _write_bytes(staging / "index.html", center.encode("utf-8"))
         by_station = dict(list(frame.groupby("station_id", sort=True)))
         for station in stations:
             page = station_html(by_station[station], station, page_manifest)
@@ -344,7 +321,7 @@ def stage_outputs(
         _fsync_dir(staging / "stations")
         write_quarantine(quarantine, staging / QUARANTINE_FOLDER)  # hashed into the manifest like every file
 
-        ranking_id = seal(staging, date, manifest, _counts(frame))
+        ranking_id = seal(staging, date, manifest, counts)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -470,6 +447,8 @@ def publish(staged: Staged) -> Path:
 def sweep(out_root: Path) -> list[str]:
     """Remove hidden folders that runs killed on this host left under ``out_root``, for every date; returns their names.
 
+    A killed cluster run's parts folder (:data:`PARTS_PREFIX`) is one of them, whichever way the next run ranks.
+
     Only folders made by a process that no longer exists and that no date's symlink shows are
     removed: a live run's staging and every published folder stay. Call it after the warnings
     database recovered (``WarningStore.recover``), which drops the pending rows of these folders.
@@ -482,6 +461,7 @@ def sweep(out_root: Path) -> list[str]:
         visible = {(out_root / os.readlink(p)).resolve() for p in out_root.iterdir() if p.is_symlink()}
         for entry in sorted(out_root.iterdir()):
             found = re.fullmatch(r"\.(\d{4}-\d{2}-\d{2})-\d{20}-([0-9a-f]{8})-(\d+)-[A-Za-z0-9]+", entry.name)
+            found = found or re.fullmatch(rf"{re.escape(PARTS_PREFIX)}\d{{20}}-()([0-9a-f]{{8}})-(\d+)", entry.name)
             if found is None or found.group(2) != _host() or _alive(int(found.group(3))):
                 continue
             if not entry.is_symlink() and entry.resolve() in visible:

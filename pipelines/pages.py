@@ -45,9 +45,16 @@ def render_station_page(ranking: pd.DataFrame, station_id: str, manifest: Mappin
     return station_html(_canonical(ranking), station_id, manifest)
 
 
-def center_html(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
-    """The city page of a canonical frame (pipelines/ranking_columns.py ``_canonical``)."""
-    return render("ranking/center.html", **center_context(frame, manifest))
+def center_html(
+    frame: pd.DataFrame, manifest: Mapping[str, Any], *, households: int | None = None, in_scope: int | None = None
+) -> str:
+    """The city page of a canonical frame (pipelines/ranking_columns.py ``_canonical``).
+
+    The frame may hold only the rows the page reads (``CanonicalRanking.light_rows``: the warnings
+    and the first row of each station and county); ``households`` and ``in_scope`` then give the
+    city's totals, which those rows cannot.
+    """
+    return render("ranking/center.html", **center_context(frame, manifest, households=households, in_scope=in_scope))
 
 
 def station_html(frame: pd.DataFrame, station_id: str, manifest: Mapping[str, Any]) -> str:
@@ -215,8 +222,10 @@ def _station_rows(frame: pd.DataFrame, warned: pd.DataFrame) -> list[dict[str, A
     return rows
 
 
-def center_context(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything ranking/center.html shows, as plain values, from a canonical frame."""
+def center_context(
+    frame: pd.DataFrame, manifest: Mapping[str, Any], *, households: int | None = None, in_scope: int | None = None
+) -> dict[str, Any]:
+    """Everything ranking/center.html shows, as plain values, from a canonical frame (totals: :func:`center_html`)."""
     date = _date_of(frame, manifest)
     warned = _warnings(frame)
 
@@ -242,8 +251,8 @@ def center_context(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str
         "date": date,
         "rules_banner": _is_rules(frame, manifest),
         "provenance": _provenance(frame, manifest),
-        "households": len(frame),
-        "in_scope": int(frame["in_scope"].sum()),
+        "households": len(frame) if households is None else int(households),
+        "in_scope": int(frame["in_scope"].sum()) if in_scope is None else int(in_scope),
         "warnings": len(warned),
         "stations_warned": int(warned["station_id"].nunique()),
         "totals": _level_totals(frame),

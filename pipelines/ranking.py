@@ -3,7 +3,7 @@
 ``pipelines/flows.py`` wraps each step in a Prefect task and
 ``yujing rank --date D`` runs it; tests call these functions directly. The
 order of the last steps makes the job crash-consistent
-(docs/ranking.md#crash-consistency): every file is written into a hidden
+(docs/ranking.md#crash-consistency; pipelines/publication.py): every file is written into a hidden
 folder, the warnings are staged in the database as *pending* (no reader sees
 them), the folder is made visible with one rename (the commit point), and the
 pending warnings are then applied. A kill at any point leaves files and rows
@@ -18,8 +18,6 @@ exactly as for a training snapshot dated D.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,10 +28,10 @@ import pandas as pd
 
 from conf import Settings
 from conf.settings import setting_default
+from features.household_keys import code_households
 from features.online import CALL_COLUMNS, call_feature_names
 from features.snapshots import build_snapshots, caller_flags, household_codes, to_seconds
 from models.levels import (
-    EVIDENCE_DAYS,
     EVIDENCE_FEATURE,
     LEVELS,
     RAISED_BY,
@@ -44,6 +42,7 @@ from models.levels import (
     worst_scenarios,
 )
 from models.warning import load_scenarios, points_at_snapshots
+from pipelines.arrow_columns import days_before, numpy_text, sparse_lists, stable_order, text_column
 from pipelines.ranking_reasons import (
     ESCALATION,
     dominant_category,
@@ -149,7 +148,9 @@ def household_features(prepared: Prepared, day: pd.Timestamp) -> tuple[pd.DataFr
     """Every registered household's features as of the morning of ``day``, rule points among them."""
     snaps = build_snapshots(prepared.calls, prepared.tables, pd.DatetimeIndex([day]), all_households=True)
     frame = snaps.frame
-    points = points_at_snapshots(prepared.calls, frame["household_id"], frame["snapshot_date"], load_scenarios())
+    points = points_at_snapshots(
+        prepared.calls, frame["household_id"], frame["snapshot_date"], load_scenarios(), snaps.codes
+    )
     for name, values in points.items():
         frame[f"points_{name}"] = values.astype(np.float32)
     return frame, snaps.feature_names + [f"points_{name}" for name in points], points
@@ -263,7 +264,8 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
     levels = level_table(scored, config)
     addresses = prepared.tables["addresses"].set_index("address_id")
     address_of = prepared.tables["households"].set_index("household_id")["address_id"]
-    address_id = address_of.reindex(frame["household_id"]).to_numpy()
+    address = address_of.reindex(frame["household_id"])
+    address_id = address.to_numpy()
     place = addresses.reindex(address_id)
     warned = np.flatnonzero(pd.notna(levels["level"]).to_numpy())
     warned_ids = frame["household_id"].to_numpy()[warned]
@@ -272,52 +274,45 @@ def ranking_table(prepared: Prepared, scored: Scored, config: RankConfig) -> pd.
     calls, terms = recent_calls(
         prepared, warned_ids, scored.day, config.calls_per_household, config.terms_per_household
     )
-    model_col: list[list[str]] = [[] for _ in range(len(frame))]
-    rules_col: list[list[str]] = [[] for _ in range(len(frame))]
-    terms_col: list[list[str]] = [[] for _ in range(len(frame))]
-    calls_col: list[list[str]] = [[] for _ in range(len(frame))]
+    n = len(frame)
     unused = levels["model_level"].notna().to_numpy() & ~levels["model_evidence"].to_numpy(bool)
-    for i, row in enumerate(warned):
-        model_col[row] = model[i]
-        if unused[row]:
-            model_col[row] = [dropped_model_level(levels["model_level"].iloc[row]), *model[i]]
-        rules_col[row] = rules.get(warned_ids[i]) or [NO_RULE_POINTS]
-        terms_col[row] = terms.get(warned_ids[i], [])
-        calls_col[row] = calls.get(warned_ids[i], [])
+    model_level = levels["model_level"].to_numpy(object)
+    model_col = [
+        [dropped_model_level(model_level[row]), *model[i]] if unused[row] else model[i] for i, row in enumerate(warned)
+    ]
+    rules_col = [rules.get(h) or [NO_RULE_POINTS] for h in warned_ids]
     last_call = frame["days_since_last_call"].to_numpy(np.float64)
-    # one date string per distinct value (a few hundred), not one Timedelta per household (seconds for a city)
     distinct, which = np.unique(np.round(last_call, 6), return_inverse=True)
-    labels = [None if d >= 730 else f"{(scored.day - pd.Timedelta(days=float(d))):%Y-%m-%d}" for d in distinct]
-    last_date = [labels[i] for i in which.ravel()]
+    last_date = days_before(scored.day, distinct)[which.ravel()]
     return pd.DataFrame(
-        {
+        {  # Arrow-backed text columns go in as they are (``.array``): no round trip through Python strings
             "date": f"{scored.day:%Y-%m-%d}",
-            "household_id": frame["household_id"].astype(str).to_numpy(),
-            "address_id": address_id.astype(str),
-            "station_id": frame["station_id"].astype(str).to_numpy(),
-            "station_name": place["station_name"].astype(str).to_numpy(),
-            "county_code": frame["county_code"].astype(str).to_numpy(),
-            "county_name": place["county_name"].astype(str).to_numpy(),
-            "community": place["community"].astype(str).to_numpy(),
+            "household_id": frame["household_id"].astype(str).array,
+            "address_id": numpy_text(address),
+            "station_id": frame["station_id"].astype(str).array,
+            "station_name": place["station_name"].astype(str).array,
+            "county_code": frame["county_code"].astype(str).array,
+            "county_name": place["county_name"].astype(str).array,
+            "community": place["community"].astype(str).array,
             "in_scope": frame["in_scope"].to_numpy(bool),
             "probability": scored.probability.astype(np.float64),
             "score": np.asarray(scored.score, dtype=np.float64),
-            "level": levels["level"].to_numpy(object),
-            "raised_by": levels["raised_by"].to_numpy(object),
-            "threshold_level": levels["threshold_level"].to_numpy(object),
-            "model_level": levels["model_level"].to_numpy(object),
+            "level": text_column(levels["level"].to_numpy(object)),
+            "raised_by": text_column(levels["raised_by"].to_numpy(object)),
+            "threshold_level": text_column(levels["threshold_level"].to_numpy(object)),
+            "model_level": text_column(levels["model_level"].to_numpy(object)),
             "rank_in_station": levels["rank_in_station"].to_numpy(np.int64),
-            "category": dominant_category(frame),
+            "category": text_column(dominant_category(frame)),
             "rules_points": levels["rules_points"].to_numpy(),
-            "rules_level": levels["rules_level"].to_numpy(object),
-            "rules_scenario": levels["rules_scenario"].to_numpy(object),
-            "rules_reasons": rules_col,
-            "model_reasons": model_col,
-            "matched_terms": terms_col,
-            "recent_calls": calls_col,
+            "rules_level": text_column(levels["rules_level"].to_numpy(object)),
+            "rules_scenario": text_column(levels["rules_scenario"].to_numpy(object)),
+            "rules_reasons": sparse_lists(n, warned, rules_col),
+            "model_reasons": sparse_lists(n, warned, model_col),
+            "matched_terms": sparse_lists(n, warned, [terms.get(h, []) for h in warned_ids]),
+            "recent_calls": sparse_lists(n, warned, [calls.get(h, []) for h in warned_ids]),
             "calls_90d": frame["calls_90d"].to_numpy().astype(np.int64),
             "disputes_90d": frame["disputes_90d"].to_numpy().astype(np.int64),
-            "last_call_date": last_date,
+            "last_call_date": text_column(last_date),
             "engine": scored.engine,
             "model_version": scored.model.get("model_version"),
         }
@@ -345,36 +340,33 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
     tables = prepared.tables
     codes = household_codes(tables["households"])
     linked = prepared.calls[prepared.calls["household_id"].notna()].reset_index(drop=True)
-    entity = linked["household_id"].map(codes).fillna(-1).astype(np.int64).to_numpy()
+    entity = code_households(linked["household_id"], codes)
     linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
     seconds = to_seconds(linked["received_at"])
     third_party, distinct_start = caller_flags(linked, tables["persons"], codes, entity, seconds)
     day_sec = int(to_seconds(pd.Series([scored.day]))[0])
     dispute = linked["is_dispute"].astype(bool).to_numpy()
-    first_dispute = (
-        pd.Series(seconds[dispute & (seconds < day_sec)], dtype=np.float64)
-        .groupby(linked["household_id"].to_numpy()[dispute & (seconds < day_sec)])
-        .min()
+    before = dispute & (seconds < day_sec)
+    first_dispute = np.full(len(codes) + 1, np.nan)  # per household code; the last slot: not in the registry
+    first_dispute[:-1] = (
+        pd.Series(seconds[before], dtype=np.float64).groupby(entity[before]).min().reindex(range(len(codes)))
     )
     keep = (seconds < day_sec) & (seconds >= day_sec - history_days * 86_400)
     calls = linked.loc[keep].assign(
         received_sec=seconds[keep], third_party=third_party[keep], distinct_start=distinct_start[keep]
     )
-    calls["negated_cues"] = negated_cues(prepared, calls, day_sec - EVIDENCE_DAYS * 86_400)
-    calls = calls[["household_id", *CALL_COLUMNS, "negated_cues"]].sort_values(
-        ["household_id", "received_sec"], kind="stable"
-    )
+    calls["negated_cues"] = negated_cues(prepared, calls, scored.day)
+    calls = calls[["household_id", *CALL_COLUMNS, "negated_cues"]]
+    calls = calls.take(stable_order(calls, ["household_id", "received_sec"]))
+    household = code_households(frame["household_id"], codes)
+    address = tables["households"]["address_id"].astype(str).array.take(household, allow_fill=True)
     context = pd.DataFrame(
-        {
-            "household_id": frame["household_id"].astype(str).to_numpy(),
-            "station_id": frame["station_id"].astype(str).to_numpy(),
-            "county_code": frame["county_code"].astype(str).to_numpy(),
-            "address_id": tables["households"]
-            .set_index("household_id")["address_id"]
-            .reindex(frame["household_id"])
-            .astype(str)
-            .to_numpy(),
-            "first_dispute_sec": first_dispute.reindex(frame["household_id"]).to_numpy(np.float64),
+        {  # Arrow-backed text columns go in as they are (``.array``): no round trip through Python strings
+            "household_id": frame["household_id"].astype(str).array,
+            "station_id": frame["station_id"].astype(str).array,
+            "county_code": frame["county_code"].astype(str).array,
+            "address_id": address,
+            "first_dispute_sec": first_dispute[household],
         }
     )
     persons = tables["persons"][["person_id", "household_id"]].reset_index(drop=True)
@@ -393,7 +385,8 @@ def recent_visits(visits: pd.DataFrame, day: pd.Timestamp, history_days: int) ->
     at = pd.to_datetime(visits["visited_at"])
     keep = (at < day) & (at >= day - pd.Timedelta(days=history_days))
     columns = ["household_id", "visited_at", "visit_type", "outcome"]
-    return visits.loc[keep, columns].sort_values(["visited_at", "household_id"], kind="stable").reset_index(drop=True)
+    kept = visits.loc[keep, columns]
+    return kept.take(stable_order(kept, ["visited_at", "household_id"])).reset_index(drop=True)
 
 
 ESCALATION_DAYS = 365
@@ -402,11 +395,12 @@ ESCALATION_DAYS = 365
 
 def recent_escalations(prepared: Prepared, day: pd.Timestamp) -> pd.DataFrame:
     """Violent cases opened in the year before ``day``, with the rules' level before each and the lead time."""
-    from models.escalations import escalation_lead_times, household_places
+    from models.escalations import escalation_lead_times, household_places, violent_case_households
 
     tables = prepared.tables
-    places = household_places(tables["households"], tables["addresses"])
     start = day - pd.Timedelta(days=ESCALATION_DAYS)
+    involved = violent_case_households(tables["cases"], tables["persons"], start, day)["household_id"]
+    places = household_places(tables["households"], tables["addresses"], only=involved)
     return escalation_lead_times(prepared.calls, tables["cases"], tables["persons"], places, start, day)
 
 
@@ -491,33 +485,6 @@ def top_warnings(ranking: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     return ordered.drop(columns=["_level", "_s"]).head(n).reset_index(drop=True)
 
 
-KILL_AT_ENV = "YUJING_KILL_AT"
-"""Test hook: ``YUJING_KILL_AT=staged|prepared|published|committed`` SIGKILLs the job right after that step
-(tests/test_crash_consistency.py kills the real job at each boundary of the publication protocol)."""
-
-
-def kill_point(name: str) -> None:
-    """SIGKILL this process here when the test hook names this point (nothing otherwise)."""
-    if os.environ.get(KILL_AT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _settle_failed(store: Any, attempt: str, staged: Any, discard: Callable[[Any], None]) -> None:
-    """After a failure between staging and applying: roll forward if the folder got published, else back.
-
-    ``commit`` applies the pending warnings when the swap happened and discards them otherwise;
-    the staged folder is removed only in the second case. The caller re-raises the original error.
-    """
-    from models.warning_store import WarningStoreError
-
-    try:
-        store.commit(attempt)
-    except WarningStoreError:
-        discard(staged)  # never published: both stay old (discard leaves a published folder alone)
-    except Exception:  # the database is unreachable: readers and the next run finish the attempt
-        pass
-
-
 def run_ranking(
     data_dir: Path,
     date: str | None,
@@ -535,8 +502,8 @@ def run_ranking(
 
     ``cache_dir``: the incident cache (pipelines/incident_cache.py); None recomputes every verdict and link.
     """
-    from models.warning_store import WarningStore
-    from pipelines.outputs import discard, publish, stage_outputs, sweep
+    from pipelines.outputs import stage_outputs
+    from pipelines.publication import publish_ranking
 
     say = progress or (lambda _msg: None)
     run, timings = step_runner(progress, step)
@@ -553,45 +520,16 @@ def run_ranking(
 
     manifest["drift"] = ranking_drift(prepared, scored, bundle_dir)  # docs/drift.md; the CLI prints its line
     rows = warnings_rows(ranking)
-    store = WarningStore(store_url)
-    try:
-        recovered = store.recover()  # what a killed run left: its published folder's rows forward, the rest back
-        swept = sweep(Path(out_root))
-        if recovered["published"] or recovered["discarded"] or swept:
-            say(
-                f"recovered after a killed run: {len(recovered['published'])} ranking(s) rolled forward, "
-                f"{len(recovered['discarded'])} dropped, {len(swept)} leftover folder(s) removed"
-            )
-        staged = run(
-            "write outputs",
-            stage_outputs,
-            ranking,
-            Path(out_root),
-            manifest["date"],
-            manifest,
-            tables,
-            prepared.quarantine,  # rejected rows go into the staged folder: published (and hashed) with it
-        )
-        kill_point("staged")
-        info = {**manifest, "ranking_id": staged.ranking_id}
-        try:
-            attempt = run(
-                "stage warnings in the database", store.prepare, manifest["date"], rows, info, staged.path, staged.final
-            )
-        except BaseException:
-            discard(staged)
-            raise
-        kill_point("prepared")
-        try:
-            folder = run("publish", publish, staged)
-            kill_point("published")
-            counts = run("apply warnings in the database", store.commit, attempt)
-        except BaseException:
-            _settle_failed(store, attempt, staged, discard)
-            raise
-        kill_point("committed")
-    finally:
-        store.dispose()
+    folder, counts = publish_ranking(
+        Path(out_root),
+        store_url,
+        manifest,
+        rows,
+        # rejected rows go into the staged folder: published (and hashed) with it
+        lambda: stage_outputs(ranking, Path(out_root), manifest["date"], manifest, tables, prepared.quarantine),
+        run,
+        say,
+    )
     return RankResult(
         date=manifest["date"],
         folder=folder,

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.schema import CATEGORIES, CATEGORY_NAMES
 from models.levels import LEVELS, RAISED_BY
@@ -153,65 +155,178 @@ def _check_columns(ranking: pd.DataFrame, columns: Iterable[str] = REQUIRED_COLU
         raise ValueError(f"ranking lacks column(s): {', '.join(missing)}")
 
 
+ARROW_TYPES: dict[str, pa.DataType] = {
+    **dict.fromkeys(STRING_COLUMNS, pa.string()),
+    **dict.fromkeys(FLOAT_COLUMNS, pa.float64()),
+    **dict.fromkeys(INT_COLUMNS, pa.int64()),
+    **dict.fromkeys(BOOL_COLUMNS, pa.bool_()),
+    **dict.fromkeys(LIST_COLUMNS, pa.list_(pa.string())),
+}
+"""How ranking.parquet stores each column (extra columns: as Arrow infers them)."""
+
+
+def _single(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous Arrow array (Parquet pages then do not depend on how the input was chunked)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _plain_lists(values: np.ndarray) -> bool:
+    """Whether every cell is a ``list`` of ``str``: the common case, which Arrow converts exactly as is."""
+    for value in values:
+        if type(value) is not list:
+            return False
+        for item in value:
+            if type(item) is not str:
+                return False
+    return True
+
+
+def _list_array(values: pd.Series) -> pa.Array:
+    """A list column as Arrow ``list<string>`` with :func:`_as_list`'s meaning (gaps become empty lists)."""
+    cells = values.astype(object).to_numpy()
+    if not _plain_lists(cells):
+        cells = [_as_list(v) for v in cells]  # str, tuples, gaps, numbers: the cell-by-cell rules
+    return _single(pa.array(cells, type=ARROW_TYPES[LIST_COLUMNS[0]]))
+
+
+def _first_rows(columns: list[pa.Array]) -> np.ndarray:
+    """Positions of the first row of each distinct combination of ``columns``' values (a gap is a value)."""
+    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    for column in columns:
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        _, key = np.unique(key * (len(encoded.dictionary) + 1) + codes, return_inverse=True)
+    return np.sort(np.unique(key, return_index=True)[1])
+
+
+class CanonicalRanking:
+    """A ranking checked, typed and in its canonical order, kept as Arrow columns.
+
+    Order: station, then its warnings by rank, then its other households by id. The Parquet
+    file takes every row straight from the Arrow columns (:meth:`table`); what people read
+    (the CSV, the workbook, the pages) needs only the warned rows and one row per station and
+    county (:meth:`light`). A city has a million rows: turning each cell into a Python object
+    took most of the time of writing the outputs, so only the rows a reader shows become
+    Python values (:meth:`frame`). Errors name columns, never values.
+    """
+
+    def __init__(self, ranking: pd.DataFrame) -> None:
+        _check_columns(ranking)
+        columns: dict[str, pa.Array] = {}
+        for col in STRING_COLUMNS:  # numbers become their text; every gap becomes null
+            columns[col] = _single(pa.array(ranking[col].astype("string").array, type=pa.string()))
+        for col in FLOAT_COLUMNS:
+            try:
+                values = pd.to_numeric(ranking[col], errors="raise").astype("float64").to_numpy()
+            except (TypeError, ValueError):
+                raise ValueError(f"column {col} must be numeric") from None
+            columns[col] = pa.array(values, type=pa.float64(), from_pandas=True)  # NaN is stored as null
+        for col in INT_COLUMNS:
+            numbers = pd.to_numeric(ranking[col], errors="coerce")
+            if numbers.isna().any() or (numbers != numbers.round()).any():
+                raise ValueError(f"column {col} must hold whole numbers without gaps")
+            columns[col] = pa.array(numbers.astype("int64").to_numpy(), type=pa.int64())
+        for col in BOOL_COLUMNS:
+            flags = ranking[col]
+            if flags.isna().any():
+                raise ValueError(f"column {col} must be true/false without gaps")
+            columns[col] = pa.array(flags.astype(bool).to_numpy(), type=pa.bool_())
+        for col in LIST_COLUMNS:
+            columns[col] = _list_array(ranking[col])
+
+        for col, allowed in [*((c, LEVELS) for c in LEVEL_COLUMNS), ("raised_by", RAISED_BY)]:
+            if not set(pc.unique(columns[col]).drop_null().to_pylist()).issubset(allowed):
+                raise ValueError(f"column {col} must be one of {', '.join(allowed)} or empty")
+        if not set(pc.unique(columns["category"]).drop_null().to_pylist()).issubset(CATEGORIES):
+            raise ValueError(f"column category must be one of {', '.join(CATEGORIES)} or empty")
+        if columns["household_id"].null_count or columns["station_id"].null_count:
+            raise ValueError("columns household_id and station_id must not be empty")
+        if pc.count_distinct(columns["household_id"]).as_py() != len(ranking):
+            raise ValueError("column household_id must be unique (one row per household)")
+
+        warned = columns["level"].is_valid()
+        keys = pa.table(
+            {
+                "station": columns["station_id"],
+                "unwarned": pc.invert(warned),
+                "rank": pc.if_else(warned, columns["rank_in_station"], 0),
+                "household": columns["household_id"],
+            }
+        )
+        # byte order of UTF-8 is code point order, so this is the order Python's string comparison gives
+        self.order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names]).to_numpy()
+        self.columns = {col: columns[col].take(self.order) for col in REQUIRED_COLUMNS}
+        self.extras = {
+            col: ranking[col].array.take(self.order) for col in ranking.columns if col not in REQUIRED_COLUMNS
+        }
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def table(self) -> pa.Table:
+        """Every row as ranking.parquet stores them: the declared types, then extra columns as Arrow infers them."""
+        arrays = [_single(self.columns[col]) for col in REQUIRED_COLUMNS]
+        for col, values in self.extras.items():
+            try:
+                arrays.append(pa.array(pd.Series(values), from_pandas=True))
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise ValueError(f"column {col} cannot be written as Parquet ({type(exc).__name__})") from None
+        fields = [pa.field(str(n), a.type) for n, a in zip([*REQUIRED_COLUMNS, *self.extras], arrays, strict=True)]
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def frame(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """Rows (positions in the canonical order; all when None) as a pandas frame of plain Python values.
+
+        Text is ``str`` or None, lists are lists of ``str``, numbers are float64 (NaN for a gap),
+        int64 and bool.
+        """
+        take = (lambda a: a) if rows is None else (lambda a: a.take(rows))
+        out: dict[str, Any] = {}
+        for col in REQUIRED_COLUMNS:
+            values = take(self.columns[col])
+            if col in LIST_COLUMNS:
+                out[col] = pd.Series(values.to_pylist(), dtype=object)
+            elif col in STRING_COLUMNS:
+                out[col] = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
+            else:
+                out[col] = pd.Series(values.to_numpy(zero_copy_only=False))
+        frame = pd.DataFrame(out)
+        for col, values in self.extras.items():
+            frame[col] = take(values)
+        return frame
+
+    def light_rows(self) -> np.ndarray:
+        """Positions of the rows a reader sees: every warning, and the first row of each station and county.
+
+        Also the first row of each engine and model version, so the pages' banner and provenance
+        (pipelines/pages.py) read the same values as from every row.
+        """
+        warned = np.flatnonzero(self.columns["level"].is_valid().to_numpy(zero_copy_only=False))
+        keys = [self.columns[c] for c in ("station_id", "county_code", "engine", "model_version")]
+        return np.union1d(warned, _first_rows(keys))
+
+    def counts(self) -> dict[str, Any]:
+        """The manifest's counts (pipelines/outputs.py): rows, scope, warnings per level, stations."""
+        level, station = self.columns["level"], self.columns["station_id"]
+        warned = level.is_valid()
+        by_level = pc.value_counts(level.drop_null()).to_pylist()
+        per_level = {item["values"]: item["counts"] for item in by_level}
+        return {
+            "rows": len(self),
+            "in_scope": int(pc.sum(self.columns["in_scope"].cast(pa.int64())).as_py() or 0),
+            "warnings": int(pc.sum(warned.cast(pa.int64())).as_py() or 0),
+            "by_level": {lvl: int(per_level.get(lvl, 0)) for lvl in LEVELS},
+            "stations": int(pc.count_distinct(station).as_py()),
+            "stations_with_warnings": int(pc.count_distinct(station.filter(warned)).as_py()),
+        }
+
+
 def _canonical(ranking: pd.DataFrame) -> pd.DataFrame:
-    """The ranking checked, typed (strings/None, lists, ints) and sorted deterministically.
+    """The ranking checked, typed (strings/None, lists, ints) and sorted deterministically (:class:`CanonicalRanking`).
 
     Order: station, then its warnings by rank, then its other households by id.
     """
-    _check_columns(ranking)
-    out: dict[str, Any] = {}
-    for col in STRING_COLUMNS:
-        text = ranking[col].astype("string")  # numbers become their text; every gap becomes <NA>
-        out[col] = text.astype(object).where(text.notna(), None).to_numpy()
-    for col in FLOAT_COLUMNS:
-        try:
-            out[col] = pd.to_numeric(ranking[col], errors="raise").astype("float64").to_numpy()
-        except (TypeError, ValueError):
-            raise ValueError(f"column {col} must be numeric") from None
-    for col in INT_COLUMNS:
-        values = pd.to_numeric(ranking[col], errors="coerce")
-        if values.isna().any() or (values != values.round()).any():
-            raise ValueError(f"column {col} must hold whole numbers without gaps")
-        out[col] = values.astype("int64").to_numpy()
-    for col in BOOL_COLUMNS:
-        s = ranking[col]
-        if s.isna().any():
-            raise ValueError(f"column {col} must be true/false without gaps")
-        out[col] = s.astype(bool).to_numpy()
-    for col in LIST_COLUMNS:
-        out[col] = [_as_list(v) for v in ranking[col].astype(object)]
-    index = pd.RangeIndex(len(ranking))
-    frame = pd.DataFrame(
-        {
-            c: pd.Series(out[c], index=index, dtype=object if c in STRING_COLUMNS or c in LIST_COLUMNS else None)
-            for c in REQUIRED_COLUMNS
-        }
-    )
-    extras = [c for c in ranking.columns if c not in REQUIRED_COLUMNS]
-    for col in extras:
-        frame[col] = ranking[col].array
-
-    for col, allowed in [*((c, LEVELS) for c in LEVEL_COLUMNS), ("raised_by", RAISED_BY)]:
-        if not set(frame[col].dropna()).issubset(allowed):
-            raise ValueError(f"column {col} must be one of {', '.join(allowed)} or empty")
-    if not set(frame["category"].dropna()).issubset(CATEGORIES):
-        raise ValueError(f"column category must be one of {', '.join(CATEGORIES)} or empty")
-    if frame["household_id"].isna().any() or frame["station_id"].isna().any():
-        raise ValueError("columns household_id and station_id must not be empty")
-    if frame["household_id"].duplicated().any():
-        raise ValueError("column household_id must be unique (one row per household)")
-
-    warned = frame["level"].notna()
-    keys = pd.DataFrame(
-        {
-            "station": frame["station_id"],
-            "unwarned": ~warned,
-            "rank": frame["rank_in_station"].where(warned, 0),
-            "household": frame["household_id"],
-        }
-    )
-    order = keys.sort_values(["station", "unwarned", "rank", "household"], kind="mergesort").index
-    return frame.loc[order].reset_index(drop=True)
+    return CanonicalRanking(ranking).frame()
 
 
 def _warnings(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,16 +10,18 @@ online service builds the same phrases with the same helpers
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from features.snapshots import to_seconds
 from models.levels import EVIDENCE_DAYS
 from models.reasons import call_phrase, occlusion_contributions, top_reasons
-from models.rules import score_text
 from models.warning import score_warnings
+from pipelines.incident_readings import READING_COLUMNS, readings_at, split_list
 from pipelines.training import Prepared
 
 if TYPE_CHECKING:
@@ -70,21 +72,20 @@ def recent_calls(
     )
     phrases: dict[str, list[tuple[pd.Timestamp, str]]] = {}
     counters: dict[str, Counter[str]] = {}
-    narratives = prepared.incidents["narrative"]
-    for i in np.flatnonzero(mask.to_numpy()):
-        result = score_text(narratives.iloc[i])
-        household = calls["household_id"].iloc[i]
-        when = pd.Timestamp(calls["received_at"].iloc[i])
-        text = call_phrase(f"{when:%Y-%m-%d}", result.is_dispute, result.category, result.cues, result.negated_cues)
+    rows = np.flatnonzero(mask.to_numpy())
+    readings = readings_at(prepared, rows, day)  # the rules' reading of each call (cached per incident)
+    household_of = calls["household_id"].to_numpy()[rows]
+    received = calls["received_at"].iloc[rows]
+    for k, (is_dispute, category, cues, negated, terms) in enumerate(
+        zip(*(readings[c].to_numpy() for c in READING_COLUMNS), strict=True)
+    ):
+        household = household_of[k]
+        when = pd.Timestamp(received.iloc[k])
+        text = call_phrase(f"{when:%Y-%m-%d}", is_dispute, category, split_list(cues), split_list(negated))
         phrases.setdefault(household, []).append((when, text))
-        if result.is_dispute:
-            counter = counters.setdefault(household, Counter())
+        if is_dispute:
             # Each term once per call, in text order: ties in frequency then keep a reproducible order.
-            counter.update(
-                dict.fromkeys(
-                    (t["term"] for t in result.matched_terms if t["kind"] != "negation" and not t["negated"]), 1
-                )
-            )
+            counters.setdefault(household, Counter()).update(dict.fromkeys(json.loads(terms), 1))
     listed = {
         h: [text for _, text in sorted(items, key=lambda kv: kv[0], reverse=True)[:calls_limit]]
         for h, items in phrases.items()
@@ -102,22 +103,22 @@ def dominant_category(frame: pd.DataFrame) -> np.ndarray:
     return np.where(counts.max(axis=1) > 0, np.array(CATEGORIES, dtype=object)[best], None)
 
 
-def negated_cues(prepared: Prepared, calls: pd.DataFrame, since_sec: int) -> list[str]:
-    """The cue groups each call negates ("violence,weapon"; "" when none), for calls since ``since_sec``.
+def negated_cues(prepared: Prepared, calls: pd.DataFrame, day: pd.Timestamp) -> list[str]:
+    """The cue groups each call negates ("violence,weapon"; "" when none) in the ``EVIDENCE_DAYS`` before ``day``.
 
     The online service lists a household's recent calls with what they deny
     (没有动手): the rules read that from the text, which the history does not
     keep. Older calls get "" (they are never listed).
     """
+    since_sec = int(to_seconds(pd.Series([day]))[0]) - EVIDENCE_DAYS * 86_400
     recent = np.flatnonzero(calls["received_sec"].to_numpy() >= since_sec)
     wanted = set(calls["incident_id"].to_numpy()[recent])
     incidents = prepared.incidents
-    mask = incidents["incident_id"].isin(wanted).to_numpy()
-    text_of = dict(zip(incidents["incident_id"].to_numpy()[mask], incidents["narrative"].to_numpy()[mask], strict=True))
+    rows = np.flatnonzero(incidents["incident_id"].isin(wanted).to_numpy())
+    denied = readings_at(prepared, rows, day)["negated_cues"].to_numpy()
+    of = dict(zip(incidents["incident_id"].to_numpy()[rows], denied, strict=True))
     out = [""] * len(calls)
     ids = calls["incident_id"].to_numpy()
     for k in recent:
-        text = text_of.get(ids[k])
-        if isinstance(text, str):
-            out[k] = ",".join(score_text(text).negated_cues)
+        out[k] = of.get(ids[k], "")
     return out

@@ -90,6 +90,9 @@ class Prepared:
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """How the incident cache served this run (``incident_cache.CacheStats``; empty without a cache): reported, never
     written into an output, so a cached run publishes the same bytes as a full one."""
+    incident_store: Any = field(default=None, repr=False, compare=False)
+    """The incident cache for the steps after loading (``incident_readings.IncidentStore``: the recent calls' readings
+    and OOD scores); None without a cache, when those steps score every text themselves."""
 
 
 @dataclass
@@ -185,6 +188,10 @@ def prepare(data_dir: Path, partition: Any = None, cache_dir: Path | None = None
     fingerprint = dataset_fingerprint(data_dir, partition)
     prepared = Prepared(tables, fingerprint, summary, incidents, rules, links, calls, export_date, quarantine)
     prepared.cache = cache
+    if cache_dir is not None:
+        from pipelines.incident_readings import IncidentStore
+
+        prepared.incident_store = IncidentStore(scope, prepared.cache)  # adds its counts to ``cache``
     return prepared
 
 

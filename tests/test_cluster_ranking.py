@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.cluster_ranking import PARTS_PREFIX, client_submit, run_cluster_ranking
+from pipelines.cluster_ranking import client_submit, run_cluster_ranking
+from pipelines.outputs import PARTS_PREFIX
 from pipelines.ranking import RankConfig, run_ranking
 
 WARNING_COLUMNS = "date, household_id, station_id, county_code, level, probability, rank_in_station, category, engine, "

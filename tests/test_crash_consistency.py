@@ -5,7 +5,10 @@ shared trained bundle, and is killed with SIGKILL:
 
 * at each boundary of the publication protocol (``YUJING_KILL_AT``: after the
   folder is staged, after the warnings are staged as pending, after the symlink
-  swap, after they are applied), where the exact state is known;
+  swap, after they are applied), where the exact state is known; two of the four
+  runs rank on a local Dask cluster (``--cluster local``), whose driver goes
+  through the same protocol (pipelines/publication.py) and whose worker
+  processes must not outlive the killed driver;
 * at random points drawn from the job's own stage timings, run as a Prefect flow
   (whose API server the job starts), ``YUJING_CRASH_KILLS`` times (2 by default
   to keep the test near two minutes; the issue's measurement used 20), on
@@ -125,8 +128,11 @@ class Job:
         return "\n".join(line for _, line in self.lines)
 
 
-def start(city: Path, bundle: Path, home: Path, db: str, variant: int, prefect: bool, kill_at: str = "") -> Job:
+def start(
+    city: Path, bundle: Path, home: Path, db: str, variant: int, prefect: bool, kill_at: str = "", cluster: bool = False
+) -> Job:
     args = [str(YUJING), "rank", "--data", str(city), "--bundle", str(bundle), "--db", db, "--top", "0"]
+    args += ["--cluster", "local"] if cluster else []
     env = dict(
         os.environ,
         YUJING_HOME=str(home),
@@ -291,11 +297,14 @@ def test_kill_9_at_any_point_leaves_files_and_database_agreeing(
 
     # 1. A kill at each boundary of the protocol: the exact state is known. After "prepared" and
     #    "published" no reader touches the database, so the next run has to recover by itself.
+    #    "staged" and "published" rank on a local Dask cluster: each way of ranking crosses boundaries
+    #    of the one protocol and recovers what the other left.
     recovery = {"prepared": (0, 0), "published": (0, 1), "committed": (1, 0)}  # (rolled forward, dropped)
     for point in BOUNDARIES:
-        job = start(tiny_city, bundle, home, db_url, variant, prefect=False, kill_at=point)
+        cluster = point in ("staged", "published")
+        job = start(tiny_city, bundle, home, db_url, variant, prefect=False, kill_at=point, cluster=cluster)
         assert job.wait() == -signal.SIGKILL, f"the job was not killed at {point}: {job.stderr()[-2000:]}"
-        assert survivors(home) == []
+        assert survivors(home) == [], f"processes outlived the killed {'cluster ' if cluster else ''}job"
         if point in recovery:  # what the previous kill left, this run finished before writing its own
             forward, dropped = recovery[point]
             line = f"recovered after a killed run: {forward} ranking(s) rolled forward, {dropped} dropped"

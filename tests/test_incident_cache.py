@@ -183,3 +183,123 @@ def test_a_damaged_cache_is_rebuilt_with_one_warning(
     _same(rebuilt, grown)
     after = prepare(days["city"], cache_dir=cache)
     assert after.cache["rules_misses"] == 0 and after.cache["links_misses"] == 0 and not after.cache["rebuilt"]
+
+
+# --- the recent calls' readings and OOD scores (pipelines/incident_readings.py) ---------------------------------
+
+
+def _recent_inputs(prepared) -> tuple:  # type: ignore[no-untyped-def]
+    """The day, every linked household, and the calls frame ``serving_tables`` gives ``negated_cues``."""
+    from features.snapshots import to_seconds
+    from pipelines.ranking import ranking_day
+
+    day = ranking_day(prepared.incidents, None, prepared.export_date)
+    linked = prepared.calls[prepared.calls["household_id"].notna()].reset_index(drop=True)
+    seconds = to_seconds(linked["received_at"])
+    calls = linked.loc[seconds < int(to_seconds(pd.Series([day]))[0])].assign(received_sec=seconds)
+    return day, linked["household_id"].unique(), calls.reset_index(drop=True)
+
+
+def _texts(prepared) -> tuple:  # type: ignore[no-untyped-def]
+    """What the two users of the readings publish: the recent calls and terms, and the negated cues."""
+    from pipelines.ranking_reasons import negated_cues, recent_calls
+
+    day, households, calls = _recent_inputs(prepared)
+    return recent_calls(prepared, households, day, 5, 8), negated_cues(prepared, calls, day)
+
+
+def _window_calls(prepared) -> int:  # type: ignore[no-untyped-def]
+    from models.levels import EVIDENCE_DAYS
+
+    day, _, _ = _recent_inputs(prepared)
+    at, linked = prepared.calls["received_at"], prepared.calls["household_id"].notna()
+    return int(((at >= day - pd.Timedelta(days=EVIDENCE_DAYS)) & (at < day) & linked).sum())
+
+
+def _edit_narrative(src: Path, dst: Path, incident_id: str, narrative: str) -> None:
+    """``src`` with one incident's narrative corrected (the rest symlinked)."""
+    dst.mkdir()
+    for path in src.iterdir():
+        if path.name != "incidents.parquet":
+            os.symlink(path, dst / path.name)
+    incidents = pd.read_parquet(src / "incidents.parquet")
+    incidents.loc[incidents["incident_id"] == incident_id, "narrative"] = narrative
+    incidents.to_parquet(dst / "incidents.parquet", index=False)
+
+
+def test_recent_readings_come_from_the_cache_and_a_corrected_narrative_is_read_again(
+    days: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    yesterday = prepare(days["previous"], cache_dir=cache)
+    _texts(yesterday)
+    assert yesterday.cache["readings_hits"] == 0 and yesterday.cache["readings_misses"] == _window_calls(yesterday) > 0
+
+    today, full = prepare(days["city"], cache_dir=cache), prepare(days["city"])
+    assert full.incident_store is None
+    first = _texts(today)
+    assert first == _texts(full)  # what ranking.parquet and calls.parquet publish, as a recompute gives it
+    new_calls = today.calls["received_at"] >= pd.Timestamp(days["prev_date"])
+    new = int((new_calls & today.calls["household_id"].notna()).sum())
+    window = _window_calls(today)
+    assert today.cache["readings_misses"] == new > 0  # the day's new (linked) calls only...
+    assert today.cache["readings_hits"] == window - new > 0  # ...the rest of the window read yesterday
+    assert today.cache["bytes_on_disk"] == cache_size(cache)
+
+    # A narrative corrected in a later export: the same incident id, read again (and only it).
+    _, _, calls = _recent_inputs(today)
+    denied = first[1]
+    since = int(calls["received_sec"].max()) - 30 * 86_400
+    source = next(k for k in range(len(calls)) if denied[k])  # a call that denies a cue...
+    k = next(k for k in range(len(calls)) if calls["received_sec"].iloc[k] >= since and not denied[k])  # ...one not
+    text = today.incidents.set_index("incident_id").loc[calls["incident_id"].iloc[source], "narrative"]
+    corrected = tmp_path / "corrected"
+    _edit_narrative(days["city"], corrected, str(calls["incident_id"].iloc[k]), str(text))
+    again = prepare(corrected, cache_dir=cache)
+    texts = _texts(again)
+    assert again.cache["readings_misses"] == 1 and again.cache["readings_hits"] == window - 1
+    assert texts[1][k] == denied[source] and texts[1][:k] + texts[1][k + 1 :] == denied[:k] + denied[k + 1 :]
+
+    # A damaged readings part: rebuilt from this run's results, one warning, the same values.
+    part = max((cache.rglob("readings-*/part-*.parquet")), key=lambda p: p.stat().st_size)
+    with part.open("r+b") as handle:
+        handle.seek(8)
+        handle.write(b"\0" * 16)
+    with caplog.at_level(logging.WARNING, logger="yujing.incident_cache"):
+        rebuilt = prepare(days["city"], cache_dir=cache)
+        assert _texts(rebuilt) == _texts(full)
+    warnings = [r for r in caplog.records if r.name == "yujing.incident_cache"]
+    assert len(warnings) == 1 and "unreadable" in warnings[0].getMessage()
+    assert rebuilt.cache["rebuilt"] == ["readings"] and rebuilt.cache["readings_misses"] == window
+
+
+def test_ood_scores_come_from_the_cache_per_bundle(days: dict, tmp_path: Path) -> None:
+    import numpy as np
+
+    from models.text_features import IncidentFeaturizer
+    from pipelines.drift import _ood_scores, _text_calls
+
+    cache = tmp_path / "cache"
+    today = prepare(days["city"], cache_dir=cache)
+    day, _, _ = _recent_inputs(today)
+    rules, narratives = _text_calls(today, day, 28)
+    labels = np.where(rules["is_dispute"], rules["category"].astype(object), "none")
+    featurizer = IncidentFeaturizer(n_tokens=50, min_df=2).fit(narratives, None, labels)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"dispute": featurizer.to_dict()}), encoding="utf-8")
+
+    expected = featurizer.ood_scores(narratives)  # what a run without the cache computes
+    assert len(expected) == len(narratives) > 20 and expected.max() > 0
+    for hits in (0, len(narratives)):  # a cold cache, then a warm one: the same scores
+        got = _ood_scores(today, day, 28, narratives, bundle, featurizer)
+        assert got.tobytes() == expected.tobytes()
+        assert today.cache["ood_hits"] == hits
+    assert today.cache["ood_misses"] == len(narratives)
+    # Another champion (its manifest's bytes): a new version, every score computed with its featurizer.
+    other = IncidentFeaturizer(n_tokens=20, min_df=5).fit(narratives, None, labels)
+    (bundle / "manifest.json").write_text(json.dumps({"dispute": other.to_dict()}), encoding="utf-8")
+    got = _ood_scores(today, day, 28, narratives, bundle, other)
+    assert got.tobytes() == other.ood_scores(narratives).tobytes()
+    assert today.cache["ood_misses"] == 2 * len(narratives)
+    assert [p.name.split("-")[0] for p in next(cache.iterdir()).glob("ood-*")] == ["ood"]  # the older one removed

@@ -549,7 +549,15 @@ def test_sweep_removes_only_dead_runs_leftovers(ranking: pd.DataFrame, tmp_path:
     alive.mkdir()
     other = tmp_path / f".2024-05-03-{4:020d}-00000000-999999999-abcd1234"  # another host's: not ours to judge
     other.mkdir()
-    assert sorted(outputs.sweep(tmp_path)) == sorted([dead.name, link.name])
+    # a killed cluster run's parts folder (whichever way the next run ranks), not a live one's or another host's
+    parts = outputs.new_parts_folder(tmp_path)
+    (parts / "ranking.arrow").write_bytes(b"rows")
+    dead_parts = tmp_path / f"{outputs.PARTS_PREFIX}{5:020d}-{host}-999999999"
+    (dead_parts / "city=1505").mkdir(parents=True)
+    other_parts = tmp_path / f"{outputs.PARTS_PREFIX}{6:020d}-00000000-999999999"
+    other_parts.mkdir()
+    assert sorted(outputs.sweep(tmp_path)) == sorted([dead.name, link.name, dead_parts.name])
     assert published(tmp_path, DATE) == shown and live.is_symlink()
     assert alive.is_dir() and other.is_dir() and not dead.exists() and not link.is_symlink()
+    assert parts.is_dir() and other_parts.is_dir() and not dead_parts.exists()
     assert outputs.sweep(tmp_path / "missing") == []

@@ -190,6 +190,7 @@ def test_the_cli_ranks_prints_the_top_ten_and_reruns_identically_in_another_proc
 ) -> None:
     """Two processes with different hash seeds: the second run of the date changes nothing."""
     import os
+    import re
     import subprocess
     import sys
 
@@ -211,6 +212,10 @@ def test_the_cli_ranks_prints_the_top_ten_and_reruns_identically_in_another_proc
     calls = len(pd.read_parquet(ranked["city"] / "incidents.parquet", columns=["incident_id"]))
     assert f"incident cache: rules 0 reused, {calls:,} scored; links 0 reused, {calls:,} linked" in first
     assert f"incident cache: rules {calls:,} reused, 0 scored; links {calls:,} reused, 0 linked" in second
+    # the recent calls' readings and the text-drift scores too: the first run read them, the second reuses them
+    some = r"[1-9][\d,]*"
+    assert re.search(rf"recent-call readings 0 reused, {some} read; text drift 0 reused, {some} scored", first)
+    assert re.search(rf"recent-call readings {some} reused, 0 read; text drift {some} reused, 0 scored", second)
     same = [[line for line in out.split("database:")[0].splitlines() if not line.startswith("incident cache:")]
             for out in outputs]  # fmt: skip
     assert same[0] == same[1]  # same summary and counts

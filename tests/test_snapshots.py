@@ -178,3 +178,110 @@ def test_rolling_origin_folds_train_only_on_labels_known_before_each_test_period
     assert len(set().union(*tested)) == round(dates.nunique() * 0.4)
     with pytest.raises(ValueError, match="fewer folds"):
         rolling_origin_folds(dates, 4, 0.95, horizon_days=90)
+
+
+def test_rows_without_events_get_what_the_general_path_computes(prepared: tuple[pd.DataFrame, dict]) -> None:
+    """Features computed only for households with events, the rest filled, equal the full computation bit for bit."""
+    from features.household_keys import household_keys
+    from features.snapshots import (
+        _CallEvents,
+        _case_features,
+        _relation_features,
+        _visit_features,
+        _window_features,
+        caller_flags,
+        household_codes,
+        rows_with_events,
+    )
+
+    calls, tables = prepared
+    codes = household_codes(tables["households"])
+    keys = household_keys(calls, tables, codes)
+    n = len(codes)
+    dates = to_seconds(pd.DatetimeIndex([D - pd.Timedelta(days=200), D, D + pd.Timedelta(days=30)]))
+    rng = np.random.default_rng(7)
+    hh = rng.permutation(np.repeat(np.arange(n, dtype=np.int64), len(dates)))  # any order, several dates
+    end = rng.choice(dates, len(hh))
+    kept = keys.calls >= 0
+    linked, entity = calls[kept].reset_index(drop=True), keys.calls[kept]
+    seconds = to_seconds(linked["received_at"])
+    flags = caller_flags(linked, tables["persons"], codes, entity, seconds, keys.callers[kept])
+    groups = [(_CallEvents(linked, entity, seconds, *flags).features, entity)]
+    for table, entities, compute in (
+        ("cases", keys.cases, _case_features),
+        ("visits", keys.visits, _visit_features),
+        ("relations", keys.relations, _relation_features),
+    ):
+        index, windows = compute(tables[table], entities)
+        groups.append((lambda h, e, index=index, windows=windows: _window_features(index, windows, h, e), entities))
+    for compute, entities in groups:
+        has = np.isin(hh, entities)
+        assert 0 < has.sum() < len(hh)  # both kinds of rows are there
+        sparse = rows_with_events(compute, entities, n, hh, end)
+        full = compute(hh, end)
+        assert list(sparse) == list(full)
+        for name in full:
+            np.testing.assert_array_equal(sparse[name], full[name], err_msg=name)
+            assert sparse[name].dtype == full[name].dtype
+
+
+def test_rule_points_of_households_without_calls_are_the_empty_households(prepared: tuple[pd.DataFrame, dict]) -> None:
+    from models.warning import household_points
+
+    calls, tables = prepared
+    ids = tables["households"]["household_id"]
+    dates = pd.Series([D] * len(ids))
+    points = points_at_snapshots(calls, ids, dates)
+    called = ids.isin(calls["household_id"]).to_numpy()
+    assert 0 < called.sum() < len(ids)
+    # Only households with calls: every row takes the general path.
+    alone = points_at_snapshots(calls, ids[called].reset_index(drop=True), dates[called].reset_index(drop=True))
+    empty = household_points([], int(to_seconds(pd.Series([D]))[0]))
+    for name, values in points.items():
+        np.testing.assert_array_equal(values[called], alone[name], err_msg=name)
+        np.testing.assert_array_equal(values[~called], np.full((~called).sum(), empty[name]), err_msg=name)
+
+
+def test_caller_flags_follow_the_string_sort_definition(prepared: tuple[pd.DataFrame, dict]) -> None:
+    """The integer-key caller flags equal the definition on strings, ties and empty callers included."""
+    from features.household_keys import code_households
+    from features.snapshots import caller_flags, household_codes
+
+    calls, tables = prepared
+    codes = household_codes(tables["households"])
+    linked = calls[calls["household_id"].notna()].reset_index(drop=True)
+    twins = linked.head(300)  # same household, caller and second: only the first starts a caller
+    blank = linked.iloc[300:400].assign(person_id="")  # an empty key is no caller
+    linked = pd.concat([linked, twins, blank], ignore_index=True)
+    entity = code_households(linked["household_id"], codes)
+    linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
+    seconds = to_seconds(linked["received_at"])
+    _, first = caller_flags(linked, tables["persons"], codes, entity, seconds)
+
+    person = linked["person_id"].fillna("").to_numpy()
+    frame = pd.DataFrame({"entity": entity, "person": person, "t": seconds}).sort_values(["entity", "person", "t"])
+    gap = frame.groupby(["entity", "person"], sort=False)["t"].diff()
+    expected = np.zeros(len(linked), dtype=bool)
+    expected[frame.index.to_numpy()] = (gap.isna() | (gap >= 365 * 86_400)).to_numpy() & (
+        frame["person"].to_numpy() != ""
+    )
+    np.testing.assert_array_equal(first, expected)
+    assert first.sum() > 100 and not first[len(linked) - 100 :].any()
+
+
+def test_snapshots_carry_the_caller_flags_of_every_call(prepared: tuple[pd.DataFrame, dict]) -> None:
+    """``Snapshots.call_flags`` are :func:`caller_flags` of the linked calls, in the rows of ``calls``."""
+    from features.household_keys import code_households
+    from features.snapshots import caller_flags, household_codes
+
+    calls, tables = prepared
+    snaps = build_snapshots(calls, tables, pd.DatetimeIndex([D]))
+    codes = household_codes(tables["households"])
+    entity = code_households(calls["household_id"], codes)
+    linked = calls[entity >= 0].reset_index(drop=True)
+    expected = caller_flags(linked, tables["persons"], codes, entity[entity >= 0], to_seconds(linked["received_at"]))
+    assert snaps.call_flags is not None
+    for got, want in zip(snaps.call_flags, expected, strict=True):
+        assert len(got) == len(calls) and not got[entity < 0].any()
+        np.testing.assert_array_equal(got[entity >= 0], want)
+    assert expected[0].any() and expected[1].any()

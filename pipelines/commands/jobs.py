@@ -374,7 +374,10 @@ def rank(
         c = summary["cache"]
         typer.echo(
             f"incident cache: rules {c['rules_hits']:,} reused, {c['rules_misses']:,} scored; links "
-            f"{c['links_hits']:,} reused, {c['links_misses']:,} linked; {c['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
+            f"{c['links_hits']:,} reused, {c['links_misses']:,} linked; recent-call readings "
+            f"{c.get('readings_hits', 0):,} reused, {c.get('readings_misses', 0):,} read; text drift "
+            f"{c.get('ood_hits', 0):,} reused, {c.get('ood_misses', 0):,} scored; "
+            f"{c['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
         )
     db_counts = summary["database"]
     typer.echo(
