@@ -4,13 +4,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PERSONS ?= 300000
+# The project's packages, compiled to bytecode at install like the libraries (--compile-bytecode): every
+# `yujing` process then starts in ~2.7 s instead of ~7 s where the environment forbids writing bytecode
+# (PYTHONDONTWRITEBYTECODE=1, as on this project's machines) or the install folder is read-only.
+PACKAGES := conf features models pipelines serving simulation web
 
 .PHONY: run test install lint format bench clean distclean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]'
+	$(PY) -m compileall -q -j 0 $(PACKAGES)
 	touch $(STAMP)
 
 install: $(STAMP)

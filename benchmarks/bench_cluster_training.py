@@ -95,7 +95,8 @@ def compare(data: Path, workers: int, memory_limit: str, scratch: Path, seed: in
     from models.backtest import paired_intervals
     from pipelines.cluster import open_cluster, worker_peaks
     from pipelines.cluster_training import ClusterTraining
-    from pipelines.training import TrainConfig, backtest_folds, build_escalation_data, prepare
+    from pipelines.preparation import prepare
+    from pipelines.training import TrainConfig, backtest_folds, build_escalation_data
 
     config = TrainConfig()
     seed = config.seed if seed is None else seed

@@ -331,7 +331,8 @@ def native_models(work: Path, train_city: Path) -> dict[str, tuple[object, np.nd
     files = {m: (cache / f"{m}.txt", cache / f"{m}.npy") for m in ("escalation", "dispute")}
     if not all(a.is_file() and b.is_file() for a, b in files.values()):
         from conf import get_settings
-        from pipelines.training import TrainConfig, build_escalation_data, fit_dispute, fit_escalation, prepare
+        from pipelines.preparation import prepare
+        from pipelines.training import TrainConfig, build_escalation_data, fit_dispute, fit_escalation
 
         print("  retraining the native boosters (once, ~1 min)", file=sys.stderr, flush=True)
         config = TrainConfig.from_settings(get_settings())

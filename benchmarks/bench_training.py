@@ -32,7 +32,7 @@ from simulation.config import SimConfig
 from features.snapshots import build_snapshots, escalation_labels, snapshot_dates
 from models.rules import rule_verdicts
 from models.warning import points_at_snapshots
-from pipelines.training import incident_calls
+from pipelines.preparation import incident_calls
 persons, out = int(sys.argv[1]), sys.argv[2]
 city = simulate_city(SimConfig(persons=persons, days=730, seed=1))
 inc = city.tables["incidents"]

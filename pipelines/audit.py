@@ -21,7 +21,8 @@ import numpy as np
 from features.groups import ATTRIBUTES, groups_at
 from models.capacity import at, capacity_curves
 from models.disparity import Thresholds, compare_sides, disparity_table, summary, warned_at_top_k
-from pipelines.training import EscalationRun, Prepared, TrainConfig, provenance, write_json
+from pipelines.preparation import Prepared
+from pipelines.training import EscalationRun, TrainConfig, provenance, write_json
 
 FILES = ("disparity.json", "capacity.json", "capacity.png")
 

@@ -122,7 +122,7 @@ def _identity(data_dir: str) -> dict[str, Any]:
     from importlib.metadata import version
 
     from features.lexicon import default_lexicon
-    from pipelines.training import code_version
+    from pipelines.preparation import code_version
 
     libraries = {name: version(name) for name in ("lightgbm", "onnxruntime", "pandas", "pyarrow", "jieba")}
     return {

@@ -72,8 +72,8 @@ def unit_name(unit: Any) -> str:
 
 
 def _prepare_unit(data_dir: Path, unit: Any) -> Any:
-    """``pipelines.training.prepare`` of one partition (the whole dataset when ``unit`` is None)."""
-    from pipelines.training import prepare
+    """``pipelines.preparation.prepare`` of one partition (the whole dataset when ``unit`` is None)."""
+    from pipelines.preparation import prepare
 
     return prepare(data_dir, partition=unit)
 

@@ -48,9 +48,9 @@ def _peak_rss() -> int:
 
 
 def _prepare(data_dir: Path, city: str | None, cache_dir: Path | None) -> Any:
-    """``pipelines.training.prepare`` for one city (a flat dataset: the whole of it)."""
+    """``pipelines.preparation.prepare`` for one city (a flat dataset: the whole of it)."""
     from features.partitions import Partition
-    from pipelines.training import prepare
+    from pipelines.preparation import prepare
 
     return prepare(Path(data_dir), Partition(city=city) if city is not None else None, cache_dir)
 

@@ -72,7 +72,7 @@ def reference_for_training(
     prepared: Any, run: Any, dispute_model: Any, config: DriftConfig | None = None
 ) -> dict[str, Any]:
     """The reference profile of a training run (the bundle carries it as ``drift_reference.json``)."""
-    from pipelines.training import code_version
+    from pipelines.preparation import code_version
 
     config = config or load_drift_config()
     dates = np.sort(run.frame["snapshot_date"].unique())[-config.snapshot_weeks :]

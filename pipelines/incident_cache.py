@@ -28,7 +28,7 @@ with one warning line (``logging``), never a traceback. Past
 :data:`MAX_PARTS` parts the folder is compacted into one.
 
 The results are assembled in the incidents' order with the dtypes of a full
-recompute, so :func:`pipelines.training.prepare` returns the same frames with
+recompute, so :func:`pipelines.preparation.prepare` returns the same frames with
 or without the cache (tests/test_incident_cache.py compares published files byte
 for byte).
 """
@@ -56,7 +56,7 @@ from models.rules import rule_verdicts
 
 _log = logging.getLogger("yujing.incident_cache")
 
-LAYOUT = 1
+LAYOUT = 2
 """Bump when the folder layout or a part's columns change: every existing cache becomes a miss."""
 MAX_PARTS = 16
 """Parts kept before a compaction rewrites the folder as one part (one part is added per day with new calls)."""
@@ -139,8 +139,12 @@ def scope_key(root: Path, dataset: Any, partition: Any = None) -> str:
 
 
 def row_hashes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """A 64-bit hash per row over ``columns`` (pandas' stable ``hash_pandas_object``)."""
-    return pd.util.hash_pandas_object(frame[list(columns)], index=False).to_numpy(np.uint64)
+    """A 64-bit hash per row over ``columns`` (pandas' stable ``hash_pandas_object``).
+
+    ``categorize=False``: narratives are nearly all distinct, so factorizing them first (the default)
+    only adds a hash table of 632k strings: 2.8 s instead of 0.6 s on the full city, every day.
+    """
+    return pd.util.hash_pandas_object(frame[list(columns)], index=False, categorize=False).to_numpy(np.uint64)
 
 
 class _Store:

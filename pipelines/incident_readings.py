@@ -1,6 +1,6 @@
 """The rules' reading and the drift check's OOD score of each recent call, from the incident cache.
 
-After :func:`pipelines.training.prepare`, three steps of the daily ranking read
+After :func:`pipelines.preparation.prepare`, three steps of the daily ranking read
 the text of recent calls once more: the warned households' recent calls and
 terms (``ranking_reasons.recent_calls``), the cues each call of the online
 tables denies (``ranking_reasons.negated_cues``) and the drift check's

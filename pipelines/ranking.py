@@ -30,7 +30,7 @@ from conf import Settings
 from conf.settings import setting_default
 from features.household_keys import code_households
 from features.online import CALL_COLUMNS, call_feature_names
-from features.snapshots import build_snapshots, caller_flags, household_codes, to_seconds
+from features.snapshots import Snapshots, build_snapshots, caller_flags, household_codes, to_seconds
 from models.levels import (
     EVIDENCE_FEATURE,
     LEVELS,
@@ -43,6 +43,7 @@ from models.levels import (
 )
 from models.warning import load_scenarios, points_at_snapshots
 from pipelines.arrow_columns import days_before, numpy_text, sparse_lists, stable_order, text_column
+from pipelines.preparation import Prepared, code_version, prepare
 from pipelines.ranking_reasons import (
     ESCALATION,
     dominant_category,
@@ -52,7 +53,6 @@ from pipelines.ranking_reasons import (
     rule_reasons,
 )
 from pipelines.steps import step_runner
-from pipelines.training import Prepared, code_version, prepare
 
 NO_RULE_POINTS = "积分预警：近90天无计分报警"
 
@@ -110,6 +110,10 @@ class Scored:
     model: dict[str, Any]
     scorer: Any = None
     score: np.ndarray | None = None
+    calls_coded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    """Per row of ``prepared.calls``, as the features saw them: household code (-1: none in the registry), third
+    party, distinct caller start (``Snapshots.codes`` and ``call_flags``). The online tables reuse them instead of
+    hashing the city's households and persons again; None: :func:`serving_tables` computes them."""
 
     def __post_init__(self) -> None:
         if self.score is None:
@@ -144,8 +148,14 @@ def ranking_day(incidents: pd.DataFrame, date: str | None, export_date: pd.Times
     return day
 
 
-def household_features(prepared: Prepared, day: pd.Timestamp) -> tuple[pd.DataFrame, list[str], dict[str, np.ndarray]]:
-    """Every registered household's features as of the morning of ``day``, rule points among them."""
+def household_features(
+    prepared: Prepared, day: pd.Timestamp
+) -> tuple[pd.DataFrame, list[str], dict[str, np.ndarray], Snapshots]:
+    """Every registered household's features as of the morning of ``day``, rule points among them.
+
+    Also returns the snapshots themselves: their per-call household codes and caller flags
+    serve the online tables (``Scored.calls_coded``).
+    """
     snaps = build_snapshots(prepared.calls, prepared.tables, pd.DatetimeIndex([day]), all_households=True)
     frame = snaps.frame
     points = points_at_snapshots(
@@ -153,7 +163,13 @@ def household_features(prepared: Prepared, day: pd.Timestamp) -> tuple[pd.DataFr
     )
     for name, values in points.items():
         frame[f"points_{name}"] = values.astype(np.float32)
-    return frame, snaps.feature_names + [f"points_{name}" for name in points], points
+    return frame, snaps.feature_names + [f"points_{name}" for name in points], points, snaps
+
+
+def _calls_coded(snaps: Snapshots) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    if snaps.codes is None or snaps.call_flags is None:
+        return None
+    return (snaps.codes[0], *snaps.call_flags)
 
 
 def resolve_champion(tracking_uri: str, cache: Path) -> tuple[Path | None, str | None]:
@@ -207,12 +223,12 @@ def score_households(
     opener: Callable[[Path], Any] | None = None,
 ) -> Scored:
     """Features for every household and the champion's calibrated probabilities (NaN when the rules rank)."""
-    frame, names, points = household_features(prepared, day)
+    frame, names, points, snaps = household_features(prepared, day)
     scorer, why_not = load_scorer(bundle_dir, names, opener)
     if scorer is None:
         probability = np.full(len(frame), np.nan)
         model = {"engine": "rules", "why": why_not, "model_version": None}
-        return Scored(day, frame, names, points, "rules", probability, model)
+        return Scored(day, frame, names, points, "rules", probability, model, calls_coded=_calls_coded(snaps))
     from serving.incident import model_scores
 
     names = list(scorer.feature_names(ESCALATION))  # the model's own order; the history stores these
@@ -229,7 +245,7 @@ def score_households(
         "trained_code_version": prov.get("code_version"),
         "horizon_days": prov.get("horizon_days"),
     }
-    return Scored(day, frame, names, points, "model", probability, model, scorer, score)
+    return Scored(day, frame, names, points, "model", probability, model, scorer, score, _calls_coded(snaps))
 
 
 def level_table(scored: Scored, config: RankConfig) -> pd.DataFrame:
@@ -339,11 +355,18 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
 
     tables = prepared.tables
     codes = household_codes(tables["households"])
-    linked = prepared.calls[prepared.calls["household_id"].notna()].reset_index(drop=True)
-    entity = code_households(linked["household_id"], codes)
-    linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
-    seconds = to_seconds(linked["received_at"])
-    third_party, distinct_start = caller_flags(linked, tables["persons"], codes, entity, seconds)
+    if scored.calls_coded is not None:  # what the features computed, call for call
+        coded, third_party, distinct_start = scored.calls_coded
+        kept = coded >= 0
+        linked, entity = prepared.calls[kept].reset_index(drop=True), coded[kept]
+        third_party, distinct_start = third_party[kept], distinct_start[kept]
+        seconds = to_seconds(linked["received_at"])
+    else:
+        linked = prepared.calls[prepared.calls["household_id"].notna()].reset_index(drop=True)
+        entity = code_households(linked["household_id"], codes)
+        linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
+        seconds = to_seconds(linked["received_at"])
+        third_party, distinct_start = caller_flags(linked, tables["persons"], codes, entity, seconds)
     day_sec = int(to_seconds(pd.Series([scored.day]))[0])
     dispute = linked["is_dispute"].astype(bool).to_numpy()
     before = dispute & (seconds < day_sec)

@@ -22,7 +22,7 @@ from models.levels import EVIDENCE_DAYS
 from models.reasons import call_phrase, occlusion_contributions, top_reasons
 from models.warning import score_warnings
 from pipelines.incident_readings import READING_COLUMNS, readings_at, split_list
-from pipelines.training import Prepared
+from pipelines.preparation import Prepared
 
 if TYPE_CHECKING:
     from pipelines.ranking import Scored

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from models.feedback import feedback_metrics
+from pipelines.preparation import Prepared
 from pipelines.training import (
     DisputeRun,
     EscalationRun,
-    Prepared,
     TrainConfig,
     _plain,
     example_reasons,

@@ -308,7 +308,7 @@ def run_whatif(
     progress: Progress = lambda _: None,
 ) -> dict[str, Any]:
     """The whole replay: world, records, weekly visits, intervened runs per scenario and seed; the result dict."""
-    from pipelines.training import code_version, prepare
+    from pipelines.preparation import code_version, prepare
 
     if config.policy == "model" and bundle is None:
         raise WhatifError(NO_MODEL)

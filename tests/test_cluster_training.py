@@ -19,7 +19,8 @@ from models.escalation import train_escalation
 from models.evaluation import ranking_metrics
 from models.onnx_export import check_parity, to_onnx
 from pipelines.cluster_training import ClusterTraining, training_units
-from pipelines.training import TrainConfig, _parity_rows, backtest_folds, build_escalation_data, prepare
+from pipelines.preparation import prepare
+from pipelines.training import TrainConfig, _parity_rows, backtest_folds, build_escalation_data
 
 FIT_TOLERANCE = 0.03
 """How far the cluster fit's ROC-AUC on the rows it learnt from may fall below the single-process fit's."""

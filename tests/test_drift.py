@@ -102,7 +102,7 @@ def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
 def city_now(ranked: dict) -> dict:
     """The ranked city loaded once, its population as of the ranking day, and the champion's scores."""
     from pipelines.drift import _champion_scores, data_end, latest_population
-    from pipelines.training import prepare
+    from pipelines.preparation import prepare
 
     prepared = prepare(ranked["city"])
     day = data_end(prepared)

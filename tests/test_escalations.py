@@ -133,7 +133,7 @@ def test_household_places_follow_the_address() -> None:
 
 @pytest.fixture(scope="module")
 def prepared(ranked: dict):  # type: ignore[no-untyped-def]
-    from pipelines.training import prepare
+    from pipelines.preparation import prepare
 
     return prepare(ranked["city"])
 

@@ -26,8 +26,8 @@ import pytest
 
 from features.linking import link_incidents, link_stats
 from pipelines.incident_cache import cache_size
+from pipelines.preparation import load_data, prepare
 from pipelines.ranking import RankConfig, run_ranking
-from pipelines.training import load_data, prepare
 from simulation.city import simulate_city, write_city
 from simulation.config import SimConfig
 

@@ -163,7 +163,7 @@ def test_every_command_stops_on_a_header_only_required_table(tiny_city: Path, tm
 
 
 def test_a_required_table_with_every_row_quarantined_stops_train_and_rank(tiny_city: Path, tmp_path: Path) -> None:
-    from pipelines.training import prepare
+    from pipelines.preparation import prepare
 
     root = _copy(tiny_city, tmp_path)
     frame = pd.read_parquet(root / "addresses.parquet")

@@ -9,6 +9,7 @@ these tests compare the two on every in-scope household of a simulated city.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 from features.online import Call, call_features, new_call_flags
 from models.warning import household_points, load_scenarios
 from pipelines import ranking
-from pipelines.training import prepare
+from pipelines.preparation import prepare
 from serving.history import HouseholdHistory
 from serving.incident import household_row
 
@@ -36,6 +37,19 @@ def stored(small_city, tmp_path_factory: pytest.TempPathFactory) -> dict:  # typ
     manifest = {"date": f"{DAY:%Y-%m-%d}", "feature_names": scored.feature_names}
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return {"prepared": prepared, "scored": scored, "history": HouseholdHistory(folder)}
+
+
+def test_stored_calls_reuse_the_snapshots_flags_exactly(stored: dict) -> None:
+    """The online tables take each call's household code and caller flags from the features' snapshots
+    (``Scored.calls_coded``); computed again from the registry they are the same, row for row."""
+    prepared, scored = stored["prepared"], stored["scored"]
+    assert scored.calls_coded is not None
+    reused = ranking.serving_tables(prepared, scored, 730)
+    again = ranking.serving_tables(prepared, dataclasses.replace(scored, calls_coded=None), 730)
+    assert len(reused["calls"]) > 1000 and reused["calls"]["third_party"].any()
+    assert reused["calls"]["distinct_start"].any() and not reused["calls"]["distinct_start"].all()
+    for name in reused:
+        pd.testing.assert_frame_equal(reused[name], again[name], check_exact=True)
 
 
 def test_online_features_equal_the_batch_snapshot(stored: dict) -> None:

@@ -106,7 +106,7 @@ def _inject_red_case(city: Path, out: Path, ranking: pd.DataFrame) -> tuple[str,
 @pytest.fixture(scope="module")
 def seeded(ranked: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The trained city with the seed example injected, ranked after the sixth call and after the fifth."""
-    from pipelines.training import prepare
+    from pipelines.preparation import prepare
 
     root = tmp_path_factory.mktemp("seeded")
     table = pd.read_parquet(ranked["result"].folder / "ranking.parquet")

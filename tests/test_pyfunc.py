@@ -75,11 +75,11 @@ def _run_fresh(uri: str, rows: Path, out: Path) -> pd.DataFrame:
 @pytest.fixture(scope="session")  # session: xdist interleaves modules, a module fixture would be rebuilt
 def snapshots(ranked: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
     """The ranked city's household feature rows as of the ranking day, with the ranking's probability."""
+    from pipelines.preparation import prepare
     from pipelines.ranking import household_features
-    from pipelines.training import prepare
 
     day = pd.Timestamp(ranked["result"].date)
-    frame, _names, _points = household_features(prepare(ranked["city"]), day)
+    frame, _names, _points, _snaps = household_features(prepare(ranked["city"]), day)
     ranking = pd.read_parquet(ranked["result"].folder / "ranking.parquet")
     probability = ranking.set_index("household_id")["probability"]
     frame = frame.assign(ranked_probability=probability.reindex(frame["household_id"].astype(str)).to_numpy())

@@ -15,8 +15,8 @@ import pytest
 
 from features.linking import link_incidents
 from pipelines.incident_cache import CacheStats
+from pipelines.preparation import load_data
 from pipelines.registry_cache import cached_registry
-from pipelines.training import load_data
 from simulation.city import simulate_city, write_city
 from simulation.config import SimConfig
 

@@ -281,8 +281,8 @@ pytestmark_trained = pytest.mark.xdist_group("trained")
 
 @pytest.fixture(scope="module")
 def city(ranked: dict):  # type: ignore[no-untyped-def]
+    from pipelines.preparation import prepare
     from pipelines.reports.data import city_data
-    from pipelines.training import prepare
 
     return city_data(prepare(ranked["city"]))
 

@@ -13,7 +13,7 @@ from features.snapshots import WindowIndex, build_snapshots, escalation_labels, 
 from models.backtest import rolling_origin_folds
 from models.rules import rule_verdicts
 from models.warning import points_at_snapshots
-from pipelines.training import incident_calls
+from pipelines.preparation import incident_calls
 from simulation.city import City
 
 TABLES = ("households", "persons", "addresses", "cases", "visits", "relations")

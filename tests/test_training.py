@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 
 from models import registry
 from models.bundle import load_manifest
-from pipelines import training
+from pipelines import preparation, training
 from pipelines.registration import register_and_report
 from serving.scorer import OnnxScorer
 
@@ -98,7 +98,7 @@ def test_registry_holds_both_models_with_champion(trained: dict) -> None:
 @pytest.fixture(scope="module")
 def retrained(trained: dict) -> dict:
     """The same city's models trained again (deterministic: the same model as the champion v1), not yet registered."""
-    prepared = training.prepare(trained["root"] / "city")
+    prepared = preparation.prepare(trained["root"] / "city")
     frame, names, labels, points = training.build_escalation_data(prepared, CONFIG)
     run = training.fit_escalation(frame, names, labels, points, CONFIG)
     dispute = training.fit_dispute(prepared, CONFIG)
@@ -171,7 +171,7 @@ def test_training_never_reads_truth(trained: dict, monkeypatch: pytest.MonkeyPat
         return original(path, *args, **kwargs)
 
     monkeypatch.setattr(pd, "read_parquet", guarded)
-    prepared = training.prepare(trained["root"] / "city")
+    prepared = preparation.prepare(trained["root"] / "city")
     frame, names, labels, points = training.build_escalation_data(prepared, CONFIG)
     run = training.fit_escalation(frame, names, labels, points, CONFIG)
     dispute = training.fit_dispute(prepared, CONFIG, truth_dir=None)
@@ -241,7 +241,7 @@ def test_classify_answers_with_the_model_from_the_bundle(trained: dict) -> None:
 
 def trained_model_predictions(trained: dict, incidents: pd.DataFrame) -> list[bool]:
     """The native LightGBM dispute model's verdicts, retrained deterministically from the same city."""
-    prepared = training.prepare(trained["root"] / "city")
+    prepared = preparation.prepare(trained["root"] / "city")
     dispute = training.fit_dispute(prepared, CONFIG)
     predicted = dispute.model.predict(incidents["narrative"].tolist(), [str(t) for t in incidents["received_at"]])
     return [bool(x) for x in predicted["is_dispute"]]

@@ -72,7 +72,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")  # session: xdist interleaves modules, a module fixture would be rebuilt
 def replayed(city: Path) -> dict:
     """The regenerated world, its records prepared once, and a replay function per policy."""
-    from pipelines.training import prepare
+    from pipelines.preparation import prepare
     from pipelines.whatif import city_config, regenerate_world, replay_window
 
     sim = city_config(city)

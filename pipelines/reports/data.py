@@ -1,7 +1,7 @@
 """What a report reads: the city's calls as the pipeline sees them, the warnings database, the model's files.
 
 Calls are not re-classified here: the report takes the daily job's own
-:func:`pipelines.training.prepare` (load, validate, keyword rules, caller
+:func:`pipelines.preparation.prepare` (load, validate, keyword rules, caller
 linking), so a "dispute call" in a report is exactly what the ranking counted
 (the rules' verdict and category) and a call belongs to the household the
 ranking gave it. Nothing here keeps text: the call table carries ids, times,
@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.training import Prepared
+from pipelines.preparation import Prepared
 
 EVENT_COLUMNS = ("warning_id", "to_status", "outcome", "at")
 """What a report reads of a status event (models/feedback.py's columns): never the note or the actor."""

@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.preparation import Prepared, code_version, prepare
 from pipelines.reports.data import CityData, LoopData, ReportError, city_data, database_display
 from pipelines.reports.periods import KINDS, Period, report_period
 from pipelines.steps import step_runner
-from pipelines.training import Prepared, code_version, prepare
 
 REPORT_STEPS = ("load, validate, score and link", "read the warnings database", "analyse", "write the report")
 INCIDENT_STEPS = (
