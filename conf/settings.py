@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     """Memory each Dask worker may use before its nanny stops it (docs/province.md): the bound per process."""
     incident_cache_dir: Path | None = None
     """Where rule verdicts and links are cached per incident (default: <home>/cache/incidents; docs/province.md)."""
+    incident_cache_keep_days: int = Field(default=14, ge=1)
+    """A cache scope (one registry of one city) that no ranking has used for this many days is deleted."""
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -58,12 +58,14 @@ def _read_pickle(path: str | Path) -> Any:
 
 
 def _add(totals: Any, value: Any) -> Any:
-    """Counts added key by key (nested dicts of ints: a load summary, per-level counts)."""
+    """Counts added key by key (nested dicts of ints: a load summary, per-level counts); lists joined."""
     if isinstance(value, Mapping):
         out = dict(totals or {})
         for key, item in value.items():
             out[key] = _add(out.get(key), item)
         return out
+    if isinstance(value, list):  # names (rebuilt kinds, removed scopes): every city's
+        return [*(totals or []), *value]
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value if totals is None else totals
     return (totals or 0) + value

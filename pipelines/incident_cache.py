@@ -39,7 +39,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +71,14 @@ RULE_SOURCES = (
     "features/lexicon.py",
 )
 """The code behind a rule verdict: a change to any of these files is a new cache version."""
-LINK_SOURCES = ("features/linking.py", "features/loaders.py", "features/schema.py")
+LINK_SOURCES = (
+    "features/linking.py",
+    "features/linking_text.py",
+    "features/linking_persons.py",
+    "features/linking_places.py",
+    "features/loaders.py",
+    "features/schema.py",
+)
 """The code behind a link and behind the registry rows it sees (validation)."""
 RULE_INPUTS = ("incident_id", "narrative")
 LINK_INPUTS = REQUIRED_COLUMNS["incidents"]
@@ -89,6 +98,8 @@ class CacheStats:
     links_misses: int = 0
     rebuilt: list[str] = field(default_factory=list)
     bytes_on_disk: int = 0
+    scopes_removed: list[str] = field(default_factory=list)
+    """Scopes (older registries) deleted because no run had used them for ``incident_cache_keep_days`` days."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +109,7 @@ class CacheStats:
             "links_misses": self.links_misses,
             "rebuilt": list(self.rebuilt),
             "bytes_on_disk": self.bytes_on_disk,
+            "scopes_removed": list(self.scopes_removed),
         }
 
 
@@ -136,6 +148,30 @@ def scope_key(root: Path, dataset: Any, partition: Any = None) -> str:
         accepted = np.ascontiguousarray(dataset.tables[name].data.index.to_numpy(np.int64))
         digest.update(f"{name} accepted {len(accepted)}\n".encode() + accepted.tobytes())
     return digest.hexdigest()[:16]
+
+
+_SCOPE_NAME = re.compile(r"^[0-9a-f]{16}$")
+
+
+def use_scope(cache_dir: Path, scope: Path, keep_days: int, now: float | None = None) -> list[str]:
+    """Mark ``scope`` used now and delete the scopes of ``cache_dir`` not used for ``keep_days`` days.
+
+    A scope is one registry of one population; a new registry export starts a new one (~200 MB for
+    a full city with its stored linker registry), so without this the folder grows with every
+    registry ever ranked. "Used" is the scope folder's modification time, set here on every run;
+    only folders named like a scope (16 hex characters) are considered. Returns the names removed.
+    """
+    now = time.time() if now is None else now
+    scope.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.utime(scope, (now, now))
+    removed = []
+    for other in sorted(Path(cache_dir).iterdir()):
+        if other == scope or not other.is_dir() or not _SCOPE_NAME.match(other.name):
+            continue
+        if now - other.stat().st_mtime > keep_days * 86_400:
+            shutil.rmtree(other, ignore_errors=True)
+            removed.append(other.name)
+    return removed
 
 
 def row_hashes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:

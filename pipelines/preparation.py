@@ -104,10 +104,13 @@ def prepare(data_dir: Path, partition: Any = None, cache_dir: Path | None = None
         rules = rule_verdicts(incidents["narrative"]).reset_index(drop=True)
         links = link_incidents(incidents, *registry)
     else:
+        from conf import get_settings
         from pipelines import incident_cache
 
         stats = incident_cache.CacheStats()
         scope = Path(cache_dir) / incident_cache.scope_key(Path(data_dir), dataset, partition)
+        keep_days = get_settings().incident_cache_keep_days
+        stats.scopes_removed = incident_cache.use_scope(Path(cache_dir), scope, keep_days)
         rules = incident_cache.cached_rule_verdicts(incidents, scope, stats)
         links = incident_cache.cached_links(incidents, *registry, scope, stats)
         stats.bytes_on_disk = incident_cache.cache_size(scope)

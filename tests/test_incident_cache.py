@@ -303,3 +303,49 @@ def test_ood_scores_come_from_the_cache_per_bundle(days: dict, tmp_path: Path) -
     assert got.tobytes() == other.ood_scores(narratives).tobytes()
     assert today.cache["ood_misses"] == 2 * len(narratives)
     assert [p.name.split("-")[0] for p in next(cache.iterdir()).glob("ood-*")] == ["ood"]  # the older one removed
+
+
+def test_scopes_unused_for_the_keep_days_are_removed_and_the_one_in_use_is_kept(tmp_path: Path) -> None:
+    """A new registry starts a new scope; the old ones go once no run has used them for ``keep_days`` days."""
+    from pipelines.incident_cache import use_scope
+
+    now = 1_800_000_000.0
+    day = 86_400
+    ages = {"0123456789abcdef": 20, "fedcba9876543210": 3, "aaaaaaaaaaaaaaaa": 15}
+    for name, age in ages.items():
+        (tmp_path / name / "rules-x").mkdir(parents=True)
+        os.utime(tmp_path / name, (now - age * day, now - age * day))
+    (tmp_path / "not-a-scope").mkdir()  # someone else's folder: never touched
+    os.utime(tmp_path / "not-a-scope", (now - 99 * day, now - 99 * day))
+    current = tmp_path / "aaaaaaaaaaaaaaaa"  # old, but in use now: marked, kept
+
+    removed = use_scope(tmp_path, current, keep_days=14, now=now)
+
+    assert removed == ["0123456789abcdef"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aaaaaaaaaaaaaaaa", "fedcba9876543210", "not-a-scope"]
+    assert current.stat().st_mtime == now
+    assert use_scope(tmp_path, current, keep_days=2, now=now) == ["fedcba9876543210"]
+
+
+def test_every_module_the_linker_imports_is_in_the_links_version() -> None:
+    """A link's cache version hashes LINK_SOURCES: a linker module missing there would let an edit to it
+    reuse links the old code made. The project modules ``features.linking`` imports, directly or not, are all in it."""
+    import ast
+
+    from pipelines.incident_cache import LINK_SOURCES, REPO
+
+    def imports(module: str, seen: set[str]) -> set[str]:
+        path = REPO / (module.replace(".", "/") + ".py")
+        if module in seen or not path.is_file():
+            return seen
+        seen.add(module)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                imports(name, seen)
+        return seen
+
+    modules = imports("features.linking", set())
+    assert {"features.linking", "features.linking_persons", "features.linking_places"} <= modules
+    assert {m.replace(".", "/") + ".py" for m in modules} <= set(LINK_SOURCES)

@@ -378,6 +378,7 @@ def rank(
             f"{c.get('readings_hits', 0):,} reused, {c.get('readings_misses', 0):,} read; text drift "
             f"{c.get('ood_hits', 0):,} reused, {c.get('ood_misses', 0):,} scored; "
             f"{c['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
+            + (f"; {len(c['scopes_removed'])} unused scope(s) removed" if c.get("scopes_removed") else "")
         )
     db_counts = summary["database"]
     typer.echo(
