@@ -41,8 +41,6 @@ from models.reasons import top_reasons
 from models.warning import load_scenarios, points_at_snapshots
 from pipelines.preparation import Prepared, code_version, prepare, write_run_quarantine
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @dataclass(frozen=True)
 class TrainConfig:
