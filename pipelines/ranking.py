@@ -92,6 +92,41 @@ class RankConfig:
         return cls(thresholds=dict(settings.level_thresholds), capacity=dict(settings.station_capacity))
 
 
+@dataclass(frozen=True)
+class CallCodes:
+    """Household codes (``household_codes`` of the registry) as the features assigned them.
+
+    ``calls`` and the caller flags are per row of ``prepared.calls`` (code -1: no household in the
+    registry, flags then False); ``rows`` per row of ``Scored.frame``. The online tables read them
+    instead of hashing the city's households and persons a second time.
+    """
+
+    calls: np.ndarray
+    third_party: np.ndarray
+    distinct_start: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, snaps: Snapshots) -> CallCodes:
+        """What :func:`build_snapshots` computed for its calls and rows."""
+        assert snaps.codes is not None and snaps.call_flags is not None
+        return cls(snaps.codes[0], *snaps.call_flags, snaps.codes[1])
+
+    @classmethod
+    def compute(cls, prepared: Prepared, frame: pd.DataFrame) -> CallCodes:
+        """The same codes and flags from the registry (for a ``Scored`` built without them)."""
+        tables = prepared.tables
+        codes = household_codes(tables["households"])
+        coded = code_households(prepared.calls["household_id"], codes)  # a missing id is -1
+        kept = coded >= 0
+        linked = prepared.calls[kept].reset_index(drop=True)
+        flags = np.zeros((2, len(coded)), dtype=bool)
+        flags[0, kept], flags[1, kept] = caller_flags(
+            linked, tables["persons"], codes, coded[kept], to_seconds(linked["received_at"])
+        )
+        return cls(coded, flags[0], flags[1], code_households(frame["household_id"], codes))
+
+
 @dataclass
 class Scored:
     """Every household as of the date: features, rule points, and the engine's scores.
@@ -110,10 +145,8 @@ class Scored:
     model: dict[str, Any]
     scorer: Any = None
     score: np.ndarray | None = None
-    calls_coded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    """Per row of ``prepared.calls``, as the features saw them: household code (-1: none in the registry), third
-    party, distinct caller start (``Snapshots.codes`` and ``call_flags``). The online tables reuse them instead of
-    hashing the city's households and persons again; None: :func:`serving_tables` computes them."""
+    codes: CallCodes | None = None
+    """The features' household codes of calls and rows (None: :func:`serving_tables` computes them)."""
 
     def __post_init__(self) -> None:
         if self.score is None:
@@ -154,7 +187,7 @@ def household_features(
     """Every registered household's features as of the morning of ``day``, rule points among them.
 
     Also returns the snapshots themselves: their per-call household codes and caller flags
-    serve the online tables (``Scored.calls_coded``).
+    serve the online tables (``Scored.codes``).
     """
     snaps = build_snapshots(prepared.calls, prepared.tables, pd.DatetimeIndex([day]), all_households=True)
     frame = snaps.frame
@@ -164,12 +197,6 @@ def household_features(
     for name, values in points.items():
         frame[f"points_{name}"] = values.astype(np.float32)
     return frame, snaps.feature_names + [f"points_{name}" for name in points], points, snaps
-
-
-def _calls_coded(snaps: Snapshots) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    if snaps.codes is None or snaps.call_flags is None:
-        return None
-    return (snaps.codes[0], *snaps.call_flags)
 
 
 def resolve_champion(tracking_uri: str, cache: Path) -> tuple[Path | None, str | None]:
@@ -228,7 +255,7 @@ def score_households(
     if scorer is None:
         probability = np.full(len(frame), np.nan)
         model = {"engine": "rules", "why": why_not, "model_version": None}
-        return Scored(day, frame, names, points, "rules", probability, model, calls_coded=_calls_coded(snaps))
+        return Scored(day, frame, names, points, "rules", probability, model, codes=CallCodes.of(snaps))
     from serving.incident import model_scores
 
     names = list(scorer.feature_names(ESCALATION))  # the model's own order; the history stores these
@@ -245,7 +272,7 @@ def score_households(
         "trained_code_version": prov.get("code_version"),
         "horizon_days": prov.get("horizon_days"),
     }
-    return Scored(day, frame, names, points, "model", probability, model, scorer, score, _calls_coded(snaps))
+    return Scored(day, frame, names, points, "model", probability, model, scorer, score, CallCodes.of(snaps))
 
 
 def level_table(scored: Scored, config: RankConfig) -> pd.DataFrame:
@@ -354,25 +381,18 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
     features["probability"] = scored.probability.astype(np.float32)
 
     tables = prepared.tables
-    codes = household_codes(tables["households"])
-    if scored.calls_coded is not None:  # what the features computed, call for call
-        coded, third_party, distinct_start = scored.calls_coded
-        kept = coded >= 0
-        linked, entity = prepared.calls[kept].reset_index(drop=True), coded[kept]
-        third_party, distinct_start = third_party[kept], distinct_start[kept]
-        seconds = to_seconds(linked["received_at"])
-    else:
-        linked = prepared.calls[prepared.calls["household_id"].notna()].reset_index(drop=True)
-        entity = code_households(linked["household_id"], codes)
-        linked, entity = linked[entity >= 0].reset_index(drop=True), entity[entity >= 0]
-        seconds = to_seconds(linked["received_at"])
-        third_party, distinct_start = caller_flags(linked, tables["persons"], codes, entity, seconds)
+    n_households = len(tables["households"])  # the codes are positions in the registry
+    coded = scored.codes if scored.codes is not None else CallCodes.compute(prepared, frame)
+    kept = coded.calls >= 0
+    linked, entity = prepared.calls[kept].reset_index(drop=True), coded.calls[kept]
+    third_party, distinct_start = coded.third_party[kept], coded.distinct_start[kept]
+    seconds = to_seconds(linked["received_at"])
     day_sec = int(to_seconds(pd.Series([scored.day]))[0])
     dispute = linked["is_dispute"].astype(bool).to_numpy()
     before = dispute & (seconds < day_sec)
-    first_dispute = np.full(len(codes) + 1, np.nan)  # per household code; the last slot: not in the registry
+    first_dispute = np.full(n_households + 1, np.nan)  # per household code; the last slot: not in the registry
     first_dispute[:-1] = (
-        pd.Series(seconds[before], dtype=np.float64).groupby(entity[before]).min().reindex(range(len(codes)))
+        pd.Series(seconds[before], dtype=np.float64).groupby(entity[before]).min().reindex(range(n_households))
     )
     keep = (seconds < day_sec) & (seconds >= day_sec - history_days * 86_400)
     calls = linked.loc[keep].assign(
@@ -381,7 +401,7 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
     calls["negated_cues"] = negated_cues(prepared, calls, scored.day)
     calls = calls[["household_id", *CALL_COLUMNS, "negated_cues"]]
     calls = calls.take(stable_order(calls, ["household_id", "received_sec"]))
-    household = code_households(frame["household_id"], codes)
+    household = coded.rows
     address = tables["households"]["address_id"].astype(str).array.take(household, allow_fill=True)
     context = pd.DataFrame(
         {  # Arrow-backed text columns go in as they are (``.array``): no round trip through Python strings

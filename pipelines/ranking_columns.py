@@ -205,7 +205,7 @@ class CanonicalRanking:
     Order: station, then its warnings by rank, then its other households by id. The Parquet
     file takes every row straight from the Arrow columns (:meth:`table`); what people read
     (the CSV, the workbook, the pages) needs only the warned rows and one row per station and
-    county (:meth:`light`). A city has a million rows: turning each cell into a Python object
+    county (:meth:`light_rows`). A city has a million rows: turning each cell into a Python object
     took most of the time of writing the outputs, so only the rows a reader shows become
     Python values (:meth:`frame`). Errors name columns, never values.
     """

@@ -41,11 +41,11 @@ def stored(small_city, tmp_path_factory: pytest.TempPathFactory) -> dict:  # typ
 
 def test_stored_calls_reuse_the_snapshots_flags_exactly(stored: dict) -> None:
     """The online tables take each call's household code and caller flags from the features' snapshots
-    (``Scored.calls_coded``); computed again from the registry they are the same, row for row."""
+    (``Scored.codes``); computed again from the registry they are the same, row for row."""
     prepared, scored = stored["prepared"], stored["scored"]
-    assert scored.calls_coded is not None
+    assert scored.codes is not None
     reused = ranking.serving_tables(prepared, scored, 730)
-    again = ranking.serving_tables(prepared, dataclasses.replace(scored, calls_coded=None), 730)
+    again = ranking.serving_tables(prepared, dataclasses.replace(scored, codes=None), 730)
     assert len(reused["calls"]) > 1000 and reused["calls"]["third_party"].any()
     assert reused["calls"]["distinct_start"].any() and not reused["calls"]["distinct_start"].all()
     for name in reused:
