@@ -26,6 +26,7 @@ from features.linking_text import (
     _nfkc,
     _series,
 )
+from features.utf8_bytes import HASH_BASE, utf8_bytes
 
 AREA_MAX_COINCIDENCES = 0.05
 """Narrowing by the station's area is allowed only when fewer than this many other persons with the
@@ -247,7 +248,6 @@ class _Persons:
         raise KeyError(comp)
 
 
-_HASH_BASE = 1_000_003
 _HASH_MASK = (1 << 64) - 1
 
 
@@ -260,15 +260,9 @@ def _affix_rows(values: pd.Series, affixes: list[tuple[bytes, bytes]]) -> np.nda
     only add a position: callers compare the exact keys of what this returns.
     """
     pre, suf = len(affixes[0][0]), len(affixes[0][1])
-    arr = _arrow(values)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    data = arr.buffers()[2]
-    if n == 0 or data is None or data.size == 0:
+    arr, offsets, data = utf8_bytes(_arrow(values))
+    if len(arr) == 0 or data.size == 0:
         return np.empty(0, dtype=np.int64)
-    data = np.frombuffer(data, dtype=np.uint8)
     need = max(pre, suf)
     rows = np.flatnonzero((offsets[1:] - offsets[:-1] >= need) & arr.is_valid().to_numpy(zero_copy_only=False))
     parts = [(0, pre), (1, suf)] if 0 < pre <= suf or suf == 0 else [(1, suf), (0, pre)]
@@ -277,7 +271,7 @@ def _affix_rows(values: pd.Series, affixes: list[tuple[bytes, bytes]]) -> np.nda
         for side, length in stage:
             first = offsets[rows] if side == 0 else offsets[rows + 1] - length
             for j in range(length):
-                hashed = hashed * np.uint64(_HASH_BASE) + data[first + j]
+                hashed = hashed * np.uint64(HASH_BASE) + data[first + j]
         wanted = {_affix_hash([(prefix, suffix)[side] for side, _ in stage]) for prefix, suffix in affixes}
         rows = rows[pd.Index(np.array(sorted(wanted), dtype=np.uint64)).get_indexer(hashed) >= 0]
     return rows
@@ -287,7 +281,7 @@ def _affix_hash(parts: list[bytes]) -> int:
     """:func:`_affix_rows`' hash of the bytes of ``parts`` (Python ints, wrapped as numpy's uint64 wraps)."""
     h = 0
     for byte in b"".join(parts):
-        h = (h * _HASH_BASE + byte) & _HASH_MASK
+        h = (h * HASH_BASE + byte) & _HASH_MASK
     return h
 
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from features.csv_reader import LINE, RAW, REASON, ROW, CsvError, NoHeader, broken_frame, read_csv_table
 from features.partitions import Partition, read_partitioned, table_path
 from features.schema import DTYPES, TABLES, Col, Table
+from features.utf8_bytes import HASH_BASE, utf8_bytes
 
 __all__ = [
     "LINE",
@@ -383,13 +384,9 @@ def _surely_unique(typed: pd.DataFrame, key: tuple[str, ...]) -> bool:
     """
     if len(key) != 1 or str(typed[key[0]].dtype) != "str":
         return False
-    arr = pyarrow.array(typed[key[0]], from_pandas=True)
-    arr = arr.combine_chunks() if isinstance(arr, pyarrow.ChunkedArray) else arr
+    arr, offsets, data = utf8_bytes(pyarrow.array(typed[key[0]], from_pandas=True))
     if arr.null_count or len(arr) < 2:
         return arr.null_count == 0
-    arr = arr.cast(pyarrow.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(1, np.uint8)
     start, length = offsets[:-1], np.diff(offsets)
     if length.max() > 64:
         return False
@@ -398,11 +395,11 @@ def _surely_unique(typed: pd.DataFrame, key: tuple[str, ...]) -> bool:
     if (length == width).all():  # one width (the usual key): the bytes are one (rows x width) matrix
         matrix = data[offsets[0] : offsets[0] + len(arr) * width].reshape(len(arr), width)
         for j in range(width):
-            hashed = hashed * np.uint64(1_000_003) + matrix[:, j] + np.uint64(1)
+            hashed = hashed * np.uint64(HASH_BASE) + matrix[:, j] + np.uint64(1)
     else:
         for j in range(int(length.max())):
             byte = data[np.minimum(start + j, len(data) - 1)].astype(np.uint64)
-            hashed = hashed * np.uint64(1_000_003) + np.where(j < length, byte + np.uint64(1), np.uint64(0))
+            hashed = hashed * np.uint64(HASH_BASE) + np.where(j < length, byte + np.uint64(1), np.uint64(0))
     hashed.sort()  # sorted, a repeat sits next to itself (a hash table over these values was slower)
     return not (hashed[1:] == hashed[:-1]).any()
 

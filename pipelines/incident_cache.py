@@ -76,6 +76,7 @@ LINK_SOURCES = (
     "features/linking_text.py",
     "features/linking_persons.py",
     "features/linking_places.py",
+    "features/utf8_bytes.py",
     "features/loaders.py",
     "features/schema.py",
 )
