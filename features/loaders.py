@@ -17,22 +17,18 @@ own (with its raw text) and keeps reading the lines after it.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import pyarrow
-import pyarrow.compute as pc
 
+from features.coercion import coerce, surely_unique, surely_valid
 from features.csv_reader import LINE, RAW, REASON, ROW, CsvError, NoHeader, broken_frame, read_csv_table
 from features.partitions import Partition, read_partitioned, table_path
-from features.schema import DTYPES, TABLES, Col, Table
-from features.utf8_bytes import HASH_BASE, utf8_bytes
+from features.schema import TABLES, Table
 
 __all__ = [
     "LINE",
@@ -48,7 +44,9 @@ __all__ = [
     "find_table_file",
     "load_dataset",
     "load_table",
+    "source_label",
     "validate_frame",
+    "window_flags_none",
     "write_quarantine",
 ]
 
@@ -57,14 +55,11 @@ OPTIONAL_TABLES = frozenset({"relations", "cases", "visits"})
 persons, cases or visits, and the pipeline runs without them (features are zero). Every other table must hold
 rows: an empty registry or incident table is a broken export, and ranking from it would publish nothing."""
 
+DateSpan = tuple[pd.Timestamp | None, pd.Timestamp | None]
+"""A date column's earliest and latest value (None: the column holds no date)."""
+
 REASON_SEPARATOR = "; "
 """Between the reasons of one quarantined row."""
-
-_TRUE = {"true", "t", "1", "yes", "y", "是"}
-_FALSE = {"false", "f", "0", "no", "n", "否"}
-_CN_DATE = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日")
-_CN_MARKS = "[年月日时點点分秒]"
-_CN_TIME = re.compile(r"(\d{1,2})[时點点:](\d{1,2})(?:[分:](\d{1,2})秒?)?分?")
 
 
 class DataContractError(ValueError):
@@ -127,6 +122,8 @@ class LoadResult:
     data: pd.DataFrame
     quarantine: pd.DataFrame
     read: int
+    dates: dict[str, DateSpan] = field(default_factory=dict)
+    """Each date column's earliest and latest value over every row read (None: no date): what the window saw."""
 
     @property
     def accepted(self) -> int:
@@ -218,96 +215,6 @@ def _read_any(
     raise DataContractError(f"{path}: unsupported file type {suffix!r}; fix: use .parquet or .csv")
 
 
-def _parse_cn_datetime(text: pd.Series) -> pd.Series:
-    """``2024年4月11日 21时26分17秒`` -> ``2024-4-11 21:26:17``; other text untouched.
-
-    Only values with a Chinese date or time character are rewritten: the
-    rewrite runs in Python per value, and on ISO text it took half the load
-    time of a 300,000-row table for nothing.
-    """
-    chinese = text.str.contains(_CN_MARKS, regex=True, na=False).to_numpy(bool)
-    if not chinese.any():
-        return text
-    part = text[chinese].str.replace(_CN_DATE, r"\1-\2-\3", regex=True)
-    part = part.str.replace(_CN_TIME, lambda m: f"{m[1]}:{m[2]}:{m[3] or '00'}", regex=True)
-    out = text.copy()
-    out[chinese] = part
-    return out
-
-
-def _coerce(values: pd.Series, col: Col) -> tuple[pd.Series, pd.Series]:
-    """Cast a column to its contract type; returns the values and a mask of failed casts."""
-    if col.kind == "str":
-        if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
-            return _strip_arrow(values), pd.Series(False, index=values.index)
-        if values.dtype == object or pd.api.types.is_string_dtype(values):
-            out = values.astype("str").where(values.notna(), None)
-            out = out.str.strip()
-            out = out.where(out != "", None)
-        else:
-            out = values.astype("str").where(values.notna(), None)
-        return out.astype("str").where(out.notna(), None), pd.Series(False, index=values.index)
-
-    present = values.notna()
-    if values.dtype == object or pd.api.types.is_string_dtype(values):
-        stripped = values.astype("str").str.strip()
-        present = values.notna() & (stripped != "")
-    else:
-        stripped = values
-
-    if col.kind in ("int", "float"):
-        numbers = pd.to_numeric(stripped.where(present), errors="coerce")
-        failed = present & numbers.isna()
-        if col.kind == "int":
-            fractional = numbers.notna() & (numbers != numbers.round())
-            failed |= fractional
-            numbers = numbers.where(~fractional).astype("Int64")
-        return numbers, failed
-    if col.kind == "bool":
-        if pd.api.types.is_bool_dtype(values):
-            return values.astype(bool), pd.Series(False, index=values.index)
-        lowered = stripped.astype("str").str.lower()
-        out = pd.Series(pd.NA, index=values.index, dtype="boolean")
-        out[lowered.isin(_TRUE)] = True
-        out[lowered.isin(_FALSE)] = False
-        failed = present & out.isna()
-        return out, failed
-    # datetime
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return _in_nanosecond_range(values, present)
-    parsed = pd.to_datetime(
-        _parse_cn_datetime(stripped.astype("str").where(present, None)), errors="coerce", format="mixed"
-    )
-    return _in_nanosecond_range(parsed, present)
-
-
-def _strip_arrow(values: pd.Series) -> pd.Series:
-    """Arrow text stripped of surrounding whitespace, empty text missing: the object path below in two kernels.
-
-    Parquet exports arrive as Arrow strings; the pandas path (astype, where, strip, where, astype)
-    copies 2.87M names five times for the same values.
-    """
-    arr = pyarrow.chunked_array(pyarrow.array(values, from_pandas=True))
-    trimmed = pc.utf8_trim_whitespace(arr)
-    kept = pc.if_else(pc.equal(trimmed, ""), pyarrow.scalar(None, trimmed.type), trimmed)
-    return pd.Series(pd.array(kept, dtype="str"), index=values.index)
-
-
-def _in_nanosecond_range(values: pd.Series, present: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Datetimes as ``datetime64[ns]``; a value it cannot hold (9999-12-31, an export's "unknown") fails the row.
-
-    Parquet keeps microseconds and parsing may give seconds, so 9999-12-31 or
-    1600-01-01 arrive intact; casting them to nanoseconds would raise
-    ``OutOfBoundsDatetime`` and stop the whole load for one cell.
-    """
-    values = pd.Series(values, index=present.index)
-    if values.dtype == object:  # mixed parsing can leave Python datetimes; unparseable is NaT already
-        values = pd.to_datetime(values, errors="coerce")
-    outside = values.notna() & ((values < pd.Timestamp.min) | (values > pd.Timestamp.max))
-    kept = values.where(~outside)
-    return kept.astype("datetime64[ns]"), (present & kept.isna())
-
-
 def validate_frame(
     frame: pd.DataFrame, table: Table, source: str, window: DateWindow | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -317,6 +224,35 @@ def validate_frame(
     datetimes after the export date, and event times before its earliest day,
     are quarantined too.
     """
+    accepted, quarantine, _ = _validate(frame, table, source, window)
+    return accepted, quarantine
+
+
+def window_flags_none(dates: dict[str, DateSpan], table: Table, window: DateWindow | None) -> bool:
+    """True when ``window`` quarantines no row of a table whose date columns span ``dates``.
+
+    The window only adds reasons, so a table it flags nothing in is validated the same under
+    every such window: a stored validation (pipelines/table_cache.py) is reused on that ground.
+    """
+    if window is None:
+        return True
+    for name, col in table.columns.items():
+        if col.kind != "datetime":
+            continue
+        if name not in dates:
+            return False
+        earliest, latest = dates[name]
+        if latest is not None and latest >= window.end:
+            return False
+        if col.event and earliest is not None and earliest < window.earliest:
+            return False
+    return True
+
+
+def _validate(
+    frame: pd.DataFrame, table: Table, source: str, window: DateWindow | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, DateSpan]]:
+    """:func:`validate_frame`, plus each date column's earliest and latest typed value over every row."""
     missing = [c for c in table.columns if c not in frame.columns]
     if missing:
         raise DataContractError(
@@ -332,18 +268,22 @@ def validate_frame(
             reasons.setdefault(int(row), []).append(reason)
 
     typed = pd.DataFrame(index=frame.index)
+    dates: dict[str, DateSpan] = {}
     for name, col in table.columns.items():
-        typed[name], failed = _coerce(frame[name], col)
+        typed[name], failed = coerce(frame[name], col)
         flag(failed, f"{name}: not a valid {col.kind}")
         if col.kind == "bool":  # pandera checks plain bool; flag gaps here, then fill them for the quarantined rows
             flag(typed[name].isna() & ~failed & (not col.nullable), f"{name}: fails not_nullable")
             typed[name] = typed[name].fillna(False).astype(bool)
+        if col.kind == "datetime":
+            present = typed[name].dropna()
+            dates[name] = (present.min(), present.max()) if len(present) else (None, None)
         if col.kind == "datetime" and window is not None:
             flag(typed[name] >= window.end, f"{name}: after the export date {window.export_date:%Y-%m-%d}")
             if col.event:
                 flag(typed[name] < window.earliest, f"{name}: before {window.earliest:%Y-%m-%d}, not plausible")
 
-    if table.key and not _surely_unique(typed, table.key):
+    if table.key and not surely_unique(typed, table.key):
         flag(
             typed.duplicated(list(table.key), keep="first"),
             f"duplicate key ({', '.join(table.key)}) of an earlier row",
@@ -351,7 +291,7 @@ def validate_frame(
 
     candidates = typed.drop(index=list(reasons)) if reasons else typed
     try:
-        if not _surely_valid(candidates, table):
+        if not surely_valid(candidates, table):
             table.schema().validate(candidates, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
@@ -371,71 +311,7 @@ def validate_frame(
     quarantine = rows.astype("str").where(rows.notna(), None).copy()
     quarantine.insert(0, REASON, [REASON_SEPARATOR.join(dict.fromkeys(reasons[r])) for r in bad])
     quarantine.insert(0, ROW, bad)
-    return accepted, quarantine.reset_index(drop=True)
-
-
-def _surely_unique(typed: pd.DataFrame, key: tuple[str, ...]) -> bool:
-    """True when a one-column text key holds no missing and no repeated value; False when unsure.
-
-    Equal texts have equal hashes, so 64-bit hashes of the UTF-8 bytes that are all different
-    prove the keys are (a pandas or Arrow hash table over 2.87M strings took 4-7 s on a loaded
-    machine; this takes a fraction of a second). A repeated hash, a missing key, or any other
-    kind of key answers False, and ``duplicated`` then finds the rows as before.
-    """
-    if len(key) != 1 or str(typed[key[0]].dtype) != "str":
-        return False
-    arr, offsets, data = utf8_bytes(pyarrow.array(typed[key[0]], from_pandas=True))
-    if arr.null_count or len(arr) < 2:
-        return arr.null_count == 0
-    start, length = offsets[:-1], np.diff(offsets)
-    if length.max() > 64:
-        return False
-    hashed = length.astype(np.uint64)
-    width = int(length[0])
-    if (length == width).all():  # one width (the usual key): the bytes are one (rows x width) matrix
-        matrix = data[offsets[0] : offsets[0] + len(arr) * width].reshape(len(arr), width)
-        for j in range(width):
-            hashed = hashed * np.uint64(HASH_BASE) + matrix[:, j] + np.uint64(1)
-    else:
-        for j in range(int(length.max())):
-            byte = data[np.minimum(start + j, len(data) - 1)].astype(np.uint64)
-            hashed = hashed * np.uint64(HASH_BASE) + np.where(j < length, byte + np.uint64(1), np.uint64(0))
-    hashed.sort()  # sorted, a repeat sits next to itself (a hash table over these values was slower)
-    return not (hashed[1:] == hashed[:-1]).any()
-
-
-def _surely_valid(frame: pd.DataFrame, table: Table) -> bool:
-    """True only when every row surely meets the pandera schema, so it need not run; False when unsure.
-
-    The same checks the schema makes (dtype, missing values, uniqueness, allowed values,
-    pattern through the same ``str.match``, bounds; missing values pass the checks as in pandera),
-    without pandera's per-check reports. Any failure, or a table keyed by several columns, answers
-    False: pandera then runs and names every failing row and check exactly as before.
-    """
-    if len(table.key) > 1:
-        return False
-    for name, col in table.columns.items():
-        values = frame[name]
-        if str(values.dtype) != DTYPES[col.kind]:
-            return False
-        missing = values.isna().to_numpy(bool)
-        if not col.nullable and missing.any():
-            return False
-        if col.unique and not (_surely_unique(frame, (name,)) if col.kind == "str" else values.is_unique):
-            return False
-        passes: list[pd.Series] = []
-        if col.allowed is not None:
-            passes.append(values.isin(list(col.allowed)))
-        if col.pattern is not None:
-            passes.append(values.str.match(col.pattern, na=False))
-        if col.ge is not None:
-            passes.append(values >= col.ge)
-        if col.le is not None:
-            passes.append(values <= col.le)
-        for ok in passes:
-            if not (np.asarray(ok.fillna(False).to_numpy(bool)) | missing).all():
-                return False
-    return True
+    return accepted, quarantine.reset_index(drop=True), dates
 
 
 def load_table(
@@ -466,15 +342,21 @@ def load_table(
             f"{path}: table {spec.name!r} has no rows in {where}, and it is required; "
             f"fix: export the table's rows of {where} into {path.name}/ (see docs/data-contract.md)"
         )
-    source = f"{path} [{partition.label()}]" if selected else str(path)
+    source = source_label(path, partition)
     if len(frame) + len(broken) == 0 and spec.name not in OPTIONAL_TABLES:
         raise DataContractError(
             f"{path}: table {spec.name!r} has no rows (a header only), and it is required; "
             "fix: export the table's rows (only relations, cases and visits may be empty; see docs/data-contract.md)"
         )
-    accepted, quarantine = validate_frame(frame, spec, source, window)
+    accepted, quarantine, dates = _validate(frame, spec, source, window)
     quarantine = _with_lines_and_broken(quarantine, lines, broken)
-    return LoadResult(spec.name, source, accepted, quarantine, len(frame) + len(broken))
+    return LoadResult(spec.name, source, accepted, quarantine, len(frame) + len(broken), dates)
+
+
+def source_label(path: Path, partition: Partition | None) -> str:
+    """How messages name a table's source: its path, and the partition when one is selected."""
+    selected = partition is not None and not partition.everything
+    return f"{path} [{partition.label()}]" if selected else str(path)
 
 
 def _with_lines_and_broken(quarantine: pd.DataFrame, lines: pd.Series | None, broken: pd.DataFrame) -> pd.DataFrame:
@@ -505,13 +387,16 @@ def load_dataset(
     encoding: str | None = None,
     window: DateWindow | None = None,
     partition: Partition | None = None,
+    load: Callable[..., LoadResult] | None = None,
 ) -> Dataset:
     """Load every contract table found in a folder (all of them must be there).
 
     Dates are checked against ``window``; by default the folder's own
     (:meth:`DateWindow.for_folder` with the settings' ``earliest_event_date``
     and ``export_date``). ``partition`` loads one city (or county) of a
-    partitioned dataset, opening only its files.
+    partitioned dataset, opening only its files. ``load`` replaces :func:`load_table`
+    (same arguments and result): the daily job's reuse of validated registry tables
+    (pipelines/table_cache.py).
     """
     root = Path(root)
     if not root.is_dir():
@@ -530,7 +415,7 @@ def load_dataset(
             raise DataContractError(
                 f"{root}: no {name}.parquet or {name}.csv; fix: export table {name!r} into this folder"
             )
-        dataset.tables[name] = load_table(path, name, encoding, window, partition)
+        dataset.tables[name] = (load or load_table)(path, name, encoding, window, partition)
     return dataset
 
 

@@ -1,7 +1,7 @@
 """The UTF-8 bytes of an Arrow text column as numpy arrays: checks over a million strings without a Python string each.
 
 Two checks read them: the loader's proof that a key column holds no repeated value
-(features/loaders.py ``_surely_unique``) and the linker's shortlist of registry persons whose
+(features/coercion.py ``surely_unique``) and the linker's shortlist of registry persons whose
 identifier or name starts and ends with given bytes (features/linking_persons.py ``_affix_rows``).
 Both hash the bytes polynomially with :data:`HASH_BASE`, wrapping as numpy's uint64 wraps.
 """

@@ -48,6 +48,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from features.matrix import float32_matrix
 from models.bundle import ModelEntry, load_manifest, read_model_bytes
 from models.levels import threshold_levels
 
@@ -112,7 +113,7 @@ def feature_matrix(frame: pd.DataFrame, feature_names: Sequence[str]) -> np.ndar
             f"the DataFrame lacks {len(missing)} of the model's {len(feature_names)} feature columns "
             f"(first: {missing[:3]}); build snapshots with features.snapshots (the model's signature lists them all)"
         )
-    return frame[list(feature_names)].to_numpy(np.float32)
+    return float32_matrix(frame, feature_names)
 
 
 class EscalationPyfunc(mlflow.pyfunc.PythonModel):

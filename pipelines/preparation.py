@@ -8,6 +8,7 @@ what only training needs (LightGBM, scikit-learn: about a second of every
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from features.loaders import OPTIONAL_TABLES, DataContractError, Dataset, load_d
 from features.quarantine import FOLDER as QUARANTINE_FOLDER
 from features.quarantine import write_quarantine
 from models.rules import rule_verdicts
+from pipelines import incident_cache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,15 +67,16 @@ def code_version() -> str:
         return "unknown"
 
 
-def load_data(data_dir: Path, partition: Any = None) -> Dataset:
+def load_data(data_dir: Path, partition: Any = None, load: Callable[..., Any] | None = None) -> Dataset:
     """Load and validate every contract table; quarantined rows are counted and kept apart, not used.
 
     A required table whose every row was quarantined stops the run here, with
     the reasons' counts: training or ranking on nothing would fail later with
     a message about models, or publish an empty day. ``partition``
     (``features.partitions.Partition``) selects one city or county of a partitioned dataset.
+    ``load``: a ``load_table`` that reuses validated registry tables (pipelines/table_cache.py).
     """
-    dataset = load_dataset(data_dir, partition=partition)
+    dataset = load_dataset(data_dir, partition=partition, load=load)
     for name, result in dataset.tables.items():
         if result.read and not result.accepted and name not in OPTIONAL_TABLES:
             top = ", ".join(f"{n:,} × {reason}" for reason, n in list(result.reasons().items())[:3])
@@ -92,7 +95,13 @@ def prepare(data_dir: Path, partition: Any = None, cache_dir: Path | None = None
     (pipelines/incident_cache.py), so a daily run scores and links only the new calls; the result
     is the same as without it (``cache`` then says how many rows were reused).
     """
-    dataset = load_data(data_dir, partition)
+    stats = incident_cache.CacheStats()
+    load = None
+    if cache_dir is not None:
+        from pipelines.table_cache import table_loader
+
+        load = table_loader(Path(cache_dir), stats)
+    dataset = load_data(data_dir, partition, load)
     tables = {name: r.data for name, r in dataset.tables.items()}
     summary = {name: r.counts() for name, r in dataset.tables.items()}
     quarantine = {name: r.quarantine for name, r in dataset.tables.items()}
@@ -105,15 +114,15 @@ def prepare(data_dir: Path, partition: Any = None, cache_dir: Path | None = None
         links = link_incidents(incidents, *registry)
     else:
         from conf import get_settings
-        from pipelines import incident_cache
+        from pipelines.table_cache import tables_size
 
-        stats = incident_cache.CacheStats()
         scope = Path(cache_dir) / incident_cache.scope_key(Path(data_dir), dataset, partition)
         keep_days = get_settings().incident_cache_keep_days
         stats.scopes_removed = incident_cache.use_scope(Path(cache_dir), scope, keep_days)
         rules = incident_cache.cached_rule_verdicts(incidents, scope, stats)
         links = incident_cache.cached_links(incidents, *registry, scope, stats)
         stats.bytes_on_disk = incident_cache.cache_size(scope)
+        stats.tables_bytes = tables_size(Path(cache_dir), partition)
         cache = stats.to_dict()
     calls = incident_calls(incidents, rules, links.links)
     fingerprint = dataset_fingerprint(data_dir, partition)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from features.matrix import float32_matrix
 from features.snapshots import to_seconds
 from models.levels import EVIDENCE_DAYS
 from models.reasons import call_phrase, occlusion_contributions, top_reasons
@@ -35,7 +36,7 @@ def model_reasons(scored: Scored, rows: np.ndarray, n: int) -> list[list[str]]:
     """The factors that raised each warned household's score most, from the served ONNX model."""
     if scored.scorer is None or len(rows) == 0:
         return [[] for _ in rows]
-    X = scored.frame[scored.feature_names].to_numpy(np.float32)[rows]
+    X = float32_matrix(scored.frame.iloc[rows], scored.feature_names)
 
     def raw(x: np.ndarray) -> np.ndarray:
         return scored.scorer.predict_batched(ESCALATION, x, workers=2)[:, 1]

@@ -86,6 +86,27 @@ def test_help_is_fast_and_loads_nothing_heavy(tmp_path: Path) -> None:
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_the_allocator_setting_is_made_before_arrow_loads_and_a_users_own_wins() -> None:
+    """``main`` sets ALLOCATOR_ENV before any command imports pyarrow (mimalloc reads it when Arrow loads)."""
+    script = (
+        "import os, sys\nfrom pipelines import cli\nassert 'pyarrow' not in sys.modules\n"
+        "sys.argv = ['yujing', 'validate', '--data', '/nonexistent-folder']\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print(os.environ.get('MIMALLOC_LARGE_OS_PAGES'), 'pyarrow' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_LARGE_OS_PAGES"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert out.stdout.split()[0] == "1", out.stdout + out.stderr
+    own = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "MIMALLOC_LARGE_OS_PAGES": "0"},
+    )
+    assert own.stdout.split()[0] == "0", own.stdout + own.stderr
+
+
 @pytest.mark.parametrize("prefect", ["--prefect", "--no-prefect"])
 def test_a_bad_date_fails_before_anything_is_loaded(tmp_path: Path, prefect: str) -> None:
     done, seconds = _run(["rank", "--date", "2024-13-45", prefect], tmp_path, PYTHONPROFILEIMPORTTIME="1")

@@ -28,6 +28,7 @@ from features.linking import link_incidents, link_stats
 from pipelines.incident_cache import cache_size
 from pipelines.preparation import load_data, prepare
 from pipelines.ranking import RankConfig, run_ranking
+from pipelines.table_cache import FOLDER as TABLES_FOLDER
 from simulation.city import simulate_city, write_city
 from simulation.config import SimConfig
 
@@ -77,6 +78,10 @@ def _same(a, b) -> None:  # type: ignore[no-untyped-def]
     pd.testing.assert_frame_equal(a.links.links, b.links.links, check_exact=True)
     assert a.rules.attrs == b.rules.attrs
     assert a.links.stats == b.links.stats
+    assert a.load_summary == b.load_summary and list(a.tables) == list(b.tables)
+    for name in a.tables:  # registry tables may come from pipelines/table_cache.py: the loader's, exactly
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True)
+        pd.testing.assert_frame_equal(a.quarantine[name], b.quarantine[name], check_exact=True)
 
 
 def test_next_day_from_the_cache_publishes_the_same_files(days: dict) -> None:
@@ -89,6 +94,7 @@ def test_next_day_from_the_cache_publishes_the_same_files(days: dict) -> None:
     )
     assert first.date == days["prev_date"]
     assert first.cache["rules_hits"] == 0 and first.cache["links_hits"] == 0
+    assert (first.cache["tables_hits"], first.cache["tables_misses"]) == (0, 4)  # the registry's 4 tables kept
     published = {}
     for name, cache_dir in (("incremental", cache), ("full", None)):
         shutil.copytree(yesterday, root / name)  # the same history: yesterday's folder and warnings
@@ -109,7 +115,8 @@ def test_next_day_from_the_cache_publishes_the_same_files(days: dict) -> None:
             n_new = result.cache["rules_misses"]
             assert result.cache["rules_hits"] == first.cache["rules_misses"]  # every call of yesterday reused
             assert n_new == result.cache["links_misses"] > 0  # the day's new calls, and only those
-            assert result.cache["bytes_on_disk"] == cache_size(cache) > 0
+            assert (result.cache["tables_hits"], result.cache["tables_misses"]) == (4, 0)  # same registry bytes
+            assert result.cache["bytes_on_disk"] + result.cache["tables_bytes"] == cache_size(cache) > 0
     assert result.date > days["prev_date"]
     assert "manifest.json" in published["full"] and "ranking.parquet" in published["full"]
     assert published["incremental"] == published["full"]
@@ -244,7 +251,7 @@ def test_recent_readings_come_from_the_cache_and_a_corrected_narrative_is_read_a
     window = _window_calls(today)
     assert today.cache["readings_misses"] == new > 0  # the day's new (linked) calls only...
     assert today.cache["readings_hits"] == window - new > 0  # ...the rest of the window read yesterday
-    assert today.cache["bytes_on_disk"] == cache_size(cache)
+    assert today.cache["bytes_on_disk"] + today.cache["tables_bytes"] == cache_size(cache)
 
     # A narrative corrected in a later export: the same incident id, read again (and only it).
     _, _, calls = _recent_inputs(today)
@@ -302,7 +309,8 @@ def test_ood_scores_come_from_the_cache_per_bundle(days: dict, tmp_path: Path) -
     got = _ood_scores(today, day, 28, narratives, bundle, other)
     assert got.tobytes() == other.ood_scores(narratives).tobytes()
     assert today.cache["ood_misses"] == 2 * len(narratives)
-    assert [p.name.split("-")[0] for p in next(cache.iterdir()).glob("ood-*")] == ["ood"]  # the older one removed
+    (scope,) = (p for p in cache.iterdir() if p.name != TABLES_FOLDER)
+    assert [p.name.split("-")[0] for p in scope.glob("ood-*")] == ["ood"]  # the older one removed
 
 
 def test_scopes_unused_for_the_keep_days_are_removed_and_the_one_in_use_is_kept(tmp_path: Path) -> None:
@@ -349,3 +357,27 @@ def test_every_module_the_linker_imports_is_in_the_links_version() -> None:
     modules = imports("features.linking", set())
     assert {"features.linking", "features.linking_persons", "features.linking_places"} <= modules
     assert {m.replace(".", "/") + ".py" for m in modules} <= set(LINK_SOURCES)
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+def test_cached_rows_are_found_by_id_and_hash(repeated: bool) -> None:
+    """The sorted search (unique hashes) and the merge (a hash stored twice) find what a dict lookup finds."""
+    import numpy as np
+
+    from pipelines.incident_cache import _KEY_HASH, _KEY_ID, _positions
+
+    rng = np.random.default_rng(4)
+    ids = np.array([f"J{i:06d}" for i in range(2_000)], dtype=object)
+    hashes = rng.integers(0, 2**63, len(ids), dtype=np.int64).astype(np.uint64)
+    stored = rng.permutation(len(ids))[:1_500]
+    cached = pd.DataFrame({_KEY_ID: ids[stored], _KEY_HASH: hashes[stored]})
+    if repeated:  # another incident with the same hash: a collision the ids must tell apart
+        cached = pd.concat([cached, pd.DataFrame({_KEY_ID: ["J999999"], _KEY_HASH: [hashes[stored[0]]]})])
+        cached = cached.reset_index(drop=True)
+    asked_hash = hashes.copy()
+    asked_hash[::7] += np.uint64(1)  # changed inputs: a miss even though the id is stored
+    table = {(i, h): r for r, (i, h) in enumerate(zip(cached[_KEY_ID], cached[_KEY_HASH], strict=True))}
+    want = np.array([table.get((i, h), -1) for i, h in zip(ids, asked_hash, strict=True)])
+    got = _positions(cached, ids, asked_hash)
+    assert (got == want).all() and 0 < (got >= 0).sum() < len(ids)
+    assert (_positions(None, ids, asked_hash) == -1).all()

@@ -434,7 +434,28 @@ def test_published_unknown_date_and_bad_input(ranking: pd.DataFrame, tmp_path: P
     assert "level" in str(err.value) and "紫色" not in str(err.value)
     with pytest.raises(ValueError, match="date"):
         stage_outputs(ranking, tmp_path, "2024-05-02", MANIFEST)
+    twice = ranking.copy()
+    twice.loc[5, "household_id"] = twice.loc[17, "household_id"]  # in another station: not side by side
+    with pytest.raises(ValueError, match="household_id must be unique"):
+        stage_outputs(twice, tmp_path, DATE, MANIFEST)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_canonical_order_is_station_then_rank_then_id(ranking: pd.DataFrame) -> None:
+    """The lexsort of ranks equals Python's sort of (station, unwarned, rank, id) as strings compare."""
+    from pipelines.ranking_columns import CanonicalRanking
+
+    ranking = ranking.copy()
+    ranking.loc[ranking.index[:4], "station_id"] = ["S001", "Sé", "S00", "S001"]  # non-ASCII and prefix ids
+    ranking.loc[ranking.index[:3], "household_id"] = ["H9", "Hé", "H"]
+    warned = ranking["level"].notna().tolist()
+    rows = ranking.to_dict("records")
+    key = [
+        (r["station_id"], not w, r["rank_in_station"] if w else 0, r["household_id"])
+        for r, w in zip(rows, warned, strict=True)
+    ]
+    want = sorted(range(len(rows)), key=key.__getitem__)
+    assert CanonicalRanking(ranking).order.tolist() == want
 
 
 def test_staging_is_invisible_until_published(ranking: pd.DataFrame, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.matrix import float32_matrix
 from features.snapshots import WindowIndex, build_snapshots, escalation_labels, snapshot_dates, to_seconds
 from models.backtest import rolling_origin_folds
 from models.rules import rule_verdicts
@@ -285,3 +286,13 @@ def test_snapshots_carry_the_caller_flags_of_every_call(prepared: tuple[pd.DataF
         assert len(got) == len(calls) and not got[entity < 0].any()
         np.testing.assert_array_equal(got[entity >= 0], want)
     assert expected[0].any() and expected[1].any()
+
+
+def test_the_feature_matrix_equals_pandas_conversion(prepared: tuple[pd.DataFrame, dict]) -> None:
+    """features.matrix.float32_matrix on a city's snapshot frame: pandas' values, byte for byte."""
+    calls, tables = prepared
+    snaps = build_snapshots(calls, tables, pd.DatetimeIndex([D]), all_households=True)
+    names = snaps.feature_names
+    assert len(snaps.frame) > 10_000 and len(names) > 20
+    got = float32_matrix(snaps.frame, names)
+    assert got.tobytes() == np.ascontiguousarray(snaps.frame[names].to_numpy(np.float32)).tobytes()

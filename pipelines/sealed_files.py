@@ -1,0 +1,85 @@
+"""A folder of files with an index of their sha256, written so a killed run or a damaged disk never passes for a copy.
+
+The caches that keep whole tables between runs (pipelines/registry_cache.py: the linker's
+normalised registry; pipelines/table_cache.py: the validated registry tables) store them the
+same way:
+
+- every file is written under a temporary name, flushed to disk and renamed; ``index.json``,
+  naming each file with its sha256 and the caller's ``meta``, is written last the same way, so
+  a run killed half-way leaves either the previous index or none;
+- a read checks every file against the index; a missing index is "nothing stored" (None), and
+  any mismatch or unreadable file raises :class:`SealBroken`, which the caller turns into a miss
+  and one warning line (the folder is then removed and written again);
+- the folder is the owner's only (0700): the tables hold ID numbers, phones and names, as the
+  export does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+INDEX = "index.json"
+
+
+class SealBroken(ValueError):
+    """A stored folder whose index or files cannot be trusted (the message names the file, never its content)."""
+
+
+def write_sealed(folder: Path, files: dict[str, bytes], meta: dict[str, Any] | None = None) -> None:
+    """Store ``files`` (logical name -> bytes) and ``meta`` in ``folder``; files of an earlier write are removed."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    index: dict[str, Any] = {"files": {}, "meta": meta or {}}
+    for name, data in files.items():
+        stem, dot, suffix = name.partition(".")
+        file = f"{stem}-{uuid.uuid4().hex[:16]}{dot}{suffix}"
+        _replace(folder / file, data)
+        index["files"][name] = {"file": file, "sha256": hashlib.sha256(data).hexdigest()}
+    _replace(folder / INDEX, json.dumps(index, indent=1, ensure_ascii=False).encode("utf-8"))
+    named = {entry["file"] for entry in index["files"].values()} | {INDEX}
+    for path in folder.iterdir():
+        if path.name not in named and not path.name.startswith("."):
+            path.unlink(missing_ok=True)  # files of an earlier write that this index replaced
+
+
+def read_sealed(folder: Path) -> tuple[dict[str, bytes], dict[str, Any]] | None:
+    """The files and ``meta`` stored in ``folder``; None when nothing is stored; :class:`SealBroken` when damaged."""
+    index_path = folder / INDEX
+    if not index_path.exists():
+        return None
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        entries = index["files"].items()
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise SealBroken(f"{INDEX} unreadable ({type(exc).__name__})") from None
+    files = {}
+    for name, entry in entries:
+        try:
+            data = (folder / entry["file"]).read_bytes()
+        except (OSError, KeyError, TypeError) as exc:
+            raise SealBroken(f"{name} unreadable ({type(exc).__name__})") from None
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise SealBroken(f"{entry['file']} does not match its checksum")
+        files[name] = data
+    return files, index.get("meta") or {}
+
+
+def remove_others(parent: Path, prefix: str, keep: Path) -> None:
+    """Delete ``parent``'s folders named ``prefix*`` other than ``keep``: versions or keys never read again."""
+    for stale in parent.glob(f"{prefix}*"):
+        if stale != keep and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
