@@ -15,8 +15,8 @@ window quarantines no row of the table, neither on the day it was stored nor tod
 then the same; a registry with a birth date after the export date is validated afresh every day.
 
 **Storage.** ``<cache>/tables/<partition>/<table>-<key>/`` as a sealed folder
-(pipelines/sealed_files.py): the accepted rows as uncompressed Arrow IPC (read back without
-decoding), the quarantine as a pickle (its mixed object cells exactly), and the counts and date
+(pipelines/sealed_files.py): the accepted rows as uncompressed Arrow IPC (memory-mapped and read back
+without decoding or copying), the quarantine as a pickle (its mixed object cells exactly), and the counts and date
 spans. A full city's registry takes ~0.9 GB; a newer key for a table replaces the older one, so
 there is one copy per table and partition. A damaged copy is a miss with one warning line.
 """
@@ -117,11 +117,11 @@ def _key(path: Path, name: str, encoding: str | None, partition: Partition | Non
 
 def _read(folder: Path, stats: Any) -> tuple[pd.DataFrame, pd.DataFrame, int, dict] | None:
     try:
-        stored = read_sealed(folder)
+        stored = read_sealed(folder, mapped=True)  # the rows stay in the page cache: no copy
         if stored is None:
             return None
         files, meta = stored
-        data = feather.read_table(pa.BufferReader(files["data.arrow"])).to_pandas()
+        data = feather.read_table(pa.BufferReader(pa.py_buffer(files["data.arrow"]))).to_pandas()
         quarantine = pickle.loads(files["quarantine.pickle"])  # written by this module, checked by its sha256
         dates = {c: tuple(None if v is None else pd.Timestamp(v) for v in span) for c, span in meta["dates"].items()}
         return data, quarantine, int(meta["read"]), dates
