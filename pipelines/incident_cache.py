@@ -403,9 +403,7 @@ def cached_links(
     def compute(rows: pd.DataFrame) -> pd.DataFrame:
         from pipelines.registry_cache import cached_registry
 
-        version = source_version(
-            (*LINK_SOURCES, "pipelines/registry_cache.py", "pipelines/sealed_files.py")
-        )  # storage too
+        version = source_version((*LINK_SOURCES, *REGISTRY_STORAGE))
         registry = cached_registry(persons, households, addresses, scope, version, stats)
         result = link_incidents(rows, persons, households, addresses, registry=registry)
         assert result.detail is not None
