@@ -13,6 +13,7 @@ says nothing about, and does not change with, another city's files.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 from features.loaders import find_table_file
@@ -20,13 +21,30 @@ from features.partitions import Partition, partition_files
 from features.schema import TABLES
 
 _CHUNK = 1 << 20
+_SETTLED_NS = 1_000_000_000
+_KNOWN: dict[tuple[int, int, int, int, int], str] = {}
+"""sha256 of files already hashed by this process, by (device, inode, size, mtime, ctime)."""
 
 
 def file_sha256(path: Path) -> str:
+    """The file's sha256, hashed once per process while the file is unchanged.
+
+    A daily ranking asks for the registry files' hashes three times (the dataset's fingerprint,
+    the incident cache's scope, the kept tables' keys: pipelines/table_cache.py), ~130 MB each for a
+    city. Any write to the file changes its ctime, so a changed file is hashed again. The kernel
+    stamps times at its clock tick (milliseconds), so a file written within the last second
+    could still change without a new stamp: such a file's hash is not remembered.
+    """
+    info = Path(path).stat()
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if key in _KNOWN:
+        return _KNOWN[key]
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
+    if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > _SETTLED_NS:
+        _KNOWN[key] = digest.hexdigest()
     return digest.hexdigest()
 
 

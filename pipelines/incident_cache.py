@@ -55,6 +55,7 @@ import pyarrow.parquet as pq
 
 from features.linking import DETAIL_COLUMNS, REQUIRED_COLUMNS, LinkResult, link_incidents, link_stats
 from models.rules import rule_verdicts
+from pipelines.sealed_files import remove_others, replace_file
 
 _log = logging.getLogger("yujing.incident_cache")
 
@@ -240,9 +241,7 @@ class _Store:
     def append(self, rows: pd.DataFrame) -> None:
         """Add one part (atomic: temp file, rename, then the index replaced), compacting past MAX_PARTS."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.scope.glob(f"{self.kind}-*"):
-            if stale != self.folder and stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)  # an older code or library version: never read again
+        remove_others(self.scope, f"{self.kind}-", self.folder)  # an older code or library version: never read again
         index = {"parts": []}
         if self.index_path.exists():
             index = json.loads(self.index_path.read_text(encoding="utf-8"))
@@ -260,23 +259,14 @@ class _Store:
 
     def _write_part(self, rows: pd.DataFrame) -> dict[str, Any]:
         name = f"part-{uuid.uuid4().hex[:16]}.parquet"
-        tmp = self.folder / f".{name}.tmp"
-        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp)
-        data = tmp.read_bytes()
-        _fsync(tmp)
-        os.replace(tmp, self.folder / name)
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), sink)
+        data = sink.getvalue().to_pybytes()
+        replace_file(self.folder / name, data)
         return {"file": name, "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
 
     def _write_index(self, index: dict[str, Any]) -> None:
-        tmp = self.folder / f".index.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
-        _fsync(tmp)
-        os.replace(tmp, self.index_path)
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
+        replace_file(self.index_path, json.dumps(index, indent=1).encode("utf-8"))
 
 
 def _cached(

@@ -39,9 +39,9 @@ def write_sealed(folder: Path, files: dict[str, bytes], meta: dict[str, Any] | N
     for name, data in files.items():
         stem, dot, suffix = name.partition(".")
         file = f"{stem}-{uuid.uuid4().hex[:16]}{dot}{suffix}"
-        _replace(folder / file, data)
+        replace_file(folder / file, data)
         index["files"][name] = {"file": file, "sha256": hashlib.sha256(data).hexdigest()}
-    _replace(folder / INDEX, json.dumps(index, indent=1, ensure_ascii=False).encode("utf-8"))
+    replace_file(folder / INDEX, json.dumps(index, indent=1, ensure_ascii=False).encode("utf-8"))
     named = {entry["file"] for entry in index["files"].values()} | {INDEX}
     for path in folder.iterdir():
         if path.name not in named and not path.name.startswith("."):
@@ -90,7 +90,11 @@ def _mapped(path: Path) -> memoryview | bytes:
         return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
 
 
-def _replace(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file, flushed to disk, renamed over it.
+
+    Also the incident cache's parts and index (pipelines/incident_cache.py).
+    """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with tmp.open("wb") as handle:
         handle.write(data)
