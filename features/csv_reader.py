@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.arrow_frames import one_chunk_frame
+
 ROW = "_row"
 """1-based number of the record in the file (records: read or quarantined lines, blank lines not counted)."""
 LINE = "_line"
@@ -396,7 +398,7 @@ def _arrow_frame(utf8: bytes, header: list[str], names: list[str]) -> pd.DataFra
         return None
     if flagged or table.num_columns != len(names):
         return None
-    frame = table.to_pandas()
+    frame = one_chunk_frame(table)
     frame.columns = names
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     return frame.astype("str")

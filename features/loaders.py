@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.parquet as pq
 
+from features.arrow_frames import one_chunk_frame
 from features.coercion import coerce, surely_unique, surely_valid
 from features.csv_reader import LINE, RAW, REASON, ROW, CsvError, NoHeader, broken_frame, read_csv_table
 from features.partitions import Partition, read_partitioned, table_path
@@ -192,7 +194,7 @@ def _read_any(
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
-            frame = pd.read_parquet(path)
+            frame = one_chunk_frame(pq.read_table(path))
         except Exception as exc:  # pyarrow raises several unrelated types for a broken file
             raise DataContractError(
                 f"{path}: not a readable Parquet file ({type(exc).__name__}); fix: re-export it"

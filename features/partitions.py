@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from features.arrow_frames import one_chunk_frame
+
 __all__ = [
     "PARTITION_KEYS",
     "Partition",
@@ -245,7 +247,7 @@ def read_partitioned(
             f"{folder}: the files of {selecting.label()} cannot be read as one table ({type(exc).__name__}); "
             "fix: re-export them with the same columns and types"
         ) from None
-    frame = table.to_pandas()
+    frame = one_chunk_frame(table)
     return frame.drop(columns=[k for k in PARTITION_KEYS if k in frame.columns])
 
 

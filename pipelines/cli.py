@@ -12,13 +12,13 @@ terminal). Nothing heavy is imported here, so ``yujing --help`` is instant.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
+from pipelines import allocator
 from pipelines.commands import data, jobs, keys, models, serve, text
 from pipelines.commands import report as report_command
 from pipelines.commands import whatif as whatif_command
@@ -89,18 +89,10 @@ app.add_typer(models.app, name="models")
 _fold_lines = jobs.fold_lines  # the report test reads the fold lines from here
 
 
-ALLOCATOR_ENV = {"MIMALLOC_LARGE_OS_PAGES": "1"}
-"""Set before Arrow loads (a user's own setting wins). Arrow's allocator, mimalloc, then backs its
-buffers with 2 MiB pages where the kernel allows them (transparent huge pages "always" or
-"madvise"), as numpy already does for its arrays. A city's daily ranking allocates gigabytes of
-fresh Arrow buffers; faulting them in 4 KiB at a time cost seconds of system time (the incremental
-day: 38.1 s -> 35.5 s, docs/performance.md)."""
-
-
 def main() -> None:
     """Console entry point (``yujing``): the last net under the commands' own error handling."""
-    for name, value in ALLOCATOR_ENV.items():
-        os.environ.setdefault(name, value)  # pyarrow is imported by the commands, after this
+    allocator.configure_environment()  # pyarrow is imported by the commands, after this
+    allocator.keep_freed_memory()
     try:
         app(prog_name="yujing")
     except KeyboardInterrupt:

@@ -22,6 +22,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from pipelines import allocator
+
 LOCAL = "local"
 """The ``--cluster`` value that starts a cluster on this machine for the job's duration."""
 
@@ -77,23 +79,24 @@ def open_cluster(
     # One task at a time per worker: pausing a worker whose resident memory a finished city left high would idle
     # it for the rest of the job. The nanny still restarts a worker at 95 % of the limit (the bound per process).
     dask.config.set({"distributed.worker.memory.pause": False})
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit=memory_limit,
-        dashboard_address=":0",  # any free port: None means the default :8787, which another cluster may hold
-        silence_logs=logging.ERROR,
-        local_directory=str(scratch) if scratch else None,
-    )
-    try:
-        client = Client(cluster)
+    with allocator.for_workers():  # also while the nanny restarts a worker
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=":0",  # any free port: None means the default :8787, which another cluster may hold
+            silence_logs=logging.ERROR,
+            local_directory=str(scratch) if scratch else None,
+        )
         try:
-            yield client
+            client = Client(cluster)
+            try:
+                yield client
+            finally:
+                client.close()
         finally:
-            client.close()
-    finally:
-        cluster.close()
+            cluster.close()
 
 
 def _peak_rss_bytes() -> int:

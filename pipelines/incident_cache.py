@@ -79,6 +79,7 @@ LINK_SOURCES = (
     "features/linking_places.py",
     "features/utf8_bytes.py",
     "features/loaders.py",
+    "features/arrow_frames.py",
     "features/coercion.py",
     "features/schema.py",
 )

@@ -54,6 +54,7 @@ LOADER_SOURCES = (
     "features/csv_reader.py",
     "features/partitions.py",
     "features/utf8_bytes.py",
+    "features/arrow_frames.py",
     "pipelines/table_cache.py",
     "pipelines/sealed_files.py",
 )

@@ -87,16 +87,17 @@ def test_help_is_fast_and_loads_nothing_heavy(tmp_path: Path) -> None:
 
 
 def test_the_allocator_setting_is_made_before_arrow_loads_and_a_users_own_wins() -> None:
-    """``main`` sets ALLOCATOR_ENV before any command imports pyarrow (mimalloc reads it when Arrow loads)."""
+    """``main`` sets allocator.PROCESS_ENV before any command imports pyarrow (mimalloc reads it when Arrow loads)."""
     script = (
         "import os, sys\nfrom pipelines import cli\nassert 'pyarrow' not in sys.modules\n"
         "sys.argv = ['yujing', 'validate', '--data', '/nonexistent-folder']\n"
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-        "print(os.environ.get('MIMALLOC_LARGE_OS_PAGES'), 'pyarrow' in sys.modules)\n"
+        "print(*(os.environ.get(f'MIMALLOC_{k}') for k in ('LARGE_OS_PAGES', 'PURGE_DELAY')),"
+        " 'pyarrow' in sys.modules)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_LARGE_OS_PAGES"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
-    assert out.stdout.split()[0] == "1", out.stdout + out.stderr
+    assert out.stdout.split()[:2] == ["1", "-1"], out.stdout + out.stderr
     own = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -104,7 +105,7 @@ def test_the_allocator_setting_is_made_before_arrow_loads_and_a_users_own_wins()
         timeout=120,
         env={**env, "MIMALLOC_LARGE_OS_PAGES": "0"},
     )
-    assert own.stdout.split()[0] == "0", own.stdout + own.stderr
+    assert own.stdout.split()[:2] == ["0", "-1"], own.stdout + own.stderr
 
 
 @pytest.mark.parametrize("prefect", ["--prefect", "--no-prefect"])

@@ -139,6 +139,19 @@ def test_parquet_round_trip_keeps_types(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(first, again.data)
 
 
+def test_every_text_column_arrives_as_one_chunk(tmp_path: Path) -> None:
+    """A file of many row groups loads as one chunk per column, so selecting a few rows copies only them."""
+    rows = [{**_incident_rows()[0], "incident_id": f"J{i}", "caller_phone": ""} for i in range(40)]
+    _write_csv(tmp_path / "incidents.csv", rows, "utf-8")
+    first = load_table(tmp_path / "incidents.csv", "incidents").data
+    first.to_parquet(tmp_path / "incidents.parquet", index=False, row_group_size=7)  # 6 row groups
+    again = load_table(tmp_path / "incidents.parquet", "incidents").data
+    pd.testing.assert_frame_equal(first, again)
+    chunks = {c: again[c].array._pa_array.num_chunks for c in again.columns if hasattr(again[c].array, "_pa_array")}
+    assert chunks and set(chunks.values()) == {1}, chunks
+    assert set(chunks) >= {"incident_id", "narrative"}
+
+
 def test_dates_the_pipeline_cannot_hold_quarantine_their_row_instead_of_stopping_the_load(tmp_path: Path) -> None:
     """9999-12-31 (an export's "unknown") and 1600-01-01, as text and as Parquet microseconds (issue 11)."""
     good = _incident_rows()[0]
