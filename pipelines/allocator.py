@@ -1,21 +1,23 @@
 """How a ``yujing`` process allocates memory: freed memory is kept for reuse, except by Dask workers.
 
 A city's daily ranking allocates and frees gigabytes of short-lived arrays. By default glibc
-returns large freed blocks to the kernel at once (each array above 128 KiB-32 MiB is its own
-``mmap``), and Arrow's allocator (mimalloc) returns its freed pages after 10 ms. Every later
-array then faults in fresh pages, which the kernel zeroes. On a virtual machine that hands free
-memory back to its host (a balloon with free-page reporting, as on this project's machines), a
-fresh page costs a host fault on top: on the full city the incremental day spent more time in
-the kernel than in Python (docs/decisions.md, issue 14's fifth round).
+returns large freed blocks to the kernel at once (every block above its mmap threshold, 128 KiB
+rising to at most 32 MiB, is a mapping of its own), and Arrow's allocator (mimalloc) returns its
+freed pages after 10 ms. Every later array then faults in fresh pages, which the kernel zeroes.
+On a virtual machine that hands free memory back to its host (a balloon with free-page
+reporting, as on this project's machines), a fresh page costs a host fault on top: on the full
+city the incremental day spent more time in the kernel than in Python (docs/decisions.md,
+issue 14's fifth round).
 
 So the commands' process keeps what it frees and reuses it: memory goes back to the system when
-the process ends, minutes later. The cost is a higher resident peak (+0.55 GiB on the full
+the process ends, minutes later. The cost is a higher resident peak (+0.6 to +1.1 GiB on the full
 city's ranking, docs/performance.md). Dask workers are different: each one has a memory limit
 its nanny enforces, and Dask itself asks their glibc to return memory early, so the
 workers are spawned without these settings (:func:`for_workers`).
 
-A user's own setting wins: an allocator variable already in the environment (``MIMALLOC_*``,
-``MALLOC_*_``, ``GLIBC_TUNABLES``) is left as it is.
+A user's own setting wins: a variable of :data:`PROCESS_ENV` already in the environment is left
+as it is, and glibc is left alone when the user tuned what is set here (:data:`USER_MALLOC`, or
+glibc's malloc tunables in ``GLIBC_TUNABLES``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ _GLIBC_SETTINGS = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD
 """No block of its own mapping (every block comes from the heap, and returns to it when freed),
 no trimming of the heap's top, and the heap grown 64 MiB at a time rather than page by page."""
 
+USER_MALLOC = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_")
+"""glibc's own variables for what :data:`_GLIBC_SETTINGS` sets: a user who set one chose for this process."""
+
 _ours: set[str] = set()
 """Which of :data:`PROCESS_ENV` this process set (not the user), so only those are withheld from workers."""
 
@@ -55,11 +60,11 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for this process's reuse; False where that is not possible.
 
     Not possible, or not wanted: another C library than glibc (mallopt is glibc's), or a user
-    who tuned glibc's malloc through its environment variables.
+    who tuned the same settings through glibc's environment variables.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if "GLIBC_TUNABLES" in os.environ or any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "") or any(k in os.environ for k in USER_MALLOC):
         return False
     try:
         libc = ctypes.CDLL(None)
