@@ -193,13 +193,40 @@ def all_household_snapshots(
     return pd.DataFrame({"household_code": hh, "snapshot_sec": end, "in_scope": in_scope})
 
 
-def rows_with_events(
+@dataclass(frozen=True)
+class Spread:
+    """One feature computed on the rows with events; every other row takes its snapshot time's value.
+
+    Kept apart until it is written into the feature matrix, so a city's 1.15M-row column is not
+    first built whole and then copied (docs/decisions.md, issue 14's fifth round).
+    """
+
+    n_rows: int
+    rows: np.ndarray
+    """The rows computed, ascending."""
+    values: np.ndarray
+    """The feature at ``rows``."""
+    others: np.ndarray
+    """The value of every other row: one value (a 0-d array) when all rows share one time, else per row."""
+
+    def fill(self, column: np.ndarray) -> None:
+        """Write the whole column into ``column`` (a row-length view, e.g. of the feature matrix)."""
+        column[:] = self.others
+        column[self.rows] = self.values
+
+    def dense(self) -> np.ndarray:
+        column = np.empty(self.n_rows, dtype=self.values.dtype)
+        self.fill(column)
+        return column
+
+
+def spread_rows(
     compute: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
     entities: np.ndarray,
     n_households: int,
     hh: np.ndarray,
     end: np.ndarray,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Spread]:
     """``compute(hh, end)``, run only on the rows whose household has an event in ``entities``.
 
     Every feature is a function of one row's own events, so a household with
@@ -213,18 +240,24 @@ def rows_with_events(
     has = np.zeros(n_households, dtype=bool)
     has[entities[entities >= 0]] = True
     rows = np.flatnonzero(has[np.maximum(hh, 0)] & (hh >= 0))  # -1: a household not coded, without events
-    if len(rows) == len(hh):
-        return compute(hh, end)
     times, which = np.unique(end, return_inverse=True)
     sub = compute(np.concatenate([hh[rows], np.full(len(times), -1, np.int64)]), np.concatenate([end[rows], times]))
-    out: dict[str, np.ndarray] = {}
-    for name, values in sub.items():
-        # One date (the daily ranking): a fill, not a gather.
-        one = len(times) == 1
-        full = np.full(len(hh), values[-1], dtype=values.dtype) if one else values[len(rows) :][which]
-        full[rows] = values[: len(rows)]
-        out[name] = full
-    return out
+    one = len(times) == 1  # the daily ranking: every other row takes one value
+    return {
+        name: Spread(len(hh), rows, values[: len(rows)], values[-1:].reshape(()) if one else values[len(rows) :][which])
+        for name, values in sub.items()
+    }
+
+
+def rows_with_events(
+    compute: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
+    entities: np.ndarray,
+    n_households: int,
+    hh: np.ndarray,
+    end: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """:func:`spread_rows` as whole columns."""
+    return {name: spread.dense() for name, spread in spread_rows(compute, entities, n_households, hh, end).items()}
 
 
 def build_snapshots(
@@ -262,7 +295,7 @@ def build_snapshots(
     seconds = to_seconds(linked["received_at"])
     third_party, distinct_start = caller_flags(linked, persons, codes, entity, seconds, keys.callers[kept])
     events = _CallEvents(linked, entity, seconds, third_party, distinct_start)
-    features = rows_with_events(events.features, entity, n, hh, end)
+    features: dict[str, np.ndarray | Spread] = dict(spread_rows(events.features, entity, n, hh, end))
     features.update(_registry_features(households, persons, codes, hh, keys.members))
     for table, entities, compute in (
         ("cases", keys.cases, _case_features),
@@ -270,14 +303,18 @@ def build_snapshots(
         ("relations", keys.relations, _relation_features),
     ):
         index, kept_rows = compute(tables[table], entities)
-        features.update(rows_with_events(partial(_window_features, index, kept_rows), entities, n, hh, end))
+        features.update(spread_rows(partial(_window_features, index, kept_rows), entities, n, hh, end))
     if scored_points:
         features.update({f"points_{k}": v for k, v in scored_points.items()})
 
     names = list(features)
     values = np.empty((len(hh), len(names)), dtype=np.float32, order="F")
     for j, name in enumerate(names):
-        values[:, j] = features.pop(name)
+        feature = features.pop(name)
+        if isinstance(feature, Spread):
+            feature.fill(values[:, j])
+        else:
+            values[:, j] = feature
     frame = pd.DataFrame(values, columns=names, copy=False)
     household_id, station_id, county_code = _place_columns(households, tables["addresses"], codes, hh)
     frame.insert(0, "household_id", household_id)

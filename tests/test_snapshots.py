@@ -193,6 +193,7 @@ def test_rows_without_events_get_what_the_general_path_computes(prepared: tuple[
         caller_flags,
         household_codes,
         rows_with_events,
+        spread_rows,
     )
 
     calls, tables = prepared
@@ -215,15 +216,20 @@ def test_rows_without_events_get_what_the_general_path_computes(prepared: tuple[
     ):
         index, windows = compute(tables[table], entities)
         groups.append((lambda h, e, index=index, windows=windows: _window_features(index, windows, h, e), entities))
+    one_day = np.full(len(hh), dates[1])  # the daily ranking: every other row takes one value
     for compute, entities in groups:
         has = np.isin(hh, entities)
         assert 0 < has.sum() < len(hh)  # both kinds of rows are there
-        sparse = rows_with_events(compute, entities, n, hh, end)
-        full = compute(hh, end)
-        assert list(sparse) == list(full)
-        for name in full:
-            np.testing.assert_array_equal(sparse[name], full[name], err_msg=name)
-            assert sparse[name].dtype == full[name].dtype
+        for when in (end, one_day):
+            sparse = rows_with_events(compute, entities, n, hh, when)
+            full = compute(hh, when)
+            assert list(sparse) == list(full)
+            matrix = np.zeros((len(hh), len(full)), dtype=np.float32, order="F")
+            for j, (name, spread) in enumerate(spread_rows(compute, entities, n, hh, when).items()):
+                np.testing.assert_array_equal(sparse[name], full[name], err_msg=name)
+                assert sparse[name].dtype == full[name].dtype
+                spread.fill(matrix[:, j])  # written straight into the feature matrix, as build_snapshots does
+                np.testing.assert_array_equal(matrix[:, j], full[name].astype(np.float32), err_msg=name)
 
 
 def test_rule_points_of_households_without_calls_are_the_empty_households(prepared: tuple[pd.DataFrame, dict]) -> None:
