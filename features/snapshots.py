@@ -202,19 +202,24 @@ class Spread:
     """
 
     n_rows: int
-    rows: np.ndarray
-    """The rows computed, ascending."""
+    rows: np.ndarray | None
+    """The rows computed, ascending; None: every row (``values`` is the whole column)."""
     values: np.ndarray
     """The feature at ``rows``."""
-    others: np.ndarray
+    others: np.ndarray | None
     """The value of every other row: one value (a 0-d array) when all rows share one time, else per row."""
 
     def fill(self, column: np.ndarray) -> None:
         """Write the whole column into ``column`` (a row-length view, e.g. of the feature matrix)."""
+        if self.rows is None:
+            column[:] = self.values
+            return
         column[:] = self.others
         column[self.rows] = self.values
 
     def dense(self) -> np.ndarray:
+        if self.rows is None:
+            return self.values
         column = np.empty(self.n_rows, dtype=self.values.dtype)
         self.fill(column)
         return column
@@ -240,6 +245,8 @@ def spread_rows(
     has = np.zeros(n_households, dtype=bool)
     has[entities[entities >= 0]] = True
     rows = np.flatnonzero(has[np.maximum(hh, 0)] & (hh >= 0))  # -1: a household not coded, without events
+    if len(rows) == len(hh):  # every row has events (training's snapshots): nothing to spread
+        return {name: Spread(len(hh), None, values, None) for name, values in compute(hh, end).items()}
     times, which = np.unique(end, return_inverse=True)
     sub = compute(np.concatenate([hh[rows], np.full(len(times), -1, np.int64)]), np.concatenate([end[rows], times]))
     one = len(times) == 1  # the daily ranking: every other row takes one value
