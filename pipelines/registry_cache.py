@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
+from features.arrow_frames import one_batch_ipc
 from features.linking import LinkRegistry, link_registry
 from pipelines.sealed_files import SealBroken, read_sealed, remove_others, write_sealed
 
@@ -79,9 +80,7 @@ def _write(folder: Path, registry: LinkRegistry) -> None:
     remove_others(folder.parent, f"{KIND}-", folder)  # an older linker or loader: never read again
     files = {}
     for name, frame in registry.tables().items():
-        sink = pa.BufferOutputStream()
-        feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), sink, compression="zstd")
-        files[f"{name}.arrow"] = sink.getvalue().to_pybytes()
+        files[f"{name}.arrow"] = one_batch_ipc(frame, "zstd", preserve_index=False)
     write_sealed(folder, files)
 
 

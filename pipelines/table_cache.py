@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
+from features.arrow_frames import one_batch_ipc
 from features.fingerprint import file_sha256
 from features.loaders import DateWindow, LoadResult, load_table, source_label, window_flags_none
 from features.partitions import Partition, partition_files
@@ -134,11 +135,9 @@ def _read(folder: Path, stats: Any) -> tuple[pd.DataFrame, pd.DataFrame, int, di
 
 
 def _write(folder: Path, result: LoadResult) -> None:
-    sink = pa.BufferOutputStream()
-    feather.write_feather(pa.Table.from_pandas(result.data), sink, compression="uncompressed")
     dates = {c: [None if v is None else v.isoformat() for v in span] for c, span in result.dates.items()}
     files = {
-        "data.arrow": sink.getvalue().to_pybytes(),
+        "data.arrow": one_batch_ipc(result.data, "uncompressed"),
         "quarantine.pickle": pickle.dumps(result.quarantine, protocol=pickle.HIGHEST_PROTOCOL),
     }
     write_sealed(folder, files, {"read": result.read, "dates": dates})
