@@ -29,7 +29,7 @@ import pandas as pd
 from conf import Settings
 from conf.settings import setting_default
 from features.household_keys import code_households
-from features.matrix import float32_matrix
+from features.matrix import float32_blocks
 from features.online import CALL_COLUMNS, call_feature_names
 from features.snapshots import Snapshots, build_snapshots, caller_flags, household_codes, to_seconds
 from models.levels import (
@@ -260,8 +260,9 @@ def score_households(
     from serving.incident import model_scores
 
     names = list(scorer.feature_names(ESCALATION))  # the model's own order; the history stores these
-    X = float32_matrix(frame, names)
-    score, probability = model_scores(scorer, X, workers=2)
+    score, probability = np.empty(len(frame)), np.empty(len(frame))
+    for start, X in float32_blocks(frame, names):  # never the whole matrix at once (features/matrix.py)
+        score[start : start + len(X)], probability[start : start + len(X)] = model_scores(scorer, X, workers=2)
     entry = scorer.entry(ESCALATION)
     prov = scorer.manifest.provenance
     model = {

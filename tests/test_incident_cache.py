@@ -364,7 +364,7 @@ def test_cached_rows_are_found_by_id_and_hash(repeated: bool) -> None:
     """The sorted search (unique hashes) and the merge (a hash stored twice) find what a dict lookup finds."""
     import numpy as np
 
-    from pipelines.incident_cache import _KEY_HASH, _KEY_ID, _positions
+    from pipelines.incident_cache import _KEY_HASH, _KEY_ID, _arrow_ids, _positions
 
     rng = np.random.default_rng(4)
     ids = np.array([f"J{i:06d}" for i in range(2_000)], dtype=object)
@@ -376,8 +376,11 @@ def test_cached_rows_are_found_by_id_and_hash(repeated: bool) -> None:
         cached = cached.reset_index(drop=True)
     asked_hash = hashes.copy()
     asked_hash[::7] += np.uint64(1)  # changed inputs: a miss even though the id is stored
+    ids = ids.copy()
+    ids[stored[1]] = "K000001"  # a stored hash asked with another id: the ids must tell them apart
     table = {(i, h): r for r, (i, h) in enumerate(zip(cached[_KEY_ID], cached[_KEY_HASH], strict=True))}
     want = np.array([table.get((i, h), -1) for i, h in zip(ids, asked_hash, strict=True)])
-    got = _positions(cached, ids, asked_hash)
+    got = _positions(cached, _arrow_ids(pd.Series(ids)), asked_hash)
     assert (got == want).all() and 0 < (got >= 0).sum() < len(ids)
-    assert (_positions(None, ids, asked_hash) == -1).all()
+    assert got[stored[1]] == -1 and asked_hash[stored[1]] == cached[_KEY_HASH].iloc[1]
+    assert (_positions(None, _arrow_ids(pd.Series(ids)), asked_hash) == -1).all()

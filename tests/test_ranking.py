@@ -255,3 +255,24 @@ def test_the_daily_deployment_runs_on_the_configured_cron(tmp_path: Path) -> Non
     assert deployment.schedules[0].schedule.timezone == "Asia/Shanghai"  # 05:30 in Beijing, not UTC
     assert deployment.parameters["date"] is None  # each run ranks its own today
     assert deployment.entrypoint.endswith("pipelines/scheduled.py:daily_rank")  # loadable by the runner
+
+
+def test_households_scored_block_by_block_get_the_whole_matrix_scores(
+    ranked: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring in blocks of rows (never the whole matrix: features/matrix.py) changes no bit of a score."""
+    import features.matrix
+    from features.matrix import float32_matrix
+    from serving.incident import model_scores
+    from serving.scorer import OnnxScorer
+
+    prepared = ranking.prepare(ranked["city"])
+    day = ranking.ranking_day(prepared.incidents, None, prepared.export_date)
+    monkeypatch.setattr(features.matrix, "BLOCK_ROWS", 997)  # many blocks and a short last one
+    scored = ranking.score_households(prepared, day, ranked["bundle"], "test v1")
+    assert scored.engine == "model" and len(scored.frame) > 3 * 997
+    scorer = OnnxScorer.from_bundle(ranked["bundle"])
+    X = float32_matrix(scored.frame, scorer.feature_names(ranking.ESCALATION))
+    score, probability = model_scores(scorer, X, workers=2)
+    assert scored.score.tobytes() == score.tobytes()
+    assert scored.probability.tobytes() == probability.tobytes()
