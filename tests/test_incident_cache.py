@@ -384,3 +384,30 @@ def test_cached_rows_are_found_by_id_and_hash(repeated: bool) -> None:
     assert (got == want).all() and 0 < (got >= 0).sum() < len(ids)
     assert got[stored[1]] == -1 and asked_hash[stored[1]] == cached[_KEY_HASH].iloc[1]
     assert (_positions(None, _arrow_ids(pd.Series(ids)), asked_hash) == -1).all()
+
+
+def test_row_hashes_are_pandas_own_hashes_of_the_strings() -> None:
+    """Arrow strings hashed as their UTF-8 bytes give pandas' hashes of the strings: the cache's keys do not move."""
+    import numpy as np
+
+    from pipelines.incident_cache import _utf8_objects, row_hashes
+
+    text = ["邻里纠纷，双方争吵", "", None, "a", "家暴 😀", "x" * 600]
+    frame = pd.DataFrame(
+        {
+            "narrative": pd.array(text, dtype=pd.StringDtype("pyarrow", na_value=np.nan)),
+            "name": pd.array(text[::-1], dtype=pd.StringDtype("pyarrow")),  # pd.NA as the missing value
+            "received_at": pd.date_range("2024-01-01", periods=len(text), freq="h"),
+            "count": np.arange(len(text)),
+            "note": pd.Series(["p", None, "q", "r", "s", "t"], dtype=object),
+        }
+    )
+    columns = list(frame.columns)
+    want = pd.util.hash_pandas_object(frame[columns], index=False, categorize=False).to_numpy(np.uint64)
+    got = row_hashes(frame, columns)
+    assert got.dtype == np.uint64 and got.tobytes() == want.tobytes()
+    assert len(set(got.tolist())) == len(text)  # the missing and the empty narrative differ
+    assert isinstance(_utf8_objects(frame["narrative"])[0], bytes)  # the loaders' strings take the bytes path
+    assert _utf8_objects(frame["name"]).dtype == frame["name"].dtype  # pd.NA strings: pandas' own path
+    frame.loc[0, "narrative"] = "邻里纠纷，双方争吵。"
+    assert row_hashes(frame, columns)[0] != got[0] and (row_hashes(frame, columns)[1:] == got[1:]).all()
