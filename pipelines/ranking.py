@@ -564,6 +564,10 @@ def run_ranking(
     from pipelines.drift import ranking_drift
 
     manifest["drift"] = ranking_drift(prepared, scored, bundle_dir)  # docs/drift.md; the CLI prints its line
+    engine, quarantine, cache = scored.engine, prepared.quarantine, prepared.cache
+    # Neither is read again: dropped here, their memory is reused by the outputs instead of fresh pages,
+    # which on a VM that charges for every fresh page costs ~1 s (docs/decisions.md, issue 14's sixth round).
+    del scored, prepared
     rows = warnings_rows(ranking)
     folder, counts = publish_ranking(
         Path(out_root),
@@ -571,14 +575,14 @@ def run_ranking(
         manifest,
         rows,
         # rejected rows go into the staged folder: published (and hashed) with it
-        lambda: stage_outputs(ranking, Path(out_root), manifest["date"], manifest, tables, prepared.quarantine),
+        lambda: stage_outputs(ranking, Path(out_root), manifest["date"], manifest, tables, quarantine),
         run,
         say,
     )
     return RankResult(
         date=manifest["date"],
         folder=folder,
-        engine=scored.engine,
+        engine=engine,
         households=manifest["households"],
         in_scope=manifest["in_scope"],
         warnings=manifest["warnings"],
@@ -586,5 +590,5 @@ def run_ranking(
         timings=timings,
         top=top_warnings(ranking),
         drift=manifest["drift"],
-        cache=prepared.cache or None,
+        cache=cache or None,
     )
