@@ -32,3 +32,8 @@ def one_batch_ipc(frame: pd.DataFrame, compression: str, preserve_index: bool | 
     sink = pa.BufferOutputStream()
     feather.write_feather(table, sink, compression=compression, chunksize=max(table.num_rows, 1))
     return sink.getvalue().to_pybytes()
+
+
+def ipc_frame(data: bytes | memoryview) -> pd.DataFrame:
+    """The frame of :func:`one_batch_ipc`'s bytes, or of a memory map of them (read in place, not copied)."""
+    return feather.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas()

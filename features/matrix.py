@@ -27,13 +27,12 @@ BLOCK_ROWS = 131_072
 def float32_matrix(frame: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     """``frame[names].to_numpy(np.float32)``, built one column at a time (C-contiguous)."""
     names = list(names)
-    columns = [frame[name] for name in names]
-    if not all(isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf" for column in columns):
-        # extension dtypes (nullable integers, Arrow) have their own NA rules: pandas' path
+    arrays = _numpy_columns(frame, names)
+    if arrays is None:
         return np.ascontiguousarray(frame[names].to_numpy(np.float32))
     out = np.empty((len(frame), len(names)), dtype=np.float32)
-    for j, column in enumerate(columns):
-        out[:, j] = column.to_numpy(copy=False)
+    for j, values in enumerate(arrays):
+        out[:, j] = values
     return out
 
 
@@ -50,15 +49,25 @@ def float32_blocks(
     rows = BLOCK_ROWS if rows is None else rows
     if rows < 1:
         raise ValueError("rows must be >= 1")
-    columns = [frame[name] for name in names]
-    if not all(isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf" for column in columns):
+    arrays = _numpy_columns(frame, names)
+    if arrays is None:
         for start in range(0, len(frame), rows):
             yield start, float32_matrix(frame.iloc[start : start + rows], names)
         return
-    arrays = [column.to_numpy(copy=False) for column in columns]
     buffer = np.empty((min(rows, len(frame)), len(names)), dtype=np.float32)
     for start in range(0, len(frame), rows):
         block = buffer[: min(rows, len(frame) - start)]
         for j, values in enumerate(arrays):
             block[:, j] = values[start : start + len(block)]
         yield start, block
+
+
+def _numpy_columns(frame: pd.DataFrame, names: list[str]) -> list[np.ndarray] | None:
+    """The columns as numpy arrays (no copy), or None when one has an extension dtype.
+
+    Extension dtypes (nullable integers, Arrow) have their own NA rules: those frames take pandas' path.
+    """
+    columns = [frame[name] for name in names]
+    if not all(isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf" for column in columns):
+        return None
+    return [column.to_numpy(copy=False) for column in columns]

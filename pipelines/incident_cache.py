@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.household_keys import arrow_strings
 from features.linking import DETAIL_COLUMNS, REQUIRED_COLUMNS, LinkResult, link_incidents, link_stats
 from models.rules import rule_verdicts
 from pipelines.sealed_files import remove_others, replace_file
@@ -213,7 +214,7 @@ def _utf8_objects(column: pd.Series) -> pd.Series:
     """
     if column.dtype != _STR:
         return column
-    values = _one_array(pa.array(column.array))
+    values = arrow_strings(column)
     objects = values.cast(pa.large_binary()).to_numpy(zero_copy_only=False)
     objects[~values.is_valid().to_numpy(zero_copy_only=False)] = np.nan
     return pd.Series(objects, index=column.index, dtype=object)
@@ -306,7 +307,7 @@ def _cached(
     stores; the caller restores the exact dtypes. The ``text`` columns come as Arrow strings
     (``_STR``, missing values null), gathered without a Python object per row.
     """
-    key_id = _arrow_ids(incidents["incident_id"])
+    key_id = arrow_strings(incidents["incident_id"])  # compared and taken in Arrow, never as Python strings
     key_hash = row_hashes(incidents, inputs)
     cached = store.read(stats)
     pos = _positions(cached, key_id, key_hash)
@@ -322,7 +323,7 @@ def _cached(
         except OSError as exc:  # a full disk or a read-only folder costs tomorrow's reuse, not today's ranking
             _log.warning("incident cache %s not written (%s); this run's results are not kept", store.folder, exc)
     columns = [c for c in (fresh.columns if fresh is not None else cached.columns) if c not in (_KEY_ID, _KEY_HASH)]
-    values: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray | pd.api.extensions.ExtensionArray] = {}
     for c in columns:
         if c in text:
             values[c] = _text_gather(
@@ -354,21 +355,12 @@ def _text_gather(
     """
     parts, at = [], np.empty(len(pos), dtype=np.int64)
     if old is not None:
-        parts.append(_one_array(pa.array(old.astype(_STR).array)).cast(pa.large_string()))
+        parts.append(arrow_strings(old))
         at[pos >= 0] = pos[pos >= 0]
     if new is not None:
         at[miss] = sum(len(p) for p in parts) + np.arange(len(miss))
-        parts.append(_one_array(pa.array(new.astype(_STR).array)).cast(pa.large_string()))
+        parts.append(arrow_strings(new))
     return pd.array(pa.chunked_array(parts, type=pa.large_string()).take(at), dtype=_STR)
-
-
-def _arrow_ids(ids: pd.Series) -> pa.Array:
-    """Incident ids as one Arrow string array: compared and taken in Arrow, never as 632k Python strings."""
-    return _one_array(pa.array(ids.astype(_STR).array))
-
-
-def _one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def _positions(cached: pd.DataFrame | None, key_id: pa.Array, key_hash: np.ndarray) -> np.ndarray:
@@ -398,8 +390,8 @@ def _positions(cached: pd.DataFrame | None, key_id: pa.Array, key_hash: np.ndarr
     row = order[at]
     same = ranked[at] == key_hash
     candidates = np.flatnonzero(same)
-    stored_ids = _arrow_ids(cached[_KEY_ID]).take(row[candidates])
-    equal = pc.equal(stored_ids.cast(key_id.type), key_id.take(candidates)).fill_null(False)
+    stored_ids = arrow_strings(cached[_KEY_ID]).take(row[candidates])
+    equal = pc.equal(stored_ids, key_id.take(candidates)).fill_null(False)
     same[candidates] = equal.to_numpy(zero_copy_only=False)
     pos[same] = row[same]
     return pos

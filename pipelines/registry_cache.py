@@ -28,9 +28,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.feather as feather
 
-from features.arrow_frames import one_batch_ipc
+from features.arrow_frames import ipc_frame, one_batch_ipc
 from features.linking import LinkRegistry, link_registry
 from pipelines.sealed_files import SealBroken, read_sealed, remove_others, write_sealed
 
@@ -70,7 +69,7 @@ def _read(folder: Path, stats: Any) -> LinkRegistry | None:
         if stored is None:
             return None
         files, _ = stored
-        tables = {name.removesuffix(".arrow"): _frame(data) for name, data in files.items()}
+        tables = {name.removesuffix(".arrow"): ipc_frame(data) for name, data in files.items()}
         return LinkRegistry.from_tables(tables)
     except (SealBroken, pa.ArrowException, KeyError, ValueError) as exc:  # a miss: rebuilt from this run's tables
         _log.warning("incident cache %s unreadable (%s); rebuilding it from this run", folder, str(exc)[:120])
@@ -86,7 +85,3 @@ def _write(folder: Path, registry: LinkRegistry) -> None:
     for name, frame in registry.tables().items():
         files[f"{name}.arrow"] = one_batch_ipc(frame, "uncompressed", preserve_index=False)
     write_sealed(folder, files)
-
-
-def _frame(data: memoryview | bytes) -> pd.DataFrame:
-    return feather.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas()

@@ -34,9 +34,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.feather as feather
 
-from features.arrow_frames import one_batch_ipc
+from features.arrow_frames import ipc_frame, one_batch_ipc
 from features.fingerprint import file_sha256
 from features.loaders import DateWindow, LoadResult, load_table, source_label, window_flags_none
 from features.partitions import Partition, partition_files
@@ -123,7 +122,7 @@ def _read(folder: Path, stats: Any) -> tuple[pd.DataFrame, pd.DataFrame, int, di
         if stored is None:
             return None
         files, meta = stored
-        data = feather.read_table(pa.BufferReader(pa.py_buffer(files["data.arrow"]))).to_pandas()
+        data = ipc_frame(files["data.arrow"])
         quarantine = pickle.loads(files["quarantine.pickle"])  # written by this module, checked by its sha256
         dates = {c: tuple(None if v is None else pd.Timestamp(v) for v in span) for c, span in meta["dates"].items()}
         return data, quarantine, int(meta["read"]), dates

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from features.arrow_frames import one_batch_ipc, one_chunk_frame
+from features.arrow_frames import ipc_frame, one_batch_ipc, one_chunk_frame
 
 
 @pytest.mark.parametrize("compression", ["uncompressed", "zstd"])
@@ -20,9 +20,11 @@ def test_a_cache_file_reads_back_whole_in_one_chunk(compression: str) -> None:
             "age": np.arange(rows, dtype=np.int64) % 97,
         }
     )
-    table = feather.read_table(pa.BufferReader(one_batch_ipc(frame, compression, preserve_index=False)))
+    data = one_batch_ipc(frame, compression, preserve_index=False)
+    table = feather.read_table(pa.BufferReader(data))
     assert {c: table[c].num_chunks for c in table.column_names} == {"person_id": 1, "age": 1}
     pd.testing.assert_frame_equal(one_chunk_frame(table), frame, check_exact=True)
+    pd.testing.assert_frame_equal(ipc_frame(memoryview(data)), frame, check_exact=True)  # how the caches read it
 
 
 def test_an_empty_frame_is_written_too() -> None:

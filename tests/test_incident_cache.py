@@ -364,7 +364,8 @@ def test_cached_rows_are_found_by_id_and_hash(repeated: bool) -> None:
     """The sorted search (unique hashes) and the merge (a hash stored twice) find what a dict lookup finds."""
     import numpy as np
 
-    from pipelines.incident_cache import _KEY_HASH, _KEY_ID, _arrow_ids, _positions
+    from features.household_keys import arrow_strings
+    from pipelines.incident_cache import _KEY_HASH, _KEY_ID, _positions
 
     rng = np.random.default_rng(4)
     ids = np.array([f"J{i:06d}" for i in range(2_000)], dtype=object)
@@ -380,10 +381,10 @@ def test_cached_rows_are_found_by_id_and_hash(repeated: bool) -> None:
     ids[stored[1]] = "K000001"  # a stored hash asked with another id: the ids must tell them apart
     table = {(i, h): r for r, (i, h) in enumerate(zip(cached[_KEY_ID], cached[_KEY_HASH], strict=True))}
     want = np.array([table.get((i, h), -1) for i, h in zip(ids, asked_hash, strict=True)])
-    got = _positions(cached, _arrow_ids(pd.Series(ids)), asked_hash)
+    got = _positions(cached, arrow_strings(pd.Series(ids)), asked_hash)
     assert (got == want).all() and 0 < (got >= 0).sum() < len(ids)
     assert got[stored[1]] == -1 and asked_hash[stored[1]] == cached[_KEY_HASH].iloc[1]
-    assert (_positions(None, _arrow_ids(pd.Series(ids)), asked_hash) == -1).all()
+    assert (_positions(None, arrow_strings(pd.Series(ids)), asked_hash) == -1).all()
 
 
 def test_row_hashes_are_pandas_own_hashes_of_the_strings() -> None:
