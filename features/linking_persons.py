@@ -7,6 +7,7 @@ evidence leaves exactly one person; every step compares integer codes, never str
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -147,6 +148,8 @@ class _Persons:
     def _finish(self) -> None:
         self.station_share = self.station_id.value_counts(normalize=True)
         self._cache: dict[tuple[str, str], tuple[np.ndarray, int, np.ndarray]] = {}
+        self._surnames: dict[str, Any] = {}
+        """The registry's first code points and sex codes (:meth:`_surname_codes`): per registry, not per batch."""
 
     def table(self) -> pd.DataFrame:
         """The normalised columns, so a cache can keep them per registry (pipelines/incident_cache.py)."""
@@ -181,6 +184,8 @@ class _Persons:
         positions that hold a code) are cached for the rules.
         """
         uniques = pd.unique(np.asarray(keys, dtype=object))
+        if comp == "name" and variant in ("S", "s"):
+            return self._store(comp, variant, uniques, keys, self._surname_codes(variant == "S", uniques))
         rows = self._shortlist(comp, variant, uniques)
         found = pc.index_in(_arrow(self._key(comp, variant, rows)), value_set=pa.array(uniques, type=pa.large_string()))
         found = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
@@ -189,12 +194,43 @@ class _Persons:
         else:
             person_codes = np.full(len(self), -1, dtype=np.int32)
             person_codes[rows] = found
+        return self._store(comp, variant, uniques, keys, person_codes)
+
+    def _store(
+        self, comp: str, variant: str, uniques: np.ndarray, keys: np.ndarray, person_codes: np.ndarray
+    ) -> np.ndarray:
+        """Keep the registry's codes for the rules; the incidents' codes (-1 where no person holds the key)."""
         present = np.zeros(len(uniques) + 1, dtype=bool)
         present[person_codes[person_codes >= 0]] = True
         self._cache.setdefault((comp, variant), (person_codes, len(uniques), np.flatnonzero(person_codes >= 0)))
         incident = pd.Index(uniques).get_indexer(keys).astype(np.int64)
         incident[~present[incident]] = -1
         return incident
+
+    def _surname_codes(self, with_sex: bool, uniques: np.ndarray) -> np.ndarray:
+        """Each person's code among the batch's surname keys (``S:<surname>|<sex>`` or ``s:<surname>``; -1: none).
+
+        Equal to looking :meth:`_key` up among ``uniques``, but compared as integers: a surname
+        is one character, so a key is its code point (and the person's sex), and the registry's
+        side is the first code point of every name, computed once per registry. Building the
+        one-character keys of the persons sharing a batch's surnames (most of a city) took a second.
+        """
+        if "first" not in self._surnames:
+            self._surnames["first"] = first_code_points(_arrow(self.name))
+            sex = pc.dictionary_encode(_arrow(self.sex))
+            self._surnames["sex"] = sex.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            self._surnames["sexes"] = {v: i for i, v in enumerate(sex.dictionary.to_pylist())}
+        first, sex, sexes = self._surnames["first"], self._surnames["sex"], self._surnames["sexes"]
+        span = len(sexes) + 1
+        code, wanted = [], []  # the keys a person can hold: "S:" + one character + "|" + a sex the registry has
+        for i, key in enumerate(uniques):
+            if (key[3:4] == "|" and key[4:] in sexes) if with_sex else len(key) == 3:
+                code.append(i)
+                wanted.append(ord(key[2]) * span + (sexes[key[4:]] if with_sex else 0))
+        person = first * span + (sex if with_sex else 0)
+        person[(first < 0) | ((sex < 0) if with_sex else False)] = -1
+        found = pd.Index(np.array(wanted, dtype=np.int64)).get_indexer(person)
+        return np.where(found >= 0, np.array([*code, -1], dtype=np.int32)[found], -1).astype(np.int32)
 
     def codes(self, comp: str, variant: str) -> tuple[np.ndarray, int, np.ndarray]:
         """Code per registry person (-1 = missing or not a key of the batch), the size of the code space and
@@ -249,6 +285,19 @@ class _Persons:
 
 
 _HASH_MASK = (1 << 64) - 1
+
+
+def first_code_points(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The code point of each string's first character (``Series.str[0]``); -1 for a missing or empty string.
+
+    Through the distinct first characters (a few thousand in a city's 2.87M names), so no
+    one-character string is built per person.
+    """
+    first = pc.dictionary_encode(pc.utf8_slice_codeunits(values, 0, 1))
+    if isinstance(first, pa.ChunkedArray):
+        first = first.combine_chunks()
+    points = np.array([ord(c) if c else -1 for c in first.dictionary.to_pylist()] + [-1], dtype=np.int64)
+    return points[first.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
 
 
 def _affix_rows(values: pd.Series, affixes: list[tuple[bytes, bytes]]) -> np.ndarray:

@@ -33,14 +33,15 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from models.calibration import Calibration
+
+if TYPE_CHECKING:  # imported where a graph is written or parsed: ~0.9 s (ml_dtypes) that scoring does not need
+    import onnx
 
 MANIFEST = "manifest.json"
 FORMAT = "yujing-onnx-bundle"
@@ -234,12 +235,14 @@ def write_bundle(
     return out
 
 
-def load_manifest(bundle_dir: str | os.PathLike[str], *, verify: bool = True) -> Manifest:
+def load_manifest(bundle_dir: str | os.PathLike[str], *, verify: bool = True, graphs: bool = True) -> Manifest:
     """Read ``manifest.json`` and check every model file against it.
 
     With ``verify`` (the default) each file's SHA-256 is recomputed and its
     graph's input width compared with the feature list; the cost is one read
-    of each file, which serving does anyway.
+    of each file, which serving does anyway. ``graphs=False`` leaves the widths
+    to the caller (:func:`check_widths`): the scorer reads them from the sessions
+    it builds, without parsing each graph with the onnx package (~0.9 s to import).
     """
     root = Path(bundle_dir).resolve()
     manifest_path = root / MANIFEST
@@ -262,14 +265,16 @@ def load_manifest(bundle_dir: str | os.PathLike[str], *, verify: bool = True) ->
 
     models: dict[str, ModelEntry] = {}
     for name, spec in raw["models"].items():
-        models[name] = _load_entry(root, manifest_path, name, spec, verify)
+        models[name] = _load_entry(root, manifest_path, name, spec, verify, graphs)
     for name in raw.get("files") or {}:
         if verify:
             read_bundle_file(root, name, raw)
     return Manifest(path=root, provenance=dict(raw.get("provenance", {})), models=models, raw=raw)
 
 
-def _load_entry(root: Path, manifest_path: Path, name: str, spec: dict[str, Any], verify: bool) -> ModelEntry:
+def _load_entry(
+    root: Path, manifest_path: Path, name: str, spec: dict[str, Any], verify: bool, graphs: bool = True
+) -> ModelEntry:
     try:
         file_name = str(spec["file"])
         features = tuple(str(f) for f in spec["features"])
@@ -298,21 +303,15 @@ def _load_entry(root: Path, manifest_path: Path, name: str, spec: dict[str, Any]
                 f"{path}: sha256 {actual[:12]}… does not match {sha[:12]}… in {MANIFEST};"
                 " the file was changed or truncated after export: copy the bundle again or re-export it"
             )
-        try:
-            model = onnx.load_from_string(data)
-        except Exception as exc:  # protobuf raises its own DecodeError
-            raise BundleError(f"{path} is not an ONNX model ({exc}); re-export the bundle") from exc
-        _, n_features, _, n_classes = _io_shapes(model)
-        if n_features is not None and n_features != len(features):
-            raise BundleError(
-                f"{path} takes {n_features} features but {MANIFEST} lists {len(features)} for model {name!r};"
-                " manifest and model come from different exports: re-export the bundle"
-            )
-        if n_classes is not None and n_classes != len(classes):
-            raise BundleError(
-                f"{path} outputs {n_classes} classes but {MANIFEST} lists {len(classes)} for model {name!r};"
-                " re-export the bundle"
-            )
+        if graphs:
+            import onnx
+
+            try:
+                model = onnx.load_from_string(data)
+            except Exception as exc:  # protobuf raises its own DecodeError
+                raise BundleError(f"{path} is not an ONNX model ({exc}); re-export the bundle") from exc
+            _, n_features, _, n_classes = _io_shapes(model)
+            check_widths(path, name, features, classes, n_features, n_classes)
     return ModelEntry(
         name=name,
         path=path,
@@ -325,6 +324,27 @@ def _load_entry(root: Path, manifest_path: Path, name: str, spec: dict[str, Any]
         output_name=str(spec.get("output", "probabilities")),
         parity=spec.get("parity"),
     )
+
+
+def check_widths(
+    path: Path,
+    name: str,
+    features: Sequence[str],
+    classes: Sequence[Any],
+    n_features: int | None,
+    n_classes: int | None,
+) -> None:
+    """A graph's input and output widths (None: symbolic) against the manifest's features and classes."""
+    if n_features is not None and n_features != len(features):
+        raise BundleError(
+            f"{path} takes {n_features} features but {MANIFEST} lists {len(features)} for model {name!r};"
+            " manifest and model come from different exports: re-export the bundle"
+        )
+    if n_classes is not None and n_classes != len(classes):
+        raise BundleError(
+            f"{path} outputs {n_classes} classes but {MANIFEST} lists {len(classes)} for model {name!r};"
+            " re-export the bundle"
+        )
 
 
 def read_model_bytes(entry: ModelEntry) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from models.drift_config import DriftConfig
 
@@ -50,12 +50,13 @@ def _tail(calls: int, mean: float, alpha: float) -> float:
     """Probability of a count at least as far from ``mean`` as ``calls``, on the side it lies."""
     if mean <= 0:
         return 0.0 if calls > 0 else 1.0
-    if alpha <= 1e-9:
-        dist = stats.poisson(mean)
-    else:
-        size = 1.0 / alpha
-        dist = stats.nbinom(size, size / (size + mean))
-    return float(dist.sf(calls - 1) if calls >= mean else dist.cdf(calls))
+    # scipy.special's functions, not scipy.stats' distributions: the same tails (the negative binomial's
+    # within 1e-13, far below the 3 digits reported) without importing scipy.stats, ~1 s of every ranking
+    if alpha <= 1e-9:  # Poisson: P(X >= calls) and P(X <= calls)
+        return float(special.pdtrc(calls - 1, mean) if calls >= mean else special.pdtr(calls, mean))
+    size = 1.0 / alpha  # negative binomial with success probability p: P(X <= k) = I_p(size, k + 1)
+    p = size / (size + mean)
+    return float(special.betaincc(size, calls, p) if calls >= mean else special.betainc(size, calls + 1, p))
 
 
 def volume_rows(

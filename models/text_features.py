@@ -63,7 +63,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.feature_selection import chi2
 
 from features.keywords import get_matcher
 from features.lexicon import CUE_GROUPS
@@ -359,6 +358,8 @@ class IncidentFeaturizer:
             m = sparse.csr_matrix(
                 (np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(len(parsed), len(candidates))
             )
+            from sklearn.feature_selection import chi2  # fitting only: the daily ranking and serving never load it
+
             scores, _p = chi2(m, y)
             scores = np.nan_to_num(scores, nan=0.0)
             order = sorted(range(len(candidates)), key=lambda j: (-round(float(scores[j]), 6), candidates[j]))

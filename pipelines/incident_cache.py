@@ -191,16 +191,34 @@ def use_scope(cache_dir: Path, scope: Path, keep_days: int, now: float | None = 
     return removed
 
 
-def row_hashes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """A 64-bit hash per row over ``columns`` (pandas' stable ``hash_pandas_object``).
+def row_hashes(frame: pd.DataFrame, columns: Sequence[str], memo: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """A 64-bit hash per row over ``columns``: pandas' stable ``hash_pandas_object(frame[columns], index=False)``.
 
     ``categorize=False``: narratives are nearly all distinct, so factorizing them first (the default)
     only adds a hash table of 632k strings: 2.8 s instead of 0.6 s on the full city, every day.
     Arrow string columns go in as their UTF-8 bytes (:func:`_utf8_objects`): the same hashes,
-    without a Python string per narrative.
+    without a Python string per narrative. Each column is hashed on its own and the hashes are
+    combined as pandas combines them, so ``memo`` (column -> hashes, for this one ``frame``) lets
+    the rules and the links hash the narratives once between them.
     """
-    selected = pd.DataFrame({c: _utf8_objects(frame[c]) for c in columns}, index=frame.index)
-    return pd.util.hash_pandas_object(selected, index=False, categorize=False).to_numpy(np.uint64)
+    memo = {} if memo is None else memo
+    for c in columns:
+        if c not in memo:
+            column = pd.util.hash_pandas_object(_utf8_objects(frame[c]), index=False, categorize=False)
+            memo[c] = column.to_numpy(np.uint64)
+    return _combined([memo[c] for c in columns], len(frame))
+
+
+def _combined(hashes: Sequence[np.ndarray], length: int) -> np.ndarray:
+    """Column hashes combined into row hashes exactly as pandas' ``combine_hash_arrays`` (CPython's tuple hash)."""
+    out = np.full(length, 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    for i, h in enumerate(hashes):
+        inverse_i = len(hashes) - i
+        out ^= h
+        out *= mult
+        mult += np.uint64(82520 + inverse_i + inverse_i)
+    return out + np.uint64(97531)
 
 
 def _utf8_objects(column: pd.Series) -> pd.Series:
@@ -299,16 +317,18 @@ def _cached(
     compute: Callable[[pd.DataFrame], pd.DataFrame],
     stats: CacheStats,
     text: Sequence[str] = (),
+    hashes: dict[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The cached rows of ``incidents`` (in their order) and the positions that missed, computed and stored.
 
     Returns ``(values, hit)`` where ``values`` holds one row per incident (hits from the cache,
     misses from ``compute``) as the columns ``compute`` returns, in whatever dtypes the cache
     stores; the caller restores the exact dtypes. The ``text`` columns come as Arrow strings
-    (``_STR``, missing values null), gathered without a Python object per row.
+    (``_STR``, missing values null), gathered without a Python object per row. ``hashes``: the
+    column hashes of ``incidents`` already computed (:func:`row_hashes`' memo), filled in here.
     """
     key_id = arrow_strings(incidents["incident_id"])  # compared and taken in Arrow, never as Python strings
-    key_hash = row_hashes(incidents, inputs)
+    key_hash = row_hashes(incidents, inputs, hashes)
     cached = store.read(stats)
     pos = _positions(cached, key_id, key_hash)
     hit = pos >= 0
@@ -403,8 +423,13 @@ def _missing_to_none(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def cached_rule_verdicts(incidents: pd.DataFrame, scope: Path, stats: CacheStats) -> pd.DataFrame:
-    """:func:`models.rules.rule_verdicts` of ``incidents["narrative"]`` (RangeIndex), new narratives only."""
+def cached_rule_verdicts(
+    incidents: pd.DataFrame, scope: Path, stats: CacheStats, hashes: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """:func:`models.rules.rule_verdicts` of ``incidents["narrative"]`` (RangeIndex), new narratives only.
+
+    ``hashes``: a memo of ``incidents``' column hashes shared with :func:`cached_links` (:func:`row_hashes`).
+    """
     from features.lexicon import default_lexicon
 
     template = rule_verdicts(pd.Series([], dtype=_STR))
@@ -415,7 +440,7 @@ def cached_rule_verdicts(incidents: pd.DataFrame, scope: Path, stats: CacheStats
     def compute(rows: pd.DataFrame) -> pd.DataFrame:
         return rule_verdicts(rows["narrative"]).drop(columns="is_dispute")
 
-    values, hit = _cached(store, incidents, RULE_INPUTS, compute, stats)
+    values, hit = _cached(store, incidents, RULE_INPUTS, compute, stats, hashes=hashes)
     stats.rules_hits, stats.rules_misses = int(hit.sum()), int((~hit).sum())
     out = {}
     for c, dtype in template.dtypes.items():
@@ -437,8 +462,12 @@ def cached_links(
     addresses: pd.DataFrame,
     scope: Path,
     stats: CacheStats,
+    hashes: dict[str, np.ndarray] | None = None,
 ) -> LinkResult:
-    """:func:`features.linking.link_incidents` with the links of unchanged incidents taken from the cache."""
+    """:func:`features.linking.link_incidents` with the links of unchanged incidents taken from the cache.
+
+    ``hashes``: a memo of ``incidents``' column hashes shared with :func:`cached_rule_verdicts`.
+    """
     if incidents.empty:
         return link_incidents(incidents, persons, households, addresses)
     store = _Store(scope, "links", source_version(LINK_SOURCES))
@@ -454,7 +483,7 @@ def cached_links(
             [result.links.drop(columns="incident_id"), result.detail[list(DETAIL_COLUMNS)]], axis=1
         ).reset_index(drop=True)
 
-    values, hit = _cached(store, incidents, LINK_INPUTS, compute, stats, text=LINK_STRINGS[1:])
+    values, hit = _cached(store, incidents, LINK_INPUTS, compute, stats, text=LINK_STRINGS[1:], hashes=hashes)
     stats.links_hits, stats.links_misses = int(hit.sum()), int((~hit).sum())
     links = pd.DataFrame(index=incidents.index)
     links["incident_id"] = incidents["incident_id"].astype(_STR).array

@@ -41,7 +41,8 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,27 @@ def _new_hidden(out_root: Path, date: str, kind: str) -> Path:
     return out_root / f".{date}-{time.time_ns():020d}-{_host()}-{os.getpid()}-{kind}"
 
 
+def _write_parquet(staging: Path, name: str, table: pa.Table | pd.DataFrame | Callable[[], pa.Table]) -> Path:
+    """``staging/<name>.parquet`` of ``table`` (or of what it builds: the writer thread builds it too)."""
+    return _write_bytes(staging / f"{name}.parquet", _parquet_bytes(table() if callable(table) else table, name))
+
+
+def _write_readable(
+    staging: Path, frame: pd.DataFrame, stations: list[str], date: str, manifest: dict[str, Any], counts: dict
+) -> None:
+    """What people read: the warnings as CSV and workbook, the center's page and one page per station."""
+    _write_bytes(staging / "warnings.csv", _csv_bytes(frame))
+    _write_bytes(staging / "warnings.xlsx", _xlsx_bytes(frame, date))
+    (staging / "stations").mkdir(mode=0o755)
+    page_manifest = {**manifest, "date": date}
+    center = center_html(frame, page_manifest, households=counts["rows"], in_scope=counts["in_scope"])
+    _write_bytes(staging / "index.html", center.encode("utf-8"))
+    by_station = dict(list(frame.groupby("station_id", sort=True)))
+    for station in stations:
+        page = station_html(by_station[station], station, page_manifest)
+        _write_bytes(staging / "stations" / f"{station}.html", page.encode("utf-8"))
+
+
 def stage_outputs(
     ranking: pd.DataFrame,
     out_root: Path,
@@ -305,19 +327,15 @@ def stage_outputs(
     staging = _new_hidden(out_root, date, secrets.token_hex(4))
     staging.mkdir(mode=0o755)
     try:
-        _write_bytes(staging / "ranking.parquet", _parquet_bytes(canonical.table(), "ranking"))
-        _write_bytes(staging / "warnings.csv", _csv_bytes(frame))
-        _write_bytes(staging / "warnings.xlsx", _xlsx_bytes(frame, date))
-        (staging / "stations").mkdir(mode=0o755)
-        page_manifest = {**manifest, "date": date}
-        center = center_html(frame, page_manifest, households=counts["rows"], in_scope=counts["in_scope"])
-        _write_bytes(staging / "index.html", center.encode("utf-8"))
-        by_station = dict(list(frame.groupby("station_id", sort=True)))
-        for station in stations:
-            page = station_html(by_station[station], station, page_manifest)
-            _write_bytes(staging / "stations" / f"{station}.html", page.encode("utf-8"))
-        for name in sorted(extra_tables):
-            _write_bytes(staging / f"{name}.parquet", _parquet_bytes(extra_tables[name], name))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") as writer:
+            # The Parquet files (a million rows each: Arrow's C++, which releases the GIL) are encoded on
+            # the second core while this thread renders what people read (Python: CSV, workbook, pages).
+            # Their bytes do not depend on it; every file is written before the folder is sealed.
+            tables = [("ranking", canonical.table), *((name, extra_tables[name]) for name in sorted(extra_tables))]
+            parquet = [writer.submit(_write_parquet, staging, name, table) for name, table in tables]
+            _write_readable(staging, frame, stations, date, manifest, counts)
+            for done in parquet:
+                done.result()  # the first failure is raised here, and the staging removed below
         _fsync_dir(staging / "stations")
         write_quarantine(quarantine, staging / QUARANTINE_FOLDER)  # hashed into the manifest like every file
 

@@ -119,8 +119,9 @@ def prepare(data_dir: Path, partition: Any = None, cache_dir: Path | None = None
         scope = Path(cache_dir) / incident_cache.scope_key(Path(data_dir), dataset, partition)
         keep_days = get_settings().incident_cache_keep_days
         stats.scopes_removed = incident_cache.use_scope(Path(cache_dir), scope, keep_days)
-        rules = incident_cache.cached_rule_verdicts(incidents, scope, stats)
-        links = incident_cache.cached_links(incidents, *registry, scope, stats)
+        hashes: dict[str, Any] = {}  # the narratives are an input of both: hashed once (incident_cache.row_hashes)
+        rules = incident_cache.cached_rule_verdicts(incidents, scope, stats, hashes)
+        links = incident_cache.cached_links(incidents, *registry, scope, stats, hashes)
         stats.bytes_on_disk = incident_cache.cache_size(scope)
         stats.tables_bytes = tables_size(Path(cache_dir), partition)
         cache = stats.to_dict()

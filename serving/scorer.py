@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from models.bundle import Manifest, ModelEntry, load_manifest, read_model_bytes
+from models.bundle import Manifest, ModelEntry, check_widths, load_manifest, read_model_bytes
 from models.calibration import Calibration
 
 DEFAULT_BATCH_SIZE = 16_384
@@ -77,14 +77,21 @@ class OnnxScorer:
         allow_spinning: bool = False,
     ) -> OnnxScorer:
         """Load and verify a bundle, build one warmed-up session per model."""
-        manifest = load_manifest(Path(bundle_dir))
+        manifest = load_manifest(Path(bundle_dir), graphs=False)  # the widths are checked on the sessions below
         options = session_options(intra_op_num_threads, allow_spinning)
         sessions: dict[str, ort.InferenceSession] = {}
         for name, entry in manifest.models.items():
             session = ort.InferenceSession(read_model_bytes(entry), options, providers=["CPUExecutionProvider"])
-            inputs = session.get_inputs()
+            inputs, outputs = session.get_inputs(), session.get_outputs()
             if len(inputs) != 1 or inputs[0].name != entry.input_name:
                 raise ScorerError(f"{entry.path}: graph input is not {entry.input_name!r}; re-export the bundle")
+            if len(outputs) != 1 or outputs[0].name != entry.output_name:
+                raise ScorerError(f"{entry.path}: graph output is not {entry.output_name!r}; re-export the bundle")
+            widths = [
+                shape[-1] if shape and isinstance(shape[-1], int) else None
+                for shape in (inputs[0].shape, outputs[0].shape)
+            ]
+            check_widths(entry.path, name, entry.feature_names, entry.classes, *widths)
             session.run([entry.output_name], {entry.input_name: np.zeros((1, entry.n_features), np.float32)})
             sessions[name] = session
         return cls(manifest, sessions)

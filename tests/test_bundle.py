@@ -217,6 +217,18 @@ def test_feature_count_mismatch(bundle_dir: Path) -> None:
     path.write_text(json.dumps(raw), encoding="utf-8")
     with pytest.raises(BundleError, match=r"escalation\.onnx takes 12 features but manifest\.json lists 11"):
         load_manifest(bundle_dir)
+    # the scorer reads the widths from its sessions instead of parsing the graphs: the same check, the same words
+    with pytest.raises(BundleError, match=r"escalation\.onnx takes 12 features but manifest\.json lists 11"):
+        OnnxScorer.from_bundle(bundle_dir)
+
+
+def test_scorer_checks_the_class_count_on_its_sessions(bundle_dir: Path) -> None:
+    path = bundle_dir / "manifest.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["models"]["escalation"]["classes"] = [*raw["models"]["escalation"]["classes"], 2]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(BundleError, match=r"escalation\.onnx outputs 2 classes but manifest\.json lists 3"):
+        OnnxScorer.from_bundle(bundle_dir)
 
 
 def test_write_checks_models_against_their_metadata(tmp_path: Path, bundle_models: dict[str, BundleModel]) -> None:
@@ -371,7 +383,8 @@ def test_concurrent_predictions_equal_sequential(scorer: OnnxScorer, trained: di
 def test_serving_does_not_import_training_code() -> None:
     code = (
         "import sys, serving.scorer\n"
-        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'lightgbm', 'sklearn', 'onnxmltools'})\n"
+        "training = {'pipelines', 'lightgbm', 'sklearn', 'onnxmltools', 'onnx'}\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & training)\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -80,6 +80,24 @@ def test_volume_small_station_bursts_are_not_news_a_doubling_is() -> None:
     assert lost["status"] == "alert"  # a station whose calls vanished: an export that lost them
 
 
+def test_volume_tails_equal_scipy_stats_distributions() -> None:
+    """The tails from scipy.special are scipy.stats' Poisson and negative binomial tails (to 1e-12, relatively)."""
+    from scipy import stats
+
+    from models.drift_volume import _tail
+
+    checked = 0
+    for mean in (0.3, 2.0, 7.5, 40.0, 310.0):
+        for alpha in (0.0, 0.05, 0.7, 2.5):
+            for calls in sorted({0, 1, 2, int(mean), int(mean) + 1, int(3 * mean) + 4}):
+                size = 1 / alpha if alpha else 0.0
+                dist = stats.nbinom(size, size / (size + mean)) if alpha else stats.poisson(mean)
+                expected = dist.sf(calls - 1) if calls >= mean else dist.cdf(calls)
+                assert _tail(calls, mean, alpha) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+                checked += 1
+    assert checked > 80 and _tail(3, 0.0, 0.5) == 0.0 and _tail(0, 0.0, 0.5) == 1.0
+
+
 def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
     config = load_drift_config()
     assert (config.psi_warn, config.psi_alert, config.bins) == (0.1, 0.25, 10)

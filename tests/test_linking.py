@@ -135,6 +135,38 @@ def test_masked_id_narrowed_by_name_and_by_masked_phone() -> None:
     assert pd.isna(alone.links.loc[0, "person_id"])
 
 
+@pytest.mark.parametrize("variant", ["S", "s"])
+def test_surname_codes_equal_the_string_keys(variant: str) -> None:
+    """The registry's surname codes, compared as code points, are what looking its string keys up gives."""
+    from features.linking_persons import _Persons, first_code_points
+
+    names = ["张伟", "", None, "李", "ab", "é小", "😀x", "王五", "张", "欧阳修", "Z", "张芳", "|x"]
+    sexes = ["M", "F", "M", None, "F", "M", "F", "X", "F", "M", "", "F", "M"]
+    extra = [(f"Q{i}", None, n, s, None, "H1") for i, (n, s) in enumerate(zip(names, sexes, strict=True))]
+    reg = _Persons(*_registry(extra))
+    if variant == "S":
+        keys = ["S:张|M", "S:张|F", "S:李|F", "S:欧阳|M", "S:😀|F", "S:王|X", "S:Z|", "S:a|F", "S:é|Q", "S:||M"]
+        keys.append("S:张|M")  # a repeated key
+    else:
+        keys = ["s:张", "s:李", "s:欧阳", "s:😀", "s:a", "s:é", "s:Z", "s:|", "s:张|M", "s:刘"]
+    keys_array = np.array(keys, dtype=object)
+    got = reg.encode("name", variant, keys_array)
+    person_codes, size, positions = reg.codes("name", variant)
+    uniques = list(pd.unique(keys_array))
+    expected_keys = reg._key("name", variant)  # the string keys of every person, as before
+    expected = np.array([uniques.index(k) if k in uniques else -1 for k in expected_keys.fillna("")], dtype=np.int32)
+    np.testing.assert_array_equal(person_codes, expected)
+    assert size == len(uniques) and list(positions) == list(np.flatnonzero(expected >= 0))
+    held = set(expected[expected >= 0])
+    np.testing.assert_array_equal(got, [uniques.index(k) if uniques.index(k) in held else -1 for k in keys])
+    assert (got >= 0).sum() >= 4  # the case is not vacuous: several keys are held
+    assert list(first_code_points(pd.array(["", None, "😀"], dtype="string[pyarrow]").__arrow_array__())) == [
+        -1,
+        -1,
+        0x1F600,
+    ]
+
+
 def test_names_alone_never_link() -> None:
     result = _link({"caller_name": "巴特尔"}, {"caller_name": "李娜", "location_text": "新明家园4-1-301"})
     assert result.links["person_id"].isna().all()

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pandera
 import pytest
 
 from features.loaders import REASON, ROW, DataContractError, load_dataset, load_table
@@ -251,3 +252,34 @@ def test_a_call_after_the_export_date_or_before_plausible_time_is_quarantined(tm
     assert load_table(tmp_path / "incidents.csv", "incidents", window=stated).accepted == 0
     with pytest.raises(DataContractError, match="export_date"):
         DateWindow.for_folder(tmp_path / "nowhere", "2000-01-01", "05/01/2024 10:00")
+
+
+def test_a_valid_table_keyed_by_two_columns_needs_no_pandera_and_a_repeated_key_falls_back_to_it() -> None:
+    """Cases (keyed by case and person) pass the fast check when valid; a repeat or a bad value goes to pandera."""
+    from features.coercion import coerce, surely_valid
+    from features.schema import CASES
+
+    raw = pd.DataFrame(
+        {
+            "case_id": ["C1", "C1", "C2"],
+            "opened_at": ["2024-03-01 10:00:00", "2024-03-01 10:00:00", "2024-04-02 08:30:00"],
+            "case_type": ["criminal", "criminal", "administrative"],
+            "charge": ["故意伤害", "故意伤害", "殴打他人"],
+            "station_id": ["S001", "S001", "S002"],
+            "person_id": ["P1", "P2", "P1"],
+            "role": ["suspect", "victim", "suspect"],
+            "source_incident_id": ["J1", "J1", None],
+        }
+    )
+
+    def typed(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({name: coerce(frame[name], col)[0] for name, col in CASES.columns.items()})
+
+    valid = typed(raw)
+    assert surely_valid(valid, CASES)
+    CASES.schema().validate(valid, lazy=True)  # what the fast check stands for
+    repeated = typed(raw.assign(person_id=["P1", "P1", "P1"]))
+    assert not surely_valid(repeated, CASES)
+    with pytest.raises(pandera.errors.SchemaErrors):
+        CASES.schema().validate(repeated, lazy=True)
+    assert not surely_valid(typed(raw.assign(role=["suspect", "witness", "victim"])), CASES)
