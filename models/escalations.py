@@ -100,17 +100,20 @@ def rules_verdicts(
     household_ids: pd.Series,
     days: pd.Series,
     scenarios: Mapping[str, Scenario] | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scoring rules' level and points of each (household, morning of day) pair (level None below blue).
 
     Exactly what the daily ranking publishes as ``rules_level`` and
     ``rules_points`` for that date (points over calls received before the
-    day, the worst scenario wins).
+    day, the worst scenario wins). ``codes``: the household code of each call and of each pair, when
+    the caller has them (``points_at_snapshots``' coding), so the ids are not hashed again.
     """
     if len(household_ids) == 0:
         return np.array([], dtype=object), np.array([], dtype=np.float64)
     chosen = dict(scenarios or load_scenarios())
-    points = points_at_snapshots(calls, household_ids.reset_index(drop=True), days.reset_index(drop=True), chosen)
+    ids, at = household_ids.reset_index(drop=True), days.reset_index(drop=True)
+    points = points_at_snapshots(calls, ids, at, chosen, codes)
     level, _, worst_points = worst_scenarios(points, chosen)
     return np.asarray(level, dtype=object), np.asarray(worst_points, dtype=np.float64)
 
@@ -120,9 +123,10 @@ def rules_levels(
     household_ids: pd.Series,
     days: pd.Series,
     scenarios: Mapping[str, Scenario] | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The level half of :func:`rules_verdicts`."""
-    return rules_verdicts(calls, household_ids, days, scenarios)[0]
+    return rules_verdicts(calls, household_ids, days, scenarios, codes)[0]
 
 
 def escalation_lead_times(
@@ -153,25 +157,25 @@ def escalation_lead_times(
     rows["county_code"] = located["county_code"].to_numpy(object)
     opened_day = pd.to_datetime(rows["opened_at"]).dt.normalize()
     pairs = pd.DataFrame({"household_id": rows["household_id"], "day": opened_day}).drop_duplicates()
-    offsets = np.arange(lookback_days + 1)
-    grid = pd.DataFrame(
-        {
-            "household_id": np.repeat(pairs["household_id"].to_numpy(object), len(offsets)),
-            "opened_day": np.repeat(pairs["day"].to_numpy(), len(offsets)),
-            "back": np.tile(offsets, len(pairs)),
-        }
-    )
-    grid["day"] = grid["opened_day"] - pd.to_timedelta(grid["back"], unit="D")
+    # The grid of (pair, morning ``back`` days before), pair-major, in integer codes: a city's 12k pairs make
+    # 1.1M rows, whose household ids as strings were hashed, repeated and grouped (seconds of every ranking).
+    households = pd.Index(pd.unique(pairs["household_id"].to_numpy(object)))
+    pair_code = households.get_indexer(pairs["household_id"].to_numpy(object))
+    steps = lookback_days + 1
+    days = (pairs["day"].to_numpy()[:, None] - np.arange(steps)[None, :] * np.timedelta64(1, "D")).ravel()
+    grid_code = np.repeat(pair_code, steps)
     # the rules read only these households' calls: the rest of a city's (a hundred times more) would be
     # matched against them for nothing
-    own = calls[calls["household_id"].isin(pairs["household_id"].unique())]
-    grid["level"] = rules_levels(own, grid["household_id"], grid["day"], scenarios)
-    warned = grid[grid["level"].notna()]
-    first_back = warned.groupby(["household_id", "opened_day"])["back"].max()
-    on_the_day = grid[grid["back"] == 0].set_index(["household_id", "opened_day"])["level"]
-    key = pd.MultiIndex.from_arrays([rows["household_id"], opened_day])
-    back = first_back.reindex(key).to_numpy(np.float64)
-    rows["rules_level_before"] = pd.Series(on_the_day.reindex(key).to_numpy(object), dtype=object)
+    own = calls[calls["household_id"].isin(households)].reset_index(drop=True)
+    codes = (households.get_indexer(own["household_id"].to_numpy(object)), grid_code)
+    level = rules_levels(own, pd.Series(grid_code), pd.Series(days), scenarios, codes).reshape(len(pairs), steps)
+    warned = pd.notna(level)
+    # the earliest warned morning is the largest ``back`` with a level; NaN when none
+    first_back = np.where(warned.any(axis=1), steps - 1 - np.argmax(warned[:, ::-1], axis=1), np.nan)
+    row_keys = pd.MultiIndex.from_arrays([rows["household_id"], opened_day])
+    pair_of_row = pd.MultiIndex.from_frame(pairs).get_indexer(row_keys)
+    back = first_back[pair_of_row].astype(np.float64)
+    rows["rules_level_before"] = pd.Series(level[pair_of_row, 0], dtype=object)
     rows["first_rules_warning_at"] = opened_day.to_numpy() - pd.to_timedelta(back, unit="D")
     rows["lead_days"] = back
     rows["rules_level_before"] = rows["rules_level_before"].where(rows["rules_level_before"].notna(), None)

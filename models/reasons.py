@@ -159,6 +159,10 @@ def quiet_reference(feature_names: list[str]) -> np.ndarray:
     return ref
 
 
+OCCLUSION_BLOCK = 65_536
+"""Model rows scored per block by :func:`occlusion_contributions` (a row and its variants stay in one block)."""
+
+
 def occlusion_contributions(
     predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, feature_names: list[str]
 ) -> np.ndarray:
@@ -181,11 +185,18 @@ def occlusion_contributions(
     cols = np.flatnonzero(movable)
     if n == 0:
         return np.zeros((0, k + 1))
-    variants = np.repeat(X[:, None, :], len(cols) + 1, axis=1)  # [n, 1 + movable, k]
-    for i, j in enumerate(cols, start=1):
-        variants[:, i, j] = ref[j]
-    p = np.clip(np.asarray(predict(variants.reshape(-1, k)), np.float64), 1e-7, 1 - 1e-7)
-    logit = np.log(p / (1 - p)).reshape(n, len(cols) + 1)
+    # Rows go through in blocks of ~64k variants, in one reused buffer: all of a city's 6k warnings at once
+    # were a 250 MB array, and on a VM fresh pages cost more than the predictions (each row's are its own).
+    per_block = max(1, OCCLUSION_BLOCK // (len(cols) + 1))
+    buffer = np.empty((min(n, per_block), len(cols) + 1, k), dtype=np.float32)
     out = np.zeros((n, k + 1))
-    out[:, cols] = logit[:, :1] - logit[:, 1:]
+    for start in range(0, n, per_block):
+        rows = X[start : start + per_block]
+        variants = buffer[: len(rows)]  # [rows, 1 + movable, k]
+        variants[:] = rows[:, None, :]
+        for i, j in enumerate(cols, start=1):
+            variants[:, i, j] = ref[j]
+        p = np.clip(np.asarray(predict(variants.reshape(-1, k)), np.float64), 1e-7, 1 - 1e-7)
+        logit = np.log(p / (1 - p)).reshape(len(rows), len(cols) + 1)
+        out[start : start + len(rows), cols] = logit[:, :1] - logit[:, 1:]
     return out

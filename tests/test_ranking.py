@@ -257,6 +257,29 @@ def test_the_daily_deployment_runs_on_the_configured_cron(tmp_path: Path) -> Non
     assert deployment.entrypoint.endswith("pipelines/scheduled.py:daily_rank")  # loadable by the runner
 
 
+def test_occlusion_in_blocks_equals_one_block(ranked: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's reasons measured block by block (models/reasons.py) are the one-block contributions, bit for bit."""
+    import models.reasons
+    from features.matrix import float32_matrix
+    from models.reasons import occlusion_contributions
+    from serving.scorer import OnnxScorer
+
+    prepared = ranking.prepare(ranked["city"])
+    day = ranking.ranking_day(prepared.incidents, None, prepared.export_date)
+    scored = ranking.score_households(prepared, day, ranked["bundle"], "test v1")
+    scorer = OnnxScorer.from_bundle(ranked["bundle"])
+    names = list(scorer.feature_names(ranking.ESCALATION))
+    X = float32_matrix(scored.frame[scored.frame["in_scope"]].head(400), names)
+
+    def raw(x: np.ndarray) -> np.ndarray:
+        return scorer.predict_batched(ranking.ESCALATION, x, workers=2)[:, 1]
+
+    whole = occlusion_contributions(raw, X, names)
+    monkeypatch.setattr(models.reasons, "OCCLUSION_BLOCK", 700)  # a few rows per block, a short last one
+    assert occlusion_contributions(raw, X, names).tobytes() == whole.tobytes()
+    assert np.count_nonzero(whole) > 400  # the rows have reasons to compare
+
+
 def test_households_scored_block_by_block_get_the_whole_matrix_scores(
     ranked: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
