@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from models.bundle import Manifest, ModelEntry, check_widths, load_manifest, read_model_bytes
+from models.bundle import BundleError, Manifest, ModelEntry, check_widths, load_manifest, read_model_bytes
 from models.calibration import Calibration
 
 DEFAULT_BATCH_SIZE = 16_384
@@ -81,7 +81,13 @@ class OnnxScorer:
         options = session_options(intra_op_num_threads, allow_spinning)
         sessions: dict[str, ort.InferenceSession] = {}
         for name, entry in manifest.models.items():
-            session = ort.InferenceSession(read_model_bytes(entry), options, providers=["CPUExecutionProvider"])
+            data = read_model_bytes(entry)
+            try:
+                session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # what load_manifest said when it parsed the graph with onnx
+                raise BundleError(
+                    f"{entry.path} is not an ONNX model ({type(exc).__name__}); re-export the bundle"
+                ) from None
             inputs, outputs = session.get_inputs(), session.get_outputs()
             if len(inputs) != 1 or inputs[0].name != entry.input_name:
                 raise ScorerError(f"{entry.path}: graph input is not {entry.input_name!r}; re-export the bundle")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -219,6 +220,18 @@ def test_feature_count_mismatch(bundle_dir: Path) -> None:
         load_manifest(bundle_dir)
     # the scorer reads the widths from its sessions instead of parsing the graphs: the same check, the same words
     with pytest.raises(BundleError, match=r"escalation\.onnx takes 12 features but manifest\.json lists 11"):
+        OnnxScorer.from_bundle(bundle_dir)
+
+
+def test_scorer_refuses_a_file_that_is_not_onnx(bundle_dir: Path) -> None:
+    """Bytes that match the manifest's sha256 but are no ONNX graph: the scorer says so, as the manifest check did."""
+    path = bundle_dir / "manifest.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    junk = b"not an onnx graph"
+    (bundle_dir / "escalation.onnx").write_bytes(junk)
+    raw["models"]["escalation"]["sha256"] = hashlib.sha256(junk).hexdigest()
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(BundleError, match=r"escalation\.onnx is not an ONNX model"):
         OnnxScorer.from_bundle(bundle_dir)
 
 
