@@ -159,8 +159,8 @@ def escalation_lead_times(
     pairs = pd.DataFrame({"household_id": rows["household_id"], "day": opened_day}).drop_duplicates()
     # The grid of (pair, morning ``back`` days before), pair-major, in integer codes: a city's 12k pairs make
     # 1.1M rows, whose household ids as strings were hashed, repeated and grouped (seconds of every ranking).
-    households = pd.Index(pd.unique(pairs["household_id"].to_numpy(object)))
-    pair_code = households.get_indexer(pairs["household_id"].to_numpy(object))
+    pair_code, households = pd.factorize(pairs["household_id"].to_numpy(object))
+    households = pd.Index(households)
     steps = lookback_days + 1
     days = (pairs["day"].to_numpy()[:, None] - np.arange(steps)[None, :] * np.timedelta64(1, "D")).ravel()
     grid_code = np.repeat(pair_code, steps)
