@@ -28,7 +28,7 @@ def code_households(ids: pd.Series | pa.Array, codes: pd.Series) -> np.ndarray:
     return np.where(pos >= 0, codes.to_numpy()[np.maximum(pos, 0)], -1).astype(np.int64)
 
 
-def arrow_strings(values: pd.Series | pd.Index | pa.Array) -> pa.Array:
+def arrow_strings(values: pd.Series | pd.Index | pa.Array | np.ndarray) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if isinstance(values, pd.Series | pd.Index) and hasattr(values.array, "__arrow_array__"):
@@ -40,7 +40,7 @@ def arrow_strings(values: pd.Series | pd.Index | pa.Array) -> pa.Array:
     return values if pa.types.is_large_string(values.type) else values.cast(pa.large_string())
 
 
-def positions_in(values: pd.Series | pa.Array, keys: pd.Index | pd.Series) -> np.ndarray:
+def positions_in(values: pd.Series | pa.Array, keys: pd.Index | pd.Series | np.ndarray) -> np.ndarray:
     """Position of each value among ``keys`` (the first, as Series.map would find it; -1: absent or missing)."""
     pos = pc.index_in(arrow_strings(values), value_set=arrow_strings(keys), skip_nulls=True)
     return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -80,21 +80,50 @@ def positions_in_many(parts: Sequence[pd.Series], keys: pd.Index | pd.Series) ->
     return np.split(pos, np.cumsum([len(s) for s in strings])[:-1])
 
 
-def household_keys(calls: pd.DataFrame, tables: dict[str, pd.DataFrame], codes: pd.Series) -> HouseholdKeys:
-    """The household code of every call, caller, person, case, visit and relation end (-1: not in the registry)."""
+@dataclass(frozen=True)
+class RegistryKeys:
+    """What :func:`household_keys` and the snapshots' place columns read of the registry alone.
+
+    A daily export repeats the registry unchanged on most days, and hashing its 2.87M persons'
+    household ids and 1.15M households' address ids against the registry is ~1 s of a city's
+    daily ranking; the daily job keeps these per registry (pipelines/registry_cache.py).
+    """
+
+    members: np.ndarray
+    """Household code of each person (-1: a household not in the registry)."""
+    addresses: np.ndarray
+    """Each household's row in the addresses table (-1: none; the first when an address id repeats)."""
+    addresses_unique: bool
+    """Whether the addresses table's ids are distinct (else the place columns go the way of pandas' reindex)."""
+
+
+def registry_keys(tables: dict[str, pd.DataFrame], codes: pd.Series) -> RegistryKeys:
+    """The :class:`RegistryKeys` of the registry tables ``persons``, ``households`` and ``addresses``."""
+    members = _coded(positions_in(tables["persons"]["household_id"], codes.index), codes.to_numpy())
+    addresses = tables["addresses"]["address_id"]
+    rows = positions_in(tables["households"]["address_id"], addresses)
+    return RegistryKeys(members, rows, bool(addresses.is_unique))
+
+
+def _coded(pos: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``of`` at the positions ``pos`` (-1 where a position is -1)."""
+    return np.where(pos >= 0, of[np.maximum(pos, 0)], -1).astype(np.int64)
+
+
+def household_keys(
+    calls: pd.DataFrame, tables: dict[str, pd.DataFrame], codes: pd.Series, registry: RegistryKeys | None = None
+) -> HouseholdKeys:
+    """The household code of every call, caller, person, case, visit and relation end (-1: not in the registry).
+
+    ``registry``: :func:`registry_keys` of these tables, when the caller kept it.
+    """
     persons, relations = tables["persons"], tables["relations"]
-    code_of = codes.to_numpy()
-
-    def coded(pos: np.ndarray, of: np.ndarray) -> np.ndarray:
-        return np.where(pos >= 0, of[np.maximum(pos, 0)], -1).astype(np.int64)
-
-    by_household = positions_in_many(
-        [calls["household_id"], tables["visits"]["household_id"], persons["household_id"]], codes.index
-    )
-    call_codes, visits, members = (coded(pos, code_of) for pos in by_household)
+    members = (registry or registry_keys(tables, codes)).members
+    by_household = positions_in_many([calls["household_id"], tables["visits"]["household_id"]], codes.index)
+    call_codes, visits = (_coded(pos, codes.to_numpy()) for pos in by_household)
     by_person = positions_in_many(
         [calls["person_id"], tables["cases"]["person_id"], relations["person_id_a"], relations["person_id_b"]],
         persons["person_id"],
     )
-    callers, cases, side_a, side_b = (coded(pos, members) for pos in by_person)
+    callers, cases, side_a, side_b = (_coded(pos, members) for pos in by_person)
     return HouseholdKeys(call_codes, callers, members, cases, visits, np.concatenate([side_a, side_b]))

@@ -24,7 +24,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.household_keys import arrow_strings, code_households, household_keys, household_of, positions_in
+from features.distinct import distinct_sorted
+from features.household_keys import (
+    RegistryKeys,
+    arrow_strings,
+    code_households,
+    household_keys,
+    household_of,
+    registry_keys,
+)
 from features.schema import CATEGORIES, VIOLENT_CHARGES
 
 CUE_GROUPS = ("violence", "weapon", "injury", "threat", "alcohol", "self_harm", "separation", "repeat")
@@ -161,7 +169,7 @@ def candidate_snapshots(
     entity = call_codes[chosen]
     keep = entity >= 0
     index = WindowIndex.build(entity[keep], to_seconds(disputes["received_at"])[keep])
-    households = np.unique(entity[keep])
+    households = distinct_sorted(entity[keep])
     date_sec = to_seconds(dates)
     hh = np.repeat(households, len(date_sec))
     end = np.tile(date_sec, len(households))
@@ -273,11 +281,14 @@ def build_snapshots(
     dates: pd.DatetimeIndex,
     scored_points: dict[str, np.ndarray] | None = None,
     all_households: bool = False,
+    registry: RegistryKeys | None = None,
 ) -> Snapshots:
     """Point-in-time features for every (household, date) with a dispute call in the year before.
 
     With ``all_households`` every registered household gets a row, and the
     column ``in_scope`` says which ones had a dispute call in the year before.
+    ``registry``: ``features.household_keys.registry_keys`` of ``tables``, when the caller kept it
+    (the daily ranking keeps it per registry; the features are the same either way).
 
     ``calls`` is one row per incident with ``household_id`` (linked; null when
     unlinked), ``person_id`` (linked caller, nullable), ``received_at``,
@@ -288,7 +299,8 @@ def build_snapshots(
     """
     households, persons = tables["households"], tables["persons"]
     codes = household_codes(households)
-    keys = household_keys(calls, tables, codes)
+    registry = registry or registry_keys(tables, codes)
+    keys = household_keys(calls, tables, codes, registry)
     if all_households:
         snaps = all_household_snapshots(calls, codes, dates, call_codes=keys.calls)
     else:
@@ -323,7 +335,7 @@ def build_snapshots(
         else:
             values[:, j] = feature
     frame = pd.DataFrame(values, columns=names, copy=False)
-    household_id, station_id, county_code = _place_columns(households, tables["addresses"], codes, hh)
+    household_id, station_id, county_code = _place_columns(households, tables["addresses"], codes, hh, registry)
     frame.insert(0, "household_id", household_id)
     frame.insert(1, "snapshot_date", pd.to_datetime(end, unit="s"))
     frame.insert(2, "station_id", station_id)
@@ -336,24 +348,24 @@ def build_snapshots(
 
 
 def _place_columns(
-    households: pd.DataFrame, addresses: pd.DataFrame, codes: pd.Series, hh: np.ndarray
+    households: pd.DataFrame, addresses: pd.DataFrame, codes: pd.Series, hh: np.ndarray, registry: RegistryKeys
 ) -> tuple[pd.api.extensions.ExtensionArray | np.ndarray, ...]:
     """Each row's household id, station and county.
 
-    With Arrow string columns (what the loaders give) they are taken in Arrow:
-    the same strings as through Python objects, which cost a second per column
+    With Arrow string columns (what the loaders give) they are taken in Arrow, at the address rows
+    of ``registry``: the same strings as through Python objects, which cost a second per column
     for a city; other columns take the object path.
     """
     columns = (households["household_id"], households["address_id"], addresses["address_id"])
     columns += (addresses["station_id"], addresses["county_code"])
-    if all(isinstance(c.dtype, pd.StringDtype) and c.dtype.storage == "pyarrow" for c in columns):
-        address = positions_in(pa.array(households["address_id"].array).take(hh), addresses["address_id"])
-        if addresses["address_id"].is_unique:
-            return (
-                households["household_id"].array.take(hh),
-                addresses["station_id"].array.take(address, allow_fill=True),
-                addresses["county_code"].array.take(address, allow_fill=True),
-            )
+    arrow = all(isinstance(c.dtype, pd.StringDtype) and c.dtype.storage == "pyarrow" for c in columns)
+    if arrow and registry.addresses_unique:
+        address = registry.addresses[hh]
+        return (
+            households["household_id"].array.take(hh),
+            addresses["station_id"].array.take(address, allow_fill=True),
+            addresses["county_code"].array.take(address, allow_fill=True),
+        )
     by_address = addresses.set_index("address_id")
     address_of = households["address_id"].to_numpy()[hh]
     return (

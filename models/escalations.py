@@ -24,6 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from features.household_keys import positions_in
 from features.schema import VIOLENT_CHARGES
 from models.levels import worst_scenarios
 from models.warning import Scenario, load_scenarios, points_at_snapshots
@@ -54,8 +55,9 @@ def household_places(
     million rows, the violent cases of a year name a few thousand households.
     """
     if only is not None:
-        households = households[households["household_id"].isin(pd.unique(np.asarray(only, dtype=object)))]
-        addresses = addresses[addresses["address_id"].isin(households["address_id"].unique())]
+        # looked up in Arrow: ``isin`` on Arrow strings builds its value set as Python objects, one per id
+        households = households[positions_in(households["household_id"], np.asarray(only, dtype=object)) >= 0]
+        addresses = addresses[positions_in(addresses["address_id"], households["address_id"]) >= 0]
     place = addresses.drop_duplicates("address_id").set_index("address_id")[["station_id", "county_code"]]
     hh = households[["household_id", "address_id"]].drop_duplicates("household_id")
     located = place.reindex(hh["address_id"].to_numpy())
@@ -80,7 +82,7 @@ def violent_case_households(
     violent = cases[cases["charge"].isin(VIOLENT_CHARGES)]
     opened = pd.to_datetime(violent["opened_at"])
     violent = violent[(opened >= start) & (opened < end)]
-    named = persons[persons["person_id"].isin(violent["person_id"].unique())]  # a few of the city's millions
+    named = persons[positions_in(persons["person_id"], violent["person_id"]) >= 0]  # a few of the city's millions
     household = violent["person_id"].map(named.drop_duplicates("person_id").set_index("person_id")["household_id"])
     rows = pd.DataFrame(
         {
@@ -166,7 +168,7 @@ def escalation_lead_times(
     grid_code = np.repeat(pair_code, steps)
     # the rules read only these households' calls: the rest of a city's (a hundred times more) would be
     # matched against them for nothing
-    own = calls[calls["household_id"].isin(households)].reset_index(drop=True)
+    own = calls[positions_in(calls["household_id"], households) >= 0].reset_index(drop=True)
     codes = (households.get_indexer(own["household_id"].to_numpy(object)), grid_code)
     level = rules_levels(own, pd.Series(grid_code), pd.Series(days), scenarios, codes).reshape(len(pairs), steps)
     warned = pd.notna(level)

@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.distinct import all_distinct
 from features.household_keys import arrow_strings
 from features.linking import DETAIL_COLUMNS, REQUIRED_COLUMNS, LinkResult, link_incidents, link_stats
 from models.rules import rule_verdicts
@@ -275,7 +276,7 @@ class _Store:
             shutil.rmtree(self.folder, ignore_errors=True)
             return None
         hashes = frame[_KEY_HASH].to_numpy(np.uint64)
-        if len(np.unique(hashes)) == len(hashes):  # no key twice (hashes cover the id): nothing to drop
+        if all_distinct(hashes):  # no key twice (hashes cover the id): nothing to drop
             return frame
         return frame.drop_duplicates([_KEY_ID, _KEY_HASH], keep="last")
 

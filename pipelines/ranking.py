@@ -190,7 +190,13 @@ def household_features(
     Also returns the snapshots themselves: their per-call household codes and caller flags
     serve the online tables (``Scored.codes``).
     """
-    snaps = build_snapshots(prepared.calls, prepared.tables, pd.DatetimeIndex([day]), all_households=True)
+    from pipelines.household_keys_cache import cached_registry_keys
+    from pipelines.incident_readings import store_of
+
+    store = store_of(prepared)  # with the incident cache, the registry's keys are kept per registry
+    registry = cached_registry_keys(prepared.tables, store.scope if store else None, prepared.cache)
+    day_index = pd.DatetimeIndex([day])
+    snaps = build_snapshots(prepared.calls, prepared.tables, day_index, all_households=True, registry=registry)
     frame = snaps.frame
     points = points_at_snapshots(
         prepared.calls, frame["household_id"], frame["snapshot_date"], load_scenarios(), snaps.codes
@@ -379,7 +385,7 @@ def serving_tables(prepared: Prepared, scored: Scored, history_days: int) -> dic
     frame = scored.frame
     from_calls = set(call_feature_names()) | {n for n in scored.feature_names if n.startswith("points_")}
     static = [n for n in scored.feature_names if n not in from_calls]
-    features = frame[["household_id", *static]].copy()
+    features = frame[["household_id", *static]]  # a new frame already (copy-on-write): not copied twice
     features["probability"] = scored.probability.astype(np.float32)
 
     tables = prepared.tables

@@ -48,7 +48,7 @@ def model_reasons(scored: Scored, rows: np.ndarray, n: int) -> list[list[str]]:
 
 def rule_reasons(prepared: Prepared, households: np.ndarray, day: pd.Timestamp) -> dict[str, list[str]]:
     """The scoring rules' reasons (积分预警) for each household, as of the morning of ``day``."""
-    calls = prepared.calls[prepared.calls["household_id"].isin(set(households))]
+    calls = prepared.calls[positions_in(prepared.calls["household_id"], households) >= 0]
     calls = calls[calls["received_at"] < day]
     if calls.empty:
         return {}
@@ -68,7 +68,7 @@ def recent_calls(
     """
     calls = prepared.calls
     mask = (
-        calls["household_id"].isin(set(households))
+        (positions_in(calls["household_id"], households) >= 0)
         & (calls["received_at"] >= day - pd.Timedelta(days=EVIDENCE_DAYS))
         & (calls["received_at"] < day)
     )

@@ -11,7 +11,7 @@ stored registry is valid exactly as long as the links cached next to it.
 
 **Storage.** One uncompressed Arrow IPC file per table, one record batch each, in a sealed
 folder (pipelines/sealed_files.py: files renamed into place, ``index.json`` with each file's
-sha256 last), read back as a memory map of the page cache, like the kept registry tables
+checksum last), read back as a memory map of the page cache, like the kept registry tables
 (pipelines/table_cache.py). The zstd files it replaced took a sixth of the disk (78 MB against
 482 MB for the full city) but 1.36 s to read back with their sha256 check, against 0.70 s mapped, and
 were decompressed into fresh memory every day (docs/decisions.md, issue 14's sixth round).

@@ -123,7 +123,7 @@ def _read(folder: Path, stats: Any) -> tuple[pd.DataFrame, pd.DataFrame, int, di
             return None
         files, meta = stored
         data = ipc_frame(files["data.arrow"])
-        quarantine = pickle.loads(files["quarantine.pickle"])  # written by this module, checked by its sha256
+        quarantine = pickle.loads(files["quarantine.pickle"])  # written by this module, checked against its seal
         dates = {c: tuple(None if v is None else pd.Timestamp(v) for v in span) for c, span in meta["dates"].items()}
         return data, quarantine, int(meta["read"]), dates
     except (SealBroken, pa.ArrowException, KeyError, ValueError, TypeError, pickle.UnpicklingError) as exc:
