@@ -17,7 +17,7 @@ import pyarrow
 import pyarrow.compute as pc
 
 from features.schema import DTYPES, Col, Table
-from features.utf8_bytes import HASH_BASE, utf8_bytes
+from features.utf8_bytes import utf8_bytes, utf8_hashes
 
 _TRUE = {"true", "t", "1", "yes", "y", "是"}
 _FALSE = {"false", "f", "0", "no", "n", "否"}
@@ -126,22 +126,12 @@ def surely_unique(typed: pd.DataFrame, key: tuple[str, ...]) -> bool:
     """
     if len(key) != 1 or str(typed[key[0]].dtype) != "str":
         return False
-    arr, offsets, data = utf8_bytes(pyarrow.array(typed[key[0]], from_pandas=True))
+    arr, offsets, _ = utf8_bytes(pyarrow.array(typed[key[0]], from_pandas=True))
     if arr.null_count or len(arr) < 2:
         return arr.null_count == 0
-    start, length = offsets[:-1], np.diff(offsets)
-    if length.max() > 64:
+    if np.diff(offsets).max() > 64:
         return False
-    hashed = length.astype(np.uint64)
-    width = int(length[0])
-    if (length == width).all():  # one width (the usual key): the bytes are one (rows x width) matrix
-        matrix = data[offsets[0] : offsets[0] + len(arr) * width].reshape(len(arr), width)
-        for j in range(width):
-            hashed = hashed * np.uint64(HASH_BASE) + matrix[:, j] + np.uint64(1)
-    else:
-        for j in range(int(length.max())):
-            byte = data[np.minimum(start + j, len(data) - 1)].astype(np.uint64)
-            hashed = hashed * np.uint64(HASH_BASE) + np.where(j < length, byte + np.uint64(1), np.uint64(0))
+    hashed = utf8_hashes(arr)
     hashed.sort()  # sorted, a repeat sits next to itself (a hash table over these values was slower)
     return not (hashed[1:] == hashed[:-1]).any()
 

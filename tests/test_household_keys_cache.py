@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.household_keys import registry_keys
+from features.household_keys import KeyIndex, registry_keys
 from features.snapshots import build_snapshots, household_codes
 from pipelines.household_keys_cache import KIND, cached_registry_keys
 from pipelines.preparation import prepare
@@ -48,11 +48,19 @@ def test_kept_keys_give_the_same_features_and_are_read_back(prepared, tmp_path: 
         read = cached_registry_keys(prepared.tables, tmp_path, counts)
     assert not caplog.records and counts == {}
     assert {p.name: p.stat().st_mtime_ns for p in _folder(tmp_path).iterdir()} == stamps  # read, not written again
+    indexes = {
+        "household_index": KeyIndex.build(prepared.tables["households"]["household_id"]),
+        "person_index": KeyIndex.build(prepared.tables["persons"]["person_id"]),
+    }
     for keys in (written, read):
         np.testing.assert_array_equal(keys.members, fresh.members)
         np.testing.assert_array_equal(keys.addresses, fresh.addresses)
         assert keys.addresses_unique is True
+        for name, index in indexes.items():
+            np.testing.assert_array_equal(getattr(keys, name).hashes, index.hashes)
+            np.testing.assert_array_equal(getattr(keys, name).rows, index.rows)
     pd.testing.assert_frame_equal(_features(prepared, read), _features(prepared), check_exact=True)
+    assert fresh.household_index is None and fresh.person_index is None  # one run: the lookups hash the ids
     np.testing.assert_array_equal(cached_registry_keys(prepared.tables, None, counts).members, fresh.members)
 
 
