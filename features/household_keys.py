@@ -4,7 +4,8 @@ Every feature of :mod:`features.snapshots` is indexed by a dense household code.
 registry holds a million households and millions of persons, and pandas' ``Series.map`` over
 Arrow strings rebuilds a hash index of the registry on every call (seconds each); here the
 ids are looked up with ``pyarrow.compute.index_in``, and :func:`household_keys` hashes each key
-set once for all tables.
+set once for all tables. What depends on the registry alone (:class:`RegistryKeys`, with a
+:class:`KeyIndex` of the households' and persons' ids) the daily job keeps between runs.
 """
 
 from __future__ import annotations
@@ -136,9 +137,10 @@ class KeyIndex:
 class RegistryKeys:
     """What :func:`household_keys` and the snapshots' place columns read of the registry alone.
 
-    A daily export repeats the registry unchanged on most days, and hashing its 2.87M persons'
-    household ids and 1.15M households' address ids against the registry is ~1 s of a city's
-    daily ranking; the daily job keeps these per registry (pipelines/registry_cache.py).
+    A daily export repeats the registry unchanged on most days, and finding these for a city
+    (2.87M persons' household ids and 1.15M households' address ids hashed against the registry,
+    and the two :class:`KeyIndex`) is ~2 s of its daily ranking; the daily job keeps them per
+    registry (pipelines/household_keys_cache.py).
     """
 
     members: np.ndarray
