@@ -164,10 +164,9 @@ def registry_keys(tables: dict[str, pd.DataFrame], codes: pd.Series, indexed: bo
     members = _coded(positions_in(tables["persons"]["household_id"], codes.index), codes.to_numpy())
     addresses = tables["addresses"]["address_id"]
     rows = positions_in(tables["households"]["address_id"], addresses)
-    if not indexed:
-        return RegistryKeys(members, rows, bool(addresses.is_unique))
-    households, persons = tables["households"]["household_id"], tables["persons"]["person_id"]
-    return RegistryKeys(members, rows, bool(addresses.is_unique), KeyIndex.build(households), KeyIndex.build(persons))
+    ids = (tables["households"]["household_id"], tables["persons"]["person_id"])
+    indexes = [KeyIndex.build(keys) for keys in ids] if indexed else [None, None]
+    return RegistryKeys(members, rows, bool(addresses.is_unique), *indexes)
 
 
 def _coded(pos: np.ndarray, of: np.ndarray) -> np.ndarray:

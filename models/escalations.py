@@ -162,14 +162,14 @@ def escalation_lead_times(
     # The grid of (pair, morning ``back`` days before), pair-major, in integer codes: a city's 12k pairs make
     # 1.1M rows, whose household ids as strings were hashed, repeated and grouped (seconds of every ranking).
     pair_code, households = pd.factorize(pairs["household_id"].to_numpy(object))
-    households = pd.Index(households)
     steps = lookback_days + 1
     days = (pairs["day"].to_numpy()[:, None] - np.arange(steps)[None, :] * np.timedelta64(1, "D")).ravel()
     grid_code = np.repeat(pair_code, steps)
     # the rules read only these households' calls: the rest of a city's (a hundred times more) would be
     # matched against them for nothing
-    own = calls[positions_in(calls["household_id"], households) >= 0].reset_index(drop=True)
-    codes = (households.get_indexer(own["household_id"].to_numpy(object)), grid_code)
+    call_code = positions_in(calls["household_id"], households)  # the call's household among the pairs' (-1: none)
+    own = calls[call_code >= 0].reset_index(drop=True)
+    codes = (call_code[call_code >= 0], grid_code)
     level = rules_levels(own, pd.Series(grid_code), pd.Series(days), scenarios, codes).reshape(len(pairs), steps)
     warned = pd.notna(level)
     # the earliest warned morning is the largest ``back`` with a level; NaN when none
