@@ -3,9 +3,9 @@
 Each operation is fuzzed with schema-conforming (positive) and
 schema-breaking (negative) requests, with a valid city key, and every
 response goes through schemathesis' ``not_a_server_error`` and
-``response_schema_conformance`` checks. ``YUJING_FUZZ_EXAMPLES`` sets the
+``response_schema_conformance`` checks. ``YUJING_TEST_FUZZ_EXAMPLES`` sets the
 examples per operation and mode (default 25: about 300 cases, ~10 s); the
-issue's full measurement is ``YUJING_FUZZ_EXAMPLES=1000`` (about 12,000
+issue's full measurement is ``YUJING_TEST_FUZZ_EXAMPLES=1000`` (about 12,000
 cases, ~6 min; 860 gave 10,322: small input spaces run out early). Answers
 the random data rarely reaches (a known household's risk, a date's ranking,
 a warning's move) are checked from seeded cases first.
@@ -27,7 +27,7 @@ from serving.app import create_app
 
 pytestmark = pytest.mark.xdist_group("trained")
 
-EXAMPLES = int(os.environ.get("YUJING_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("YUJING_TEST_FUZZ_EXAMPLES", "25"))
 CITY_KEY = "fuzz-city-key-0123456789"
 HEADERS = {"X-API-Key": CITY_KEY}
 
