@@ -19,7 +19,7 @@ cases, households and stations, dates, charges and levels).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,17 @@ from models.warning import Scenario, load_scenarios, points_at_snapshots
 
 LOOKBACK_DAYS = 90
 """How far back a first warning counts as "beforehand": the escalation model's horizon (horizon_days)."""
+
+LevelGrid = Callable[[pd.DataFrame, pd.DataFrame, Callable[[np.ndarray], np.ndarray]], np.ndarray]
+"""How :func:`escalation_lead_times` gets the rules' levels of its (household, case day) pairs.
+
+Called as ``grid(pairs, calls, compute)``: ``pairs`` has ``household_id`` and ``day`` (the
+case's day) per pair, ``calls`` the calls of those households the rules read, and
+``compute(rows)`` gives the levels of the pairs at positions ``rows``, one row per pair and one
+column per morning (the case's own first, then each day back). A pair's levels depend on its
+household's calls received before the case's day only, so a daily run may keep them
+(pipelines/escalation_cache.py); the default computes every pair.
+"""
 
 COLUMNS = (
     "case_id",
@@ -140,6 +151,7 @@ def escalation_lead_times(
     end: pd.Timestamp | str,
     lookback_days: int = LOOKBACK_DAYS,
     scenarios: Mapping[str, Scenario] | None = None,
+    grid: LevelGrid | None = None,
 ) -> pd.DataFrame:
     """Violent cases opened in ``[start, end)`` with the rules' level before each and the lead time.
 
@@ -150,7 +162,8 @@ def escalation_lead_times(
     ``first_rules_warning_at`` the earliest morning in the ``lookback_days``
     days before (that morning included) on which the level was blue or worse
     (NaT when never); ``lead_days`` the whole days from that morning to the
-    day of the case (0: warned that very morning; NaN: not warned).
+    day of the case (0: warned that very morning; NaN: not warned). ``grid``: where the
+    levels of the pairs come from (:data:`LevelGrid`; default: computed here, all of them).
     """
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     rows = violent_case_households(cases, persons, start, end)
@@ -163,14 +176,20 @@ def escalation_lead_times(
     # 1.1M rows, whose household ids as strings were hashed, repeated and grouped (seconds of every ranking).
     pair_code, households = pd.factorize(pairs["household_id"].to_numpy(object))
     steps = lookback_days + 1
-    days = (pairs["day"].to_numpy()[:, None] - np.arange(steps)[None, :] * np.timedelta64(1, "D")).ravel()
-    grid_code = np.repeat(pair_code, steps)
+    days = pairs["day"].to_numpy()[:, None] - np.arange(steps)[None, :] * np.timedelta64(1, "D")  # pair x back
     # the rules read only these households' calls: the rest of a city's (a hundred times more) would be
     # matched against them for nothing
     call_code = positions_in(calls["household_id"], households)  # the call's household among the pairs' (-1: none)
     own = calls[call_code >= 0].reset_index(drop=True)
-    codes = (call_code[call_code >= 0], grid_code)
-    level = rules_levels(own, pd.Series(grid_code), pd.Series(days), scenarios, codes).reshape(len(pairs), steps)
+    own_code = call_code[call_code >= 0]
+
+    def compute(which: np.ndarray) -> np.ndarray:
+        """The levels of the pairs at ``which``: each pair's rows depend on its household's calls only."""
+        rows_code, rows_days = np.repeat(pair_code[which], steps), days[which].ravel()
+        level = rules_levels(own, pd.Series(rows_code), pd.Series(rows_days), scenarios, (own_code, rows_code))
+        return level.reshape(len(which), steps)
+
+    level = compute(np.arange(len(pairs))) if grid is None else grid(pairs.reset_index(drop=True), own, compute)
     warned = pd.notna(level)
     # the earliest warned morning is the largest ``back`` with a level; NaN when none
     first_back = np.where(warned.any(axis=1), steps - 1 - np.argmax(warned[:, ::-1], axis=1), np.nan)

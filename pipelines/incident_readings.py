@@ -90,9 +90,22 @@ class IncidentStore:
     counts: dict[str, Any]
     _windows: dict[Any, tuple[np.ndarray, pd.DataFrame]] = field(default_factory=dict, repr=False)
 
-    def _run(self, kind: str, version: str, rows: pd.DataFrame, compute: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    def cached(
+        self,
+        kind: str,
+        version: str,
+        rows: pd.DataFrame,
+        compute: Any,
+        inputs: Sequence[str] = RULE_INPUTS,
+        text: Sequence[str] = (),
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """``compute``'s columns for ``rows`` (keyed by ``incident_id`` and ``inputs``), the cached ones reused.
+
+        Also what other per-row results of a run use (pipelines/escalation_cache.py): ``rows``
+        then holds their own key in ``incident_id``. ``text``: columns returned as Arrow strings.
+        """
         stats = CacheStats()
-        values, hit = _cached(_Store(self.scope, kind, version), rows, RULE_INPUTS, compute, stats)
+        values, hit = _cached(_Store(self.scope, kind, version), rows, inputs, compute, stats, text)
         self.counts[f"{kind}_hits"] = self.counts.get(f"{kind}_hits", 0) + int(hit.sum())
         self.counts[f"{kind}_misses"] = self.counts.get(f"{kind}_misses", 0) + int((~hit).sum())
         if stats.rebuilt:
@@ -108,7 +121,7 @@ class IncidentStore:
         if len(rows) == 0:
             return read_texts([])
         version = source_version(READING_SOURCES, f"lexicon {default_lexicon().version}")
-        values, _ = self._run(
+        values, _ = self.cached(
             "readings", version, incidents.iloc[rows], lambda miss: read_texts(miss["narrative"].tolist())
         )
         values["is_dispute"] = values["is_dispute"].to_numpy().astype(bool)
@@ -141,7 +154,7 @@ class IncidentStore:
         def compute(miss: pd.DataFrame) -> pd.DataFrame:
             return pd.DataFrame({"ood": featurizer.ood_scores(miss["narrative"].astype(str).tolist())})
 
-        values, _ = self._run("ood", source_version(OOD_SOURCES, extra), incidents.iloc[rows], compute)
+        values, _ = self.cached("ood", source_version(OOD_SOURCES, extra), incidents.iloc[rows], compute)
         return values["ood"].to_numpy().astype(np.float64)
 
 

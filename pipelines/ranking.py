@@ -445,14 +445,24 @@ ESCALATION_DAYS = 365
 
 
 def recent_escalations(prepared: Prepared, day: pd.Timestamp) -> pd.DataFrame:
-    """Violent cases opened in the year before ``day``, with the rules' level before each and the lead time."""
-    from models.escalations import escalation_lead_times, household_places, violent_case_households
+    """Violent cases opened in the year before ``day``, with the rules' level before each and the lead time.
+
+    With an incident cache, the levels of cases seen before are kept (pipelines/escalation_cache.py).
+    """
+    from models.escalations import LOOKBACK_DAYS, escalation_lead_times, household_places, violent_case_households
+    from models.warning import load_scenarios
+    from pipelines.escalation_cache import cached_grid
+    from pipelines.incident_readings import store_of
 
     tables = prepared.tables
     start = day - pd.Timedelta(days=ESCALATION_DAYS)
     involved = violent_case_households(tables["cases"], tables["persons"], start, day)["household_id"]
     places = household_places(tables["households"], tables["addresses"], only=involved)
-    return escalation_lead_times(prepared.calls, tables["cases"], tables["persons"], places, start, day)
+    scenarios, store = load_scenarios(), store_of(prepared)
+    grid = None if store is None else cached_grid(store, scenarios, LOOKBACK_DAYS)
+    return escalation_lead_times(
+        prepared.calls, tables["cases"], tables["persons"], places, start, day, LOOKBACK_DAYS, scenarios, grid
+    )
 
 
 def warnings_rows(ranking: pd.DataFrame) -> pd.DataFrame:

@@ -94,6 +94,7 @@ def test_next_day_from_the_cache_publishes_the_same_files(days: dict) -> None:
     )
     assert first.date == days["prev_date"]
     assert first.cache["rules_hits"] == 0 and first.cache["links_hits"] == 0
+    assert first.cache["escalations_hits"] == 0 < first.cache["escalations_misses"]
     assert (first.cache["tables_hits"], first.cache["tables_misses"]) == (0, 4)  # the registry's 4 tables kept
     published = {}
     for name, cache_dir in (("incremental", cache), ("full", None)):
@@ -117,6 +118,8 @@ def test_next_day_from_the_cache_publishes_the_same_files(days: dict) -> None:
             assert n_new == result.cache["links_misses"] > 0  # the day's new calls, and only those
             assert (result.cache["tables_hits"], result.cache["tables_misses"]) == (4, 0)  # same registry bytes
             assert result.cache["bytes_on_disk"] + result.cache["tables_bytes"] == cache_size(cache) > 0
+            # the rules' levels before yesterday's violent cases are read back; only newer cases' computed
+            assert result.cache["escalations_hits"] > result.cache["escalations_misses"]
     assert result.date > days["prev_date"]
     assert "manifest.json" in published["full"] and "ranking.parquet" in published["full"]
     assert published["incremental"] == published["full"]

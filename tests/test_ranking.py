@@ -216,6 +216,8 @@ def test_the_cli_ranks_prints_the_top_ten_and_reruns_identically_in_another_proc
     some = r"[1-9][\d,]*"
     assert re.search(rf"recent-call readings 0 reused, {some} read; text drift 0 reused, {some} scored", first)
     assert re.search(rf"recent-call readings {some} reused, 0 read; text drift {some} reused, 0 scored", second)
+    assert re.search(rf"escalations' rules levels 0 reused, {some} computed", first)
+    assert re.search(rf"escalations' rules levels {some} reused, 0 computed", second)
     same = [[line for line in out.split("database:")[0].splitlines() if not line.startswith("incident cache:")]
             for out in outputs]  # fmt: skip
     assert same[0] == same[1]  # same summary and counts

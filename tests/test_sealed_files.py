@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import sealed_files
 from pipelines.sealed_files import INDEX, SealBroken, read_sealed, write_sealed
 
 FILES = {"data.arrow": bytes(range(256)) * 300, "empty.bin": b"", "meta.pickle": b"\x80\x05N."}
@@ -43,6 +44,23 @@ def test_a_damaged_file_is_refused(tmp_path: Path, damage, mapped: bool) -> None
         read_sealed(tmp_path / "f", mapped=mapped)
 
 
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_file_of_many_pieces_reads_back_and_pieces_swapped_are_refused(
+    tmp_path: Path, mapped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sealed_files, "PIECE", 1000)  # FILES' 76,800 bytes: 77 pieces, checked two at a time
+    write_sealed(tmp_path / "f", FILES)
+    index = json.loads((tmp_path / "f" / INDEX).read_text(encoding="utf-8"))
+    assert len(index["files"]["data.arrow"]["crc32"]) == 77
+    files, _ = read_sealed(tmp_path / "f", mapped=mapped)
+    assert bytes(files["data.arrow"]) == FILES["data.arrow"]
+    path = _stored(tmp_path / "f", "data.arrow")
+    data = path.read_bytes()
+    path.write_bytes(data[1000:2000] + data[:1000] + data[2000:])  # the first two pieces swapped
+    with pytest.raises(SealBroken, match="does not match its checksum"):
+        read_sealed(tmp_path / "f", mapped=mapped)
+
+
 def test_an_index_without_this_format_s_checksums_is_refused(tmp_path: Path) -> None:
     """An index written by the sha256 format before it (or edited by hand) is a miss, not a pass."""
     write_sealed(tmp_path / "f", FILES)
@@ -52,6 +70,17 @@ def test_an_index_without_this_format_s_checksums_is_refused(tmp_path: Path) -> 
         entry["sha256"] = "0" * 64
     (tmp_path / "f" / INDEX).write_text(json.dumps(index), encoding="utf-8")
     with pytest.raises(SealBroken):
+        read_sealed(tmp_path / "f")
+
+
+def test_an_index_of_one_crc_per_file_is_refused(tmp_path: Path) -> None:
+    """The eighth round's index held one CRC-32 per file, as text: read as damage, the folder is written anew."""
+    write_sealed(tmp_path / "f", FILES)
+    index = json.loads((tmp_path / "f" / INDEX).read_text(encoding="utf-8"))
+    for entry in index["files"].values():
+        entry["crc32"] = entry["crc32"][0]
+    (tmp_path / "f" / INDEX).write_text(json.dumps(index), encoding="utf-8")
+    with pytest.raises(SealBroken, match="does not match its checksum"):
         read_sealed(tmp_path / "f")
 
 

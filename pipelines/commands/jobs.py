@@ -376,7 +376,8 @@ def rank(
             f"incident cache: rules {c['rules_hits']:,} reused, {c['rules_misses']:,} scored; links "
             f"{c['links_hits']:,} reused, {c['links_misses']:,} linked; recent-call readings "
             f"{c.get('readings_hits', 0):,} reused, {c.get('readings_misses', 0):,} read; text drift "
-            f"{c.get('ood_hits', 0):,} reused, {c.get('ood_misses', 0):,} scored; registry tables "
+            f"{c.get('ood_hits', 0):,} reused, {c.get('ood_misses', 0):,} scored; escalations' rules levels "
+            f"{c.get('escalations_hits', 0):,} reused, {c.get('escalations_misses', 0):,} computed; registry tables "
             f"{c.get('tables_hits', 0)} reused, {c.get('tables_misses', 0)} validated; "
             f"{(c['bytes_on_disk'] + c.get('tables_bytes', 0)) / 2**20:,.1f} MiB on disk"
             + (f"; {len(c['scopes_removed'])} unused scope(s) removed" if c.get("scopes_removed") else "")
