@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_escalations import CALLS, CASES, PERSONS, PLACES, _calls
 
 from models.escalations import LOOKBACK_DAYS, escalation_lead_times
 from models.warning import load_scenarios
 from pipelines.escalation_cache import cached_grid, calls_before, decode, encode
 from pipelines.incident_readings import IncidentStore
-from tests.test_escalations import CALLS, CASES, PERSONS, PLACES, _calls
 
 START, END = "2024-04-01", "2024-06-30"
 
