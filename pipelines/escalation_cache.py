@@ -118,11 +118,14 @@ def calls_before(households: pd.Series, days: np.ndarray, calls: pd.DataFrame) -
 
 
 def encode(levels: np.ndarray) -> list[str]:
-    """One text per row of a (pairs x mornings) level matrix: a character per morning."""
-    chars = np.array([_NONE, *(str(i) for i in range(len(LEVELS)))], dtype=object)
-    index = {level: i + 1 for i, level in enumerate(LEVELS)}
-    coded = np.array([[index[v] if isinstance(v, str) else 0 for v in row] for row in levels], dtype=np.int64)
-    return ["".join(chars[row]) for row in coded]
+    """One text per row of a (pairs x mornings) level matrix: a character per morning (:data:`_NONE` below blue)."""
+    chars = np.full(np.shape(levels), ord(_NONE), dtype=np.uint8)
+    for i, level in enumerate(LEVELS):
+        chars[levels == level] = ord(str(i))
+    unknown = (chars == ord(_NONE)) & pd.notna(levels)
+    if unknown.any():
+        raise ValueError(f"{KIND}: a level outside {LEVELS} cannot be stored")
+    return [row.tobytes().decode("ascii") for row in chars]
 
 
 def decode(texts: pd.Series | pd.api.extensions.ExtensionArray, mornings: int) -> np.ndarray:

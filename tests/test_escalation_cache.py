@@ -84,3 +84,5 @@ def test_levels_are_stored_and_read_back_exactly(mornings: int) -> None:
     assert (decode(texts, mornings) == levels).all()
     with pytest.raises(ValueError, match="mornings"):
         decode(texts, mornings + 1)
+    with pytest.raises(ValueError, match="outside"):  # a level the store has no character for is not stored as none
+        encode(np.array([["red", "purple"]], dtype=object))
